@@ -1,0 +1,227 @@
+//! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
+
+use crate::ModelArgs;
+use bert_edge::tokenize::{BertTokenizer, Encoded};
+use bert_edge::{Encoder, Flavour, Plan};
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub struct Options {
+    tokenizer: Option<PathBuf>,
+    hidden_states: bool,
+}
+
+impl Options {
+    pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        Ok(Options {
+            tokenizer: args.opt_value_from_str("--tokenizer").map_err(|e| e.to_string())?,
+            hidden_states: args.contains("--hidden-states"),
+        })
+    }
+}
+
+/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model, else `models/`.
+fn find_tokenizer(opts: &Options, model: &std::path::Path) -> Option<PathBuf> {
+    if let Some(t) = &opts.tokenizer {
+        return Some(t.clone());
+    }
+    let beside = model.parent().map(|d| d.join("tokenizer.json"));
+    let beside_parent = model.parent().and_then(|d| d.parent()).map(|d| d.join("tokenizer.json"));
+    [beside, beside_parent, Some(PathBuf::from("models/tokenizer.json"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
+/// Buffers allocated once and reused for every line.
+struct Buffers {
+    enc: Encoded,
+    embeds: Vec<f32>,
+    hidden: Vec<f32>,
+    pooled: Vec<f32>,
+    real: usize,
+}
+
+pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
+    let plan = Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
+    if plan.info().batch != 1 {
+        return Err((2, format!("encode needs a batch-1 plan, this one has batch {}", plan.info().batch)));
+    }
+    let tokenizer = match find_tokenizer(opts, &m.model) {
+        Some(p) => Some(BertTokenizer::from_file(&p).map_err(|e| (2, e.to_string()))?),
+        None => {
+            eprintln!("bert-edge: no tokenizer.json found: only input_ids / inputs_embeds lines will work");
+            None
+        }
+    };
+    let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
+    let n = plan.info().seq;
+    let mut b = Buffers {
+        enc: Encoded::new(n),
+        embeds: vec![0.0; plan.hidden_len()],
+        hidden: vec![0.0; plan.hidden_len()],
+        pooled: vec![0.0; plan.pooled_len()],
+        real: 0,
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = Vec::new();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err((1, format!("reading stdin: {e}"))),
+        }
+        if line.iter().all(|c| c.is_ascii_whitespace()) {
+            continue;
+        }
+        let reply = match one_line(&line, &plan, tokenizer.as_ref(), &mut encoder, &mut b) {
+            Ok(()) => {
+                ok += 1;
+                render(&plan, &b, opts.hidden_states)
+            }
+            Err(e) => {
+                failed += 1;
+                json!({ "error": e })
+            }
+        };
+        let written = serde_json::to_writer(&mut out, &reply)
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush());
+        if let Err(e) = written {
+            return Err((1, format!("writing stdout: {e}")));
+        }
+    }
+    eprintln!("bert-edge: {ok} lines encoded, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn one_line(
+    raw: &[u8],
+    plan: &Plan,
+    tokenizer: Option<&BertTokenizer>,
+    encoder: &mut Encoder,
+    b: &mut Buffers,
+) -> Result<(), String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("line is not valid UTF-8: {e}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    let obj = value.as_object().ok_or("each line must be a JSON object")?;
+    let flavour = plan.info().flavour;
+    if let Some(t) = obj.get("text") {
+        let t = t.as_str().ok_or("\"text\" must be a string")?;
+        let pair = match obj.get("text_pair") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => Some(p.as_str()),
+            Some(_) => return Err("\"text_pair\" must be a string".into()),
+        };
+        let tok = tokenizer.ok_or("no tokenizer loaded (give --tokenizer FILE)")?;
+        b.real = tok.encode_into(t, pair, &mut b.enc).map_err(|e| e.to_string())?;
+        if flavour == Flavour::Embeds {
+            return Err("this is an inputs_embeds model: give \"inputs_embeds\", not text".into());
+        }
+    } else if let Some(ids) = obj.get("input_ids") {
+        if flavour != Flavour::Ids {
+            return Err("this is an inputs_embeds model: \"input_ids\" are not accepted".into());
+        }
+        b.real = fill_ints("input_ids", ids, &mut b.enc.input_ids)?;
+        fill_mask_types(obj, b)?;
+    } else if let Some(rows) = obj.get("inputs_embeds") {
+        if flavour != Flavour::Embeds {
+            return Err("this is an input_ids model: \"inputs_embeds\" are not accepted".into());
+        }
+        b.real = fill_embeds(rows, plan.info().hidden, &mut b.embeds)?;
+        b.enc.input_ids.fill(0);
+        fill_mask_types(obj, b)?;
+    } else {
+        return Err("a line needs \"text\", \"input_ids\" or \"inputs_embeds\"".into());
+    }
+    let (e, h, p) = (&b.enc, &mut b.hidden, &mut b.pooled);
+    let r = match flavour {
+        Flavour::Ids => encoder.run_ids(&e.input_ids, &e.attention_mask, &e.token_type_ids, h, p),
+        Flavour::Embeds => encoder.run_embeds(&b.embeds, &e.attention_mask, &e.token_type_ids, h, p),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// Copies a JSON integer array into `dst` (zero-padded); returns its length.
+fn fill_ints(name: &str, v: &Value, dst: &mut [i64]) -> Result<usize, String> {
+    let arr = v.as_array().ok_or_else(|| format!("\"{name}\" must be an array of integers"))?;
+    if arr.len() > dst.len() {
+        return Err(format!(
+            "\"{name}\" has {} values, the plan's sequence length is {}",
+            arr.len(),
+            dst.len()
+        ));
+    }
+    for (i, (d, x)) in dst.iter_mut().zip(arr).enumerate() {
+        *d = x.as_i64().ok_or_else(|| format!("\"{name}\"[{i}] is not an integer: {x}"))?;
+    }
+    dst[arr.len()..].fill(0);
+    Ok(arr.len())
+}
+
+fn fill_mask_types(obj: &Map<String, Value>, b: &mut Buffers) -> Result<(), String> {
+    let real = b.real;
+    for (name, dst, default) in [
+        ("attention_mask", &mut b.enc.attention_mask, 1),
+        ("token_type_ids", &mut b.enc.token_type_ids, 0),
+    ] {
+        match obj.get(name) {
+            None | Some(Value::Null) => {
+                dst[..real].fill(default);
+                dst[real..].fill(0);
+            }
+            Some(v) => {
+                let len = fill_ints(name, v, dst)?;
+                if len != real {
+                    return Err(format!("\"{name}\" has {len} values, the input has {real} tokens"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fill_embeds(v: &Value, hidden: usize, dst: &mut [f32]) -> Result<usize, String> {
+    let rows = v.as_array().ok_or("\"inputs_embeds\" must be an array of rows")?;
+    let seq = dst.len() / hidden;
+    if rows.len() > seq {
+        return Err(format!("\"inputs_embeds\" has {} rows, the plan's sequence length is {seq}", rows.len()));
+    }
+    for (r, (row, d)) in rows.iter().zip(dst.chunks_mut(hidden)).enumerate() {
+        let row = row.as_array().ok_or_else(|| format!("\"inputs_embeds\"[{r}] is not an array"))?;
+        if row.len() != hidden {
+            return Err(format!("\"inputs_embeds\"[{r}] has {} values, hidden size is {hidden}", row.len()));
+        }
+        for (c, (x, y)) in d.iter_mut().zip(row).enumerate() {
+            *x = y.as_f64().ok_or_else(|| format!("\"inputs_embeds\"[{r}][{c}] is not a number"))? as f32;
+        }
+    }
+    dst[rows.len() * hidden..].fill(0.0);
+    Ok(rows.len())
+}
+
+fn render(plan: &Plan, b: &Buffers, hidden_states: bool) -> Value {
+    let mut o = Map::new();
+    if plan.info().flavour == Flavour::Ids {
+        o.insert("input_ids".into(), json!(b.enc.input_ids));
+    }
+    o.insert("attention_mask".into(), json!(b.enc.attention_mask));
+    o.insert("token_type_ids".into(), json!(b.enc.token_type_ids));
+    o.insert("tokens".into(), json!(b.real));
+    o.insert("pooler_output".into(), json!(b.pooled));
+    if hidden_states {
+        let h = plan.info().hidden;
+        let rows: Vec<&[f32]> = b.hidden.chunks(h).collect();
+        o.insert("last_hidden_state".into(), json!(rows));
+    }
+    Value::Object(o)
+}

@@ -1,0 +1,205 @@
+//! `bert-edge`: the device command-line tool. Thin: argument parsing and calls into the
+//! library. See `bert-edge help`.
+
+mod bench;
+mod encode;
+
+use bert_edge::{Error, Flavour, Variant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: bert_edge::alloc_count::CountingAlloc = bert_edge::alloc_count::CountingAlloc;
+
+const HELP: &str = "\
+bert-edge: BERT-base-chinese on small ARM boards (tract)
+
+USAGE:
+  bert-edge encode  --model FILE [--seq N] [--tokenizer FILE] [--variant f32|f16|int8] [--hidden-states]
+                    JSON Lines on stdin: {\"text\": ..., \"text_pair\": ...?}
+                    or {\"input_ids\": [...], \"attention_mask\": [...]?, \"token_type_ids\": [...]?}
+                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; one JSON line out per line in.
+  bert-edge info    --model FILE [--seq N] [--variant V]
+  bert-edge bench   --model FILE [--seq N] [--variant V] [--reps R] [--warmup W] [--json]
+  bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
+                    text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
+                    (feed them, edited or not, to `encode` on the inputs_embeds model)
+  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] -o FILE.nnef.tgz
+
+FILE is an ONNX export (.onnx) or an archive written by `bert-edge compile`.
+Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
+";
+
+/// Options shared by the subcommands that load a model.
+pub struct ModelArgs {
+    pub model: PathBuf,
+    pub seq: Option<usize>,
+    pub variant: Option<Variant>,
+    pub flavour: Option<Flavour>,
+}
+
+impl ModelArgs {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let model: PathBuf = args
+            .opt_value_from_str("--model")
+            .map_err(|e| e.to_string())?
+            .ok_or("--model FILE is required")?;
+        let seq = args.opt_value_from_str("--seq").map_err(|e| e.to_string())?;
+        let variant = opt_parse(args, "--variant")?;
+        let flavour = opt_parse(args, "--flavour")?;
+        Ok(ModelArgs { model, seq, variant, flavour })
+    }
+
+    /// Loads the plan, with progress on stderr.
+    pub fn load(&self) -> Result<bert_edge::Plan, Error> {
+        let t = std::time::Instant::now();
+        eprintln!("bert-edge: loading {} (translate + optimize)…", self.model.display());
+        let plan = bert_edge::load_model(&self.model, self.seq, self.variant, self.flavour)?;
+        let i = plan.info();
+        eprintln!(
+            "bert-edge: plan ready in {:.2} s: {} {} batch {} seq {} hidden {}",
+            t.elapsed().as_secs_f64(),
+            i.flavour,
+            i.variant,
+            i.batch,
+            i.seq,
+            i.hidden
+        );
+        Ok(plan)
+    }
+}
+
+fn opt_parse<T: std::str::FromStr<Err = Error>>(
+    args: &mut pico_args::Arguments,
+    key: &'static str,
+) -> Result<Option<T>, String> {
+    let raw: Option<String> = args.opt_value_from_str(key).map_err(|e| e.to_string())?;
+    raw.map(|s| s.parse::<T>().map_err(|e| format!("{key}: {e}"))).transpose()
+}
+
+fn finish(args: pico_args::Arguments) -> Result<(), String> {
+    let rest = args.finish();
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unexpected arguments: {rest:?}"))
+    }
+}
+
+fn info(m: &ModelArgs) -> Result<(), Error> {
+    let plan = m.load()?;
+    let i = plan.info();
+    println!("file:        {}", m.model.display());
+    println!("flavour:     {}", i.flavour);
+    println!("variant:     {}", i.variant);
+    println!("batch, seq:  {}, {}", i.batch, i.seq);
+    println!("hidden:      {}", i.hidden);
+    match i.vocab_size {
+        Some(v) => println!("vocab:       {v}"),
+        None => println!("vocab:       (embeds graph: no word-embedding table)"),
+    }
+    println!("type vocab:  {}", i.type_vocab_size);
+    let model = plan.model();
+    for (ix, o) in model.inputs.iter().enumerate() {
+        let f = model.input_fact(ix).map_err(Error::Engine)?;
+        println!("input  {ix}:    {} {f:?}", model.node(o.node).name);
+    }
+    for (ix, o) in model.outputs.iter().enumerate() {
+        let f = model.output_fact(ix).map_err(Error::Engine)?;
+        let label = model.outlet_label(*o).unwrap_or(&model.node(o.node).name);
+        println!("output {ix}:    {label} {f:?}");
+    }
+    println!("parameters:  {}", plan.parameter_count());
+    println!("optimized plan ops:");
+    for (op, n) in plan.op_histogram() {
+        println!("  {n:>5}  {op}");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "onnx")]
+fn compile(m: &ModelArgs, batch: usize, out: &std::path::Path) -> Result<(), Error> {
+    let mut opts =
+        bert_edge::PlanOptions::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ)).batch(batch);
+    opts.variant = m.variant;
+    opts.flavour = m.flavour;
+    let t = std::time::Instant::now();
+    eprintln!("bert-edge: translating {}…", m.model.display());
+    let (model, info) = bert_edge::translate::translate_onnx(&m.model, &opts)?;
+    eprintln!("bert-edge: writing {}…", out.display());
+    bert_edge::save_archive(&model, out)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "bert-edge: wrote {} ({} {} batch {} seq {}, {:.1} MB) in {:.1} s",
+        out.display(),
+        info.flavour,
+        info.variant,
+        info.batch,
+        info.seq,
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run() -> Result<ExitCode, (u8, String)> {
+    let mut args = pico_args::Arguments::from_env();
+    let usage = |e: String| (2u8, format!("{e}\n\n{HELP}"));
+    let cmd = args.subcommand().map_err(|e| usage(e.to_string()))?;
+    let model_err = |e: Error| (2u8, e.to_string());
+    match cmd.as_deref() {
+        Some("encode") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = encode::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            encode::run(&m, &opts)
+        }
+        Some("info") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            info(&m).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = bench::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            bench::run(&m, &opts).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "onnx")]
+        Some("embed-lookup") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = encode::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            encode::lookup(&m, &opts)
+        }
+        #[cfg(feature = "onnx")]
+        Some("compile") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let batch = args.opt_value_from_str("--batch").map_err(|e| usage(e.to_string()))?;
+            let out: PathBuf = args
+                .opt_value_from_str("-o")
+                .map_err(|e| usage(e.to_string()))?
+                .ok_or_else(|| usage("-o FILE is required".into()))?;
+            finish(args).map_err(usage)?;
+            compile(&m, batch.unwrap_or(1), &out).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("help") | None => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            eprintln!("bert-edge: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Precompiled plans: tract's NNEF archive (`.nnef.tgz`) written at translate time and
+//! loaded on the device with tract-core + tract-nnef only.
+//!
+//! The archive holds the decluttered model with its inputs pinned and every graph fix
+//! applied, plus bert-edge properties ([`PlanInfo`]) and the tract version that wrote it.
+//! Loading only optimizes (kernel selection for the CPU at hand) and builds the plan.
+
+use super::plan::{Flavour, Plan, PlanInfo};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+use tract_core::internal::*;
+
+/// The tract version this crate is built against; archives record it.
+pub const TRACT_VERSION: &str = "0.23.9";
+const VERSION_KEY: &str = "bert_edge.tract_version";
+
+fn nnef() -> tract_nnef::framework::Nnef {
+    tract_nnef::nnef().with_tract_core()
+}
+
+/// Writes a translated (decluttered, pinned) model as a tar.gz NNEF archive.
+pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let mut model = model.clone();
+    model.properties.insert(VERSION_KEY.into(), Arc::new(tensor0(TRACT_VERSION.to_string())));
+    let tmp = path.with_extension("partial");
+    let file = std::fs::File::create(&tmp)
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", tmp.display())))?;
+    let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let gz = nnef().write_to_tar(&model, gz).map_err(Error::Engine)?;
+    gz.finish()
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}
+
+/// Loads an archive written by [`save_archive`] (`bert-edge compile`) and optimizes it.
+///
+/// `seq` and `flavour`, when given, must match what the archive was compiled for: its
+/// shapes are fixed.
+pub fn load_archive(
+    path: impl AsRef<Path>,
+    seq: Option<usize>,
+    flavour: Option<Flavour>,
+) -> Result<Plan> {
+    let path = path.as_ref();
+    if !path.is_file() {
+        return Err(Error::bad_model(format!("no model file at {}", path.display())));
+    }
+    let model = nnef().model_for_path(path).map_err(|e| {
+        Error::bad_model(format!("{} is not a readable NNEF archive: {e:#}", path.display()))
+    })?;
+    let version = model
+        .properties
+        .get(VERSION_KEY)
+        .and_then(|t| t.to_scalar::<String>().ok().cloned())
+        .ok_or_else(|| {
+            Error::bad_model(format!(
+                "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",
+                path.display()
+            ))
+        })?;
+    if version != TRACT_VERSION {
+        return Err(Error::bad_model(format!(
+            "{}: compiled with tract {version}, this build uses tract {TRACT_VERSION}: recompile it",
+            path.display()
+        )));
+    }
+    let info = PlanInfo::from_properties(&model)?;
+    if let Some(s) = seq {
+        if s != info.seq {
+            return Err(Error::bad_model(format!(
+                "{}: compiled for sequence length {}, asked for {s}",
+                path.display(),
+                info.seq
+            )));
+        }
+    }
+    if let Some(f) = flavour {
+        if f != info.flavour {
+            return Err(Error::bad_model(format!(
+                "{}: compiled for the {} flavour, asked for {f}",
+                path.display(),
+                info.flavour
+            )));
+        }
+    }
+    let model = model.into_optimized().map_err(Error::Engine)?;
+    Plan::from_optimized(model, info)
+}

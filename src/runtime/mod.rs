@@ -1,0 +1,14 @@
+//! Run time: a plan already built, fixed-length buffers in, caller-owned buffers out.
+//!
+//! Nothing here imports ONNX: a device build links only this side (plus tract-core and
+//! tract-nnef for precompiled archives).
+
+mod archive;
+mod embeddings;
+mod encoder;
+mod plan;
+
+pub use archive::{load_archive, save_archive, TRACT_VERSION};
+pub use embeddings::WordEmbeddings;
+pub use encoder::{Encoder, TokenValue};
+pub use plan::{Flavour, Plan, PlanInfo, Variant};

@@ -1,0 +1,265 @@
+//! Text in: bert-base-chinese tokenization into the fixed-length `int64` buffers the
+//! runtime feeds to the model.
+//!
+//! [`BertTokenizer`] wraps the HuggingFace `tokenizers` crate loaded from the model's own
+//! `tokenizer.json` (WordPiece, `BertNormalizer` with `lowercase = false`, template
+//! `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`). Output is bit-for-bit what the Python
+//! `tokenizers` package gives with
+//! `enable_truncation(max_length=N, strategy="longest_first")` and
+//! `enable_padding(length=N, pad_id=0)`: truncation, post-processing and the special-token
+//! count all come from the library itself; only the final copy into `i64` buffers and the
+//! `[PAD]` fill are done here. `tests/tokenizer.rs` checks this against a Python-generated
+//! golden corpus (`tests/data/tokenizer/goldens.jsonl`).
+//!
+//! The sequence length `N` is chosen per call (it is the length of the [`Encoded`]
+//! buffers), so one tokenizer serves several compiled plan shapes.
+//!
+//! ```no_run
+//! use bert_edge::tokenize::{BertTokenizer, Encoded};
+//! # fn main() -> bert_edge::error::Result<()> {
+//! let tok = BertTokenizer::from_file("models/tokenizer.json")?;
+//! let mut buf = Encoded::new(128); // allocate once, reuse for every request
+//! let real = tok.encode_into("我爱学习", None, &mut buf)?;
+//! assert_eq!(&buf.input_ids[..real], &[101, 2769, 4263, 2110, 739, 102]);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+
+use tokenizers::utils::truncation::{
+    truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+use tokenizers::{Encoding, PostProcessor, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// One model input of fixed sequence length `N`: the three `int64` tensors of a BERT ONNX
+/// export, each of length `N`.
+///
+/// Real tokens come first; the tail is padding (`input_ids` = `[PAD]` = 0,
+/// `attention_mask` = 0, `token_type_ids` = 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids: `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`, then `[PAD]`s.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens (special tokens included), 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// Segment ids: 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`, 0 for padding.
+    pub token_type_ids: Vec<i64>,
+}
+
+impl Encoded {
+    /// Zeroed buffers of sequence length `n` (all padding). Allocate once and reuse them
+    /// with [`BertTokenizer::encode_into`].
+    pub fn new(n: usize) -> Self {
+        Encoded {
+            input_ids: vec![0; n],
+            attention_mask: vec![0; n],
+            token_type_ids: vec![0; n],
+        }
+    }
+
+    /// Sequence length `N` (the length of `input_ids`).
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// True if the buffers have length 0 (such buffers are rejected by the encoder).
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// The bert-base-chinese tokenizer, loaded from a HuggingFace `tokenizer.json`.
+///
+/// Immutable after loading: `encode*` take `&self`, so it can be shared between threads.
+#[derive(Debug, Clone)]
+pub struct BertTokenizer {
+    inner: Tokenizer,
+    pad_id: i64,
+    added_single: usize,
+    added_pair: usize,
+}
+
+impl BertTokenizer {
+    /// Load a `tokenizer.json` (e.g. `models/tokenizer.json`).
+    ///
+    /// Errors with [`Error::BadModel`] if the file is missing, unreadable, not a valid
+    /// tokenizer, or has no post-processor / `[PAD]` token.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::bad_model(format!("cannot read tokenizer {}: {e}", path.display()))
+        })?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| {
+            Error::bad_model(format!(
+                "{} is not a valid tokenizer.json: {e}",
+                path.display()
+            ))
+        })?;
+        Self::from_tokenizer(inner, &path.display().to_string())
+    }
+
+    /// Load from the bytes of a `tokenizer.json` (e.g. `include_bytes!`-embedded on device).
+    ///
+    /// Errors with [`Error::BadModel`] as [`BertTokenizer::from_file`].
+    pub fn from_bytes(json: &[u8]) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(json)
+            .map_err(|e| Error::bad_model(format!("not a valid tokenizer.json: {e}")))?;
+        Self::from_tokenizer(inner, "tokenizer.json bytes")
+    }
+
+    fn from_tokenizer(mut inner: Tokenizer, origin: &str) -> Result<Self> {
+        // Truncation and padding are applied per call (N comes with the buffers); any
+        // settings stored in the file would interfere with that.
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::bad_model(format!("{origin}: {e}")))?;
+        inner.with_padding(None);
+        let processor = inner.get_post_processor().ok_or_else(|| {
+            Error::bad_model(format!(
+                "{origin}: no post_processor ([CLS]/[SEP] template) in tokenizer.json"
+            ))
+        })?;
+        let added_single = processor.added_tokens(false);
+        let added_pair = processor.added_tokens(true);
+        let pad_id = inner
+            .token_to_id("[PAD]")
+            .ok_or_else(|| Error::bad_model(format!("{origin}: no [PAD] token in the vocabulary")))?;
+        Ok(BertTokenizer {
+            inner,
+            pad_id: i64::from(pad_id),
+            added_single,
+            added_pair,
+        })
+    }
+
+    /// Smallest sequence length `N` accepted: the number of special tokens the template adds
+    /// (2 for `[CLS] A [SEP]`, 3 for `[CLS] A [SEP] B [SEP]`), and at least 1.
+    pub fn min_len(&self, pair: bool) -> usize {
+        let added = if pair {
+            self.added_pair
+        } else {
+            self.added_single
+        };
+        added.max(1)
+    }
+
+    /// Encode `text` (and optional second segment `pair`) into `out`, truncated and padded
+    /// to `N = out.len()`. Returns the number of real tokens (the rest is `[PAD]`).
+    ///
+    /// Truncation is HuggingFace's `longest_first`: the longer segment loses tokens from its
+    /// end first; `[CLS]`/`[SEP]` are always kept. Every element of `out` is overwritten,
+    /// so a buffer can be reused across calls without clearing.
+    ///
+    /// Errors with [`Error::BadInput`] if the three buffers differ in length or `N` is
+    /// smaller than [`BertTokenizer::min_len`] (`N < 2`, or `N < 3` with a pair); `out` is
+    /// then left untouched.
+    pub fn encode_into(&self, text: &str, pair: Option<&str>, out: &mut Encoded) -> Result<usize> {
+        let n = out.input_ids.len();
+        if out.attention_mask.len() != n || out.token_type_ids.len() != n {
+            return Err(Error::bad_input(format!(
+                "Encoded buffers differ in length: input_ids {n}, attention_mask {}, \
+                 token_type_ids {}",
+                out.attention_mask.len(),
+                out.token_type_ids.len()
+            )));
+        }
+        let min = self.min_len(pair.is_some());
+        if n < min {
+            return Err(Error::bad_input(format!(
+                "sequence length {n} is too small: {} needs at least {min} \
+                 (room for the special tokens)",
+                if pair.is_some() {
+                    "[CLS] A [SEP] B [SEP]"
+                } else {
+                    "[CLS] A [SEP]"
+                }
+            )));
+        }
+        let enc = self.encode_raw(text, pair, n)?;
+
+        let ids = enc.get_ids();
+        let mask = enc.get_attention_mask();
+        let types = enc.get_type_ids();
+        let real = ids.len();
+        if real > n || mask.len() != real || types.len() != real {
+            // Only possible if the post-processor adds more tokens than it announces.
+            return Err(Error::bad_model(format!(
+                "tokenizer produced {real} tokens for sequence length {n}"
+            )));
+        }
+        for (dst, &src) in out.input_ids.iter_mut().zip(ids) {
+            *dst = i64::from(src);
+        }
+        for (dst, &src) in out.attention_mask.iter_mut().zip(mask) {
+            *dst = i64::from(src);
+        }
+        for (dst, &src) in out.token_type_ids.iter_mut().zip(types) {
+            *dst = i64::from(src);
+        }
+        out.input_ids[real..].fill(self.pad_id);
+        out.attention_mask[real..].fill(0);
+        out.token_type_ids[real..].fill(0);
+        Ok(real)
+    }
+
+    /// Encode into freshly allocated buffers of length `n`; see
+    /// [`BertTokenizer::encode_into`].
+    pub fn encode(&self, text: &str, pair: Option<&str>, n: usize) -> Result<Encoded> {
+        let mut out = Encoded::new(n);
+        self.encode_into(text, pair, &mut out)?;
+        Ok(out)
+    }
+
+    /// Tokenize, truncate to `n` tokens in total (special tokens included) and apply the
+    /// `[CLS]`/`[SEP]` template; no padding. Requires `n >= added tokens`.
+    fn encode_raw(&self, text: &str, pair: Option<&str>, n: usize) -> Result<Encoding> {
+        let tok_err = |e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}"));
+        // No truncation/padding is configured on `inner`, so these are the raw word pieces.
+        let first = self.inner.encode_fast(text, false).map_err(tok_err)?;
+        let second = match pair {
+            Some(p) => Some(self.inner.encode_fast(p, false).map_err(tok_err)?),
+            None => None,
+        };
+        let added = if pair.is_some() {
+            self.added_pair
+        } else {
+            self.added_single
+        };
+        // Same as `Tokenizer::post_process` with truncation set to `max_length = n`.
+        let params = TruncationParams {
+            max_length: n - added,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        let (first, second) = truncate_encodings(first, second, &params).map_err(tok_err)?;
+        let processor = self
+            .inner
+            .get_post_processor()
+            .expect("checked at construction");
+        processor.process(first, second, true).map_err(tok_err)
+    }
+
+    /// Vocabulary size including added special tokens (21128 for bert-base-chinese).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Id of a token string (e.g. `"[CLS]"` → 101, `"我"` → 2769), if in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Token string of an id (e.g. 2769 → `"我"`), if in range.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Id used for padding (`[PAD]`, 0 for bert-base-chinese).
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+}

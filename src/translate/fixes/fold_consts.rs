@@ -1,0 +1,88 @@
+//! Fix: fold constant chains whose *intermediate* is large but whose result is small.
+//!
+//! Why: onnxruntime's dynamic int8 export feeds each `MatMulInteger` weight through a chain
+//! that tract lowers to `Cast(i8 → i32)` + `Reduce<Sum>` (the weights' column sums, for the
+//! zero-point correction). tract's own constant propagation refuses the first step because
+//! the i32 copy is 4× the weight (over its folding budget), so for the big FFN matmuls the
+//! sums were recomputed on every call: ~240 ms and ~46k allocations per call on the base
+//! model. How: start where tract stops, and walk the single-successor chain evaluating it
+//! until the value is no bigger than the constants it came from, then replace that node by
+//! the constant. Only the chain's final value is kept; the large intermediate is dropped.
+
+use tract_core::internal::*;
+use tract_core::ops::dummy::Dummy;
+use tract_core::ops::konst::Const;
+use tract_core::ops::source::TypedSource;
+
+fn mem(values: &[TValue]) -> u64 {
+    values.iter().map(|t| (t.datum_type().size_of() * t.volume()) as u64).sum()
+}
+
+/// One foldable chain: (last node of the chain, its value).
+fn find_chain(model: &TypedModel) -> TractResult<Option<(usize, TVec<TValue>)>> {
+    for &id in &model.eval_order()? {
+        let node = model.node(id);
+        if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.op_is::<Dummy>() {
+            continue;
+        }
+        let facts = model.node_input_facts(id)?;
+        if facts.is_empty() || !facts.iter().all(|f| f.konst.is_some()) {
+            continue;
+        }
+        let budget: u64 = facts
+            .iter()
+            .map(|f| f.mem_size().as_i64().unwrap_or(i64::MAX) as u64)
+            .sum::<u64>()
+            .max(tract_core::optim::CONST_FOLD_MEM_BUDGET);
+        let inputs: TVec<TValue> =
+            facts.iter().map(|f| f.konst.clone().unwrap().into_tvalue()).collect();
+        let Ok(Some(mut res)) = node.op.eval_out_of_plan(inputs) else { continue };
+        let mut cur = node;
+        loop {
+            if mem(&res) <= budget {
+                if cur.id == id {
+                    // tract's own pass folds single steps; ours is for chains through a big value.
+                    break;
+                }
+                return Ok(Some((cur.id, res)));
+            }
+            let Some(succ) = model.single_succ(cur.id)? else { break };
+            let mut ins: TVec<TValue> = tvec![];
+            let mut ok = true;
+            for (ix, inlet) in succ.inputs.iter().enumerate() {
+                if inlet.node == cur.id {
+                    ins.push(res[inlet.slot].clone());
+                } else if let Some(k) = &model.node_input_facts(succ.id)?[ix].konst {
+                    ins.push(k.clone().into_tvalue());
+                } else {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                break;
+            }
+            let Ok(Some(r)) = succ.op.eval_out_of_plan(ins) else { break };
+            res = r;
+            cur = succ;
+        }
+    }
+    Ok(None)
+}
+
+/// Folds every such chain of `model`; returns how many were folded.
+pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
+    let mut count = 0;
+    while let Some((id, values)) = find_chain(model)? {
+        let node = model.node(id);
+        let mut patch = TypedModelPatch::default();
+        for (ix, v) in values.into_iter().enumerate() {
+            let wire = patch.add_const(format!("{}.folded.{ix}", node.name), v.into_arc_tensor())?;
+            patch.shunt_outside(model, OutletId::new(id, ix), wire)?;
+        }
+        patch.apply(model)?;
+        count += 1;
+    }
+    model.compact()?;
+    Ok(count)
+}

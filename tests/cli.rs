@@ -1,0 +1,116 @@
+//! The `bert-edge` binary end to end: encode (text, ids, embeds, bad lines), info, exit codes.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn bert_edge(args: &[&str], stdin: &[u8]) -> (i32, Vec<Value>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines = stdout.lines().map(|l| serde_json::from_str(l).expect("every stdout line is JSON")).collect();
+    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn ids_model() -> String {
+    model("ids", "f32").to_string_lossy().into_owned()
+}
+
+#[test]
+fn encode_text_gives_the_tokenizer_ids_and_the_library_output() {
+    let (code, lines, err) = bert_edge(
+        &["encode", "--model", &ids_model(), "--seq", "8", "--hidden-states"],
+        "{\"text\": \"我爱学习\"}\n".as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.len(), 1);
+    let l = &lines[0];
+    let ids: Vec<i64> = serde_json::from_value(l["input_ids"].clone()).unwrap();
+    assert_eq!(ids, [101, 2769, 4263, 2110, 739, 102, 0, 0]);
+    let mask: Vec<i64> = serde_json::from_value(l["attention_mask"].clone()).unwrap();
+    assert_eq!(mask, [1, 1, 1, 1, 1, 1, 0, 0]);
+    // Same as PyTorch's reference for this exact input (case seq8).
+    let dir = tiny();
+    let case = cases(&dir).cases.into_iter().find(|c| c.name == "seq8").unwrap();
+    let pooled: Vec<f32> = serde_json::from_value(l["pooler_output"].clone()).unwrap();
+    assert!(max_abs(&pooled, &read_f32(&dir, &case.outputs["pooler_output"])) <= 1e-4);
+    let hidden: Vec<Vec<f32>> = serde_json::from_value(l["last_hidden_state"].clone()).unwrap();
+    assert_eq!((hidden.len(), hidden[0].len()), (8, 64));
+}
+
+#[test]
+fn bad_lines_get_error_objects_in_order_and_the_tool_goes_on() {
+    let mut input = Vec::new();
+    input.extend_from_slice("{\"text\": \"我爱学习\"}\n".as_bytes());
+    input.extend_from_slice(b"{not json\n");
+    input.extend_from_slice(b"{\"text\": 5}\n");
+    input.extend_from_slice(b"{\"input_ids\": [101, 99999, 102]}\n");
+    input.extend_from_slice(b"{\"input_ids\": [101, 1, 2, 3, 4, 5, 6, 7, 102]}\n");
+    input.extend_from_slice(b"{\"text\": \"\xff\xfe bad utf8\"}\n");
+    input.extend_from_slice(b"{\"input_ids\": [101, 2769, 102], \"attention_mask\": [0, 0, 0]}\n");
+    input.extend_from_slice(b"[1, 2]\n");
+    input.extend_from_slice(b"{\"input_ids\": [101, 2769, 102]}\n");
+    let (code, lines, _) = bert_edge(&["encode", "--model", &ids_model(), "--seq", "8"], &input);
+    assert_eq!(code, 1, "a failed line makes the exit status 1");
+    assert_eq!(lines.len(), 9, "one output line per input line");
+    let is_err = |i: usize, needle: &str| {
+        let e = lines[i]["error"].as_str().unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
+        assert!(e.contains(needle), "line {i}: {e:?} lacks {needle:?}");
+    };
+    assert!(lines[0].get("pooler_output").is_some());
+    is_err(1, "malformed JSON");
+    is_err(2, "must be a string");
+    is_err(3, "out of range");
+    is_err(4, "sequence length is 8");
+    is_err(5, "UTF-8");
+    is_err(6, "all zeros");
+    is_err(7, "JSON object");
+    assert!(lines[8].get("pooler_output").is_some(), "the tool goes on after errors");
+}
+
+#[test]
+fn embeds_lines_on_an_embeds_model() {
+    let row: Vec<f32> = (0..64).map(|i| i as f32 * 1e-3).collect();
+    let line = serde_json::json!({ "inputs_embeds": [row, row, row] }).to_string() + "\n";
+    let m = model("embeds", "f32").to_string_lossy().into_owned();
+    let (code, lines, err) = bert_edge(&["encode", "--model", &m, "--seq", "8"], line.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines[0]["tokens"], 3);
+    let (code, lines, _) = bert_edge(&["encode", "--model", &m, "--seq", "8"], b"{\"input_ids\": [101, 102]}\n");
+    assert_eq!(code, 1);
+    assert!(lines[0]["error"].as_str().unwrap().contains("inputs_embeds model"));
+}
+
+#[test]
+fn bad_model_path_is_one_message_and_exit_2() {
+    let (code, lines, err) = bert_edge(&["encode", "--model", "/nonexistent.onnx"], b"");
+    assert_eq!(code, 2);
+    assert!(lines.is_empty());
+    assert!(err.contains("no model file"), "{err}");
+    let (code, _, err) = bert_edge(&["encode", "--model", "models/tokenizer.json"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn info_shows_flavour_variant_and_ops() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+        .args(["info", "--model", &model("ids", "int8").to_string_lossy(), "--seq", "8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("flavour:     ids"), "{text}");
+    assert!(text.contains("variant:     int8"), "{text}");
+    assert!(text.contains("vocab:       21128"), "{text}");
+}

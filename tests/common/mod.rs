@@ -1,0 +1,91 @@
+//! Shared test helpers: the committed fixtures and their PyTorch reference outputs.
+#![allow(dead_code)]
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `models/tiny`: 2 layers, hidden 64, the real 21128-word vocabulary (models/export.py).
+pub fn tiny() -> PathBuf {
+    root().join("models/tiny")
+}
+
+pub fn model(flavour: &str, variant: &str) -> PathBuf {
+    tiny().join(format!("bert_{flavour}_{variant}.onnx"))
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct TensorRef {
+    pub file: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub flavour: String,
+    pub batch: usize,
+    pub seq: usize,
+    pub inputs: BTreeMap<String, TensorRef>,
+    pub outputs: BTreeMap<String, TensorRef>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Cases {
+    pub hidden_size: usize,
+    pub vocab_size: usize,
+    pub cases: Vec<Case>,
+}
+
+pub fn cases(dir: &Path) -> Cases {
+    let text = std::fs::read_to_string(dir.join("refs/cases.json")).expect("refs/cases.json");
+    let c: Cases = serde_json::from_str(&text).expect("cases.json parses");
+    assert!(c.cases.len() >= 12, "expected the full reference set, got {}", c.cases.len());
+    c
+}
+
+fn bytes(dir: &Path, t: &TensorRef) -> Vec<u8> {
+    let b = std::fs::read(dir.join("refs").join(&t.file)).expect("reference file");
+    let n: usize = t.shape.iter().product();
+    let width = if t.dtype == "i64" { 8 } else { 4 };
+    assert_eq!(b.len(), n * width, "{} size", t.file);
+    b
+}
+
+pub fn read_i64(dir: &Path, t: &TensorRef) -> Vec<i64> {
+    assert_eq!(t.dtype, "i64");
+    bytes(dir, t).chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+pub fn read_f32(dir: &Path, t: &TensorRef) -> Vec<f32> {
+    assert_eq!(t.dtype, "f32");
+    bytes(dir, t).chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn cos(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Mean over vectors of width `w` of the cosine similarity.
+pub fn mean_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
+    let n = a.len() / w;
+    a.chunks(w).zip(b.chunks(w)).map(|(x, y)| cos(x, y)).sum::<f64>() / n as f64
+}
+
+/// Minimum over vectors of width `w` of the cosine similarity.
+pub fn min_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
+    a.chunks(w).zip(b.chunks(w)).map(|(x, y)| cos(x, y)).fold(1.0, f64::min)
+}
