@@ -16,7 +16,7 @@ pub const TRACT_VERSION: &str = "0.23.9";
 const VERSION_KEY: &str = "bert_edge.tract_version";
 
 fn nnef() -> tract_nnef::framework::Nnef {
-    tract_nnef::nnef().with_tract_core()
+    tract_nnef::nnef()
 }
 
 /// Writes a translated (decluttered, pinned) model as a tar.gz NNEF archive.
@@ -55,7 +55,7 @@ pub fn load_archive(
     let version = model
         .properties
         .get(VERSION_KEY)
-        .and_then(|t| t.to_scalar::<String>().ok().cloned())
+        .and_then(|t| t.try_as_plain_ram().ok()?.to_scalar::<String>().ok().cloned())
         .ok_or_else(|| {
             Error::bad_model(format!(
                 "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",

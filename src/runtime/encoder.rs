@@ -132,12 +132,10 @@ impl Encoder {
         self.check_outputs(last_hidden_state, pooler_output)?;
         let t = exclusive(&mut self.inputs[0])?;
         match t.datum_type() {
-            DatumType::F32 => slice_mut::<f32>(t)?.copy_from_slice(inputs_embeds),
-            DatumType::F16 => {
-                for (d, s) in slice_mut::<f16>(t)?.iter_mut().zip(inputs_embeds) {
-                    *d = f16::from_f32(*s);
-                }
-            }
+            DatumType::F32 => write::<f32>(t, |d| d.copy_from_slice(inputs_embeds))?,
+            DatumType::F16 => write::<f16>(t, |d| {
+                d.iter_mut().zip(inputs_embeds).for_each(|(d, s)| *d = f16::from_f32(*s))
+            })?,
             dt => return Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
         }
         self.fill_mask_types(attention_mask, token_type_ids)?;
@@ -236,19 +234,21 @@ fn exclusive(arc: &mut Arc<Tensor>) -> Result<&mut Tensor> {
     Arc::get_mut(arc).ok_or_else(|| Error::Engine(anyhow::anyhow!("input tensor still shared")))
 }
 
-fn slice_mut<D: Datum>(t: &mut Tensor) -> Result<&mut [D]> {
-    t.as_plain_ram_mut()
-        .ok_or_else(|| Error::Engine(anyhow::anyhow!("input tensor is not in plain memory")))?
-        .as_slice_mut::<D>()
-        .map_err(Error::Engine)
+/// Runs `f` on the tensor's elements as a mutable slice of `D`.
+fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
+    let mut view = t
+        .as_plain_ram_mut()
+        .ok_or_else(|| Error::Engine(anyhow::anyhow!("input tensor is not in plain memory")))?;
+    f(view.as_slice_mut::<D>().map_err(Error::Engine)?);
+    Ok(())
 }
 
 fn fill_tokens<T: TokenValue>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::I64 => slice_mut::<i64>(t)?.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64()),
+        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64()))?,
         DatumType::I32 => {
-            slice_mut::<i32>(t)?.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64() as i32)
+            write::<i32>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64() as i32))?
         }
         dt => return Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }

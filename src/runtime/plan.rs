@@ -130,8 +130,8 @@ impl PlanInfo {
         };
         let text = |name: &str| -> Result<String> {
             get(name)?
-                .to_scalar::<String>()
-                .map(|s| s.clone())
+                .try_as_plain_ram()
+                .and_then(|v| v.to_scalar::<String>().cloned())
                 .map_err(|e| Error::bad_model(format!("property {name}: {e}")))
         };
         if int("format")? != 1 {
@@ -217,7 +217,7 @@ impl Plan {
 
     /// The optimized tract model behind the plan (for inspection: op histogram, facts).
     pub fn model(&self) -> &TypedModel {
-        &self.runnable.model
+        self.runnable.model()
     }
 
     /// Op-name histogram of the optimized plan, most frequent first.

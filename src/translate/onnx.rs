@@ -79,10 +79,9 @@ pub struct OnnxFacts {
 const FLOAT16: i32 = 10;
 
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
-    let bytes = std::fs::read(path)
+    let mut file = std::fs::File::open(path)
         .map_err(|e| Error::bad_model(format!("cannot read {}: {e}", path.display())))?;
-    use tract_onnx::tract_hir::internal::tract_core::prost::Message;
-    pb::ModelProto::decode(&*bytes).map_err(|e| {
+    tract_onnx::onnx().proto_model_for_read(&mut file).map_err(|e| {
         Error::bad_model(format!("{} is not an ONNX model (protobuf: {e})", path.display()))
     })
 }
@@ -144,12 +143,13 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         Variant::F32
     };
     let dims = |t: &pb::TensorProto| t.dims.iter().map(|d| *d as usize).collect::<Vec<_>>();
+    let first = |d: Vec<usize>| d.first().copied();
     let word = gather_table(g, "input_ids").map(|(_, t)| dims(t));
     let types = gather_table(g, "token_type_ids").map(|(_, t)| dims(t));
     let positions = g
         .initializer
         .iter()
-        .find(|t| t.name.contains("position_embeddings"))
+        .find(|t| t.name.contains("position_embeddings") && t.dims.len() == 2)
         .map(dims);
     let hidden = word
         .as_ref()
@@ -167,9 +167,9 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         flavour,
         variant,
         hidden,
-        vocab_size: word.map(|d| d[0]),
-        type_vocab_size: types.map(|d| d[0]).unwrap_or(2),
-        max_positions: positions.map(|d| d[0]),
+        vocab_size: word.and_then(first),
+        type_vocab_size: types.and_then(first).unwrap_or(2),
+        max_positions: positions.and_then(first),
         opset,
         op_histogram,
     })

@@ -225,3 +225,43 @@ fn render(plan: &Plan, b: &Buffers, hidden_states: bool) -> Value {
     }
     Value::Object(o)
 }
+
+/// `embed-lookup`: text lines → `word_embeddings[ids]` rows + mask + types, as JSON lines.
+#[cfg(feature = "onnx")]
+pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
+    let table = bert_edge::word_embeddings_from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
+    let path = find_tokenizer(opts, &m.model)
+        .ok_or((2, "no tokenizer.json found (give --tokenizer FILE)".to_string()))?;
+    let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
+    let h = table.hidden_size();
+    let mut enc = Encoded::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
+    let mut rows = vec![0f32; enc.len() * h];
+    let mut failed = 0;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| (1, format!("reading stdin: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut one = || -> Result<Value, String> {
+            let v: Value =
+                serde_json::from_str(&line).map_err(|e| format!("malformed JSON: {e}"))?;
+            let text = v.get("text").and_then(Value::as_str).ok_or("a line needs \"text\"")?;
+            let pair = v.get("text_pair").and_then(Value::as_str);
+            let real = tok.encode_into(text, pair, &mut enc).map_err(|e| e.to_string())?;
+            let out = &mut rows[..real * h];
+            table.lookup_into(&enc.input_ids[..real], out).map_err(|e| e.to_string())?;
+            let r: Vec<&[f32]> = out.chunks(h).collect();
+            Ok(json!({
+                "inputs_embeds": r,
+                "attention_mask": &enc.attention_mask[..real],
+                "token_type_ids": &enc.token_type_ids[..real],
+            }))
+        };
+        let reply = one().unwrap_or_else(|e| {
+            failed += 1;
+            json!({ "error": e })
+        });
+        println!("{reply}");
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -3,6 +3,8 @@
 
 mod bench;
 mod encode;
+#[cfg(feature = "serve")]
+mod serve;
 
 use bert_edge::{Error, Flavour, Variant};
 use std::path::PathBuf;
@@ -25,6 +27,9 @@ USAGE:
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
                     (feed them, edited or not, to `encode` on the inputs_embeds model)
   bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] -o FILE.nnef.tgz
+  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean]
+                    [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
+                    [--max-body 1048576]   HTTP: POST /embed, POST /v1/embeddings, GET /health, GET /metrics
 
 FILE is an ONNX export (.onnx) or an archive written by `bert-edge compile`.
 Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
@@ -185,6 +190,13 @@ fn run() -> Result<ExitCode, (u8, String)> {
             finish(args).map_err(usage)?;
             compile(&m, batch.unwrap_or(1), &out).map_err(model_err)?;
             Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "serve")]
+        Some("serve") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = serve::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            serve::run(&m, &opts)
         }
         Some("help") | None => {
             print!("{HELP}");

@@ -1,0 +1,498 @@
+//! `bert-edge serve` end to end: the real binary on loopback with the tiny fixture, checked
+//! against the library (`Encoder` + `BertTokenizer`) for the same texts; concurrency, every
+//! bad-input status, the 429 path, and SIGTERM with requests in flight.
+//!
+//! The client is a raw `TcpStream` writing HTTP/1.1 with `Connection: close` (tests only), so
+//! malformed requests can be sent as well. Every socket has timeouts; every wait is bounded.
+#![cfg(all(feature = "serve", feature = "onnx"))]
+
+mod common;
+use bert_edge::tokenize::BertTokenizer;
+use bert_edge::{load_model, Encoder};
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SEQ: usize = 32;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let model = model("ids", "f32");
+        let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--seq", "32", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+            .args(&args)
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        // Keeps draining stderr for the server's whole life (a full pipe would block it).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap());
+                }
+                log2.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Server { child, addr, log },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start:\n{}", log.lock().unwrap());
+            }
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Resp {
+        http(self.addr, "POST", path, &[], body.to_string().as_bytes())
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        http(self.addr, "GET", path, &[], b"")
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code.
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if t.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("server did not exit in {limit:?}:\n{}", self.log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection; `raw_tail` headers are added as given.
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Resp {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    head += &format!("Content-Length: {}\r\nContent-Type: application/json\r\n", body.len());
+    for h in headers {
+        head += h;
+        head += "\r\n";
+    }
+    head += "\r\n";
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    send_raw(addr, &raw)
+}
+
+fn send_raw(addr: SocketAddr, raw: &[u8]) -> Resp {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    parse_response(&out)
+}
+
+fn parse_response(out: &[u8]) -> Resp {
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("no end of headers");
+    let head = std::str::from_utf8(&out[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut body = out[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let (mut plain, mut rest) = (Vec::new(), &body[..]);
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 4 + n..];
+        }
+        body = plain;
+    } else if let Some((_, n)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        assert_eq!(body.len(), n.parse::<usize>().unwrap(), "short body");
+    }
+    Resp { status, headers, body }
+}
+
+/// The library's answer for the same text: what the server must return.
+struct Reference {
+    tok: BertTokenizer,
+    enc: Encoder,
+    hidden: usize,
+}
+
+impl Reference {
+    fn new() -> Reference {
+        let plan = Arc::new(load_model(model("ids", "f32"), Some(SEQ), None, None).unwrap());
+        let hidden = plan.info().hidden;
+        let tok = BertTokenizer::from_file(root().join("models/tokenizer.json")).unwrap();
+        Reference { tok, enc: Encoder::new(plan).unwrap(), hidden }
+    }
+
+    /// (cls pooled, mean of last_hidden_state over real tokens, real tokens).
+    fn embed(&mut self, text: &str, pair: Option<&str>) -> (Vec<f32>, Vec<f32>, usize) {
+        let e = self.tok.encode(text, pair, SEQ).unwrap();
+        let real = e.attention_mask.iter().filter(|&&m| m == 1).count();
+        let mut last = vec![0f32; SEQ * self.hidden];
+        let mut pooled = vec![0f32; self.hidden];
+        self.enc.run_ids(&e.input_ids, &e.attention_mask, &e.token_type_ids, &mut last, &mut pooled).unwrap();
+        let mut mean = vec![0f32; self.hidden];
+        for t in 0..real {
+            for (m, v) in mean.iter_mut().zip(&last[t * self.hidden..(t + 1) * self.hidden]) {
+                *m += v;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= real as f32);
+        (pooled, mean, real)
+    }
+}
+
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+fn vector(v: &Value) -> Vec<f32> {
+    v.as_array().expect("a vector").iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "{what}: max abs difference {worst}");
+}
+
+fn long_text() -> String {
+    "今天天气很好，我们一起去公园散步吧。".repeat(10)
+}
+
+#[test]
+fn embed_and_openai_endpoints_equal_the_library() {
+    let srv = Server::start(&["--workers", "2"]);
+    let mut r = Reference::new();
+    let long = long_text();
+    let r1 = r.embed("我爱学习", None);
+    let r2 = r.embed(&long, None);
+    let r3 = r.embed("问题是什么", Some("答案在这里"));
+
+    let resp = srv.post("/embed", &json!({"inputs": ["我爱学习", long, ["问题是什么", "答案在这里"]]}));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let v = resp.json();
+    let got = v.as_array().unwrap();
+    assert_eq!(got.len(), 3);
+    assert_close(&vector(&got[0]), &r1.0, "text");
+    assert_close(&vector(&got[1]), &r2.0, "long text (truncated)");
+    assert_close(&vector(&got[2]), &r3.0, "text pair");
+    assert_eq!(r1.2, 6);
+    assert_eq!(r2.2, SEQ);
+    assert_eq!(resp.header("x-tokens-per-input"), Some(format!("6,{SEQ},{}", r3.2).as_str()));
+    assert_eq!(resp.header("x-truncated-inputs"), Some("1"));
+    assert_eq!(resp.header("x-prompt-tokens"), Some((6 + SEQ + r3.2).to_string().as_str()));
+
+    // A single string gives a list of one vector.
+    let one = srv.post("/embed", &json!({"inputs": "我爱学习"}));
+    assert_eq!(one.status, 200);
+    assert_close(&vector(&one.json()[0]), &r1.0, "single string");
+
+    // OpenAI shape.
+    let resp = srv.post("/v1/embeddings", &json!({"input": ["我爱学习", long], "model": "whatever"}));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let v = resp.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "bert_ids_f32");
+    assert_eq!(v["usage"]["prompt_tokens"], 6 + SEQ);
+    assert_eq!(v["usage"]["total_tokens"], 6 + SEQ);
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for (i, (d, want)) in data.iter().zip([&r1.0, &r2.0]).enumerate() {
+        assert_eq!(d["object"], "embedding");
+        assert_eq!(d["index"], i);
+        assert_close(&vector(&d["embedding"]), want, "openai");
+    }
+    let resp = srv.post("/v1/embeddings", &json!({"input": "我爱学习"}));
+    assert_eq!(resp.status, 200);
+    assert_close(&vector(&resp.json()["data"][0]["embedding"]), &r1.0, "openai single");
+
+    let h = srv.get("/health");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["status"], "ok");
+}
+
+#[test]
+fn mean_pooling_and_normalize() {
+    let srv = Server::start(&["--workers", "1", "--pooling", "mean", "--normalize"]);
+    let mut r = Reference::new();
+    let (_, mean, _) = r.embed("今天天气很好", None);
+    let resp = srv.post("/embed", &json!({"inputs": ["今天天气很好"]}));
+    assert_eq!(resp.status, 200);
+    let got = vector(&resp.json()[0]);
+    assert_close(&got, &normalized(&mean), "mean + normalize");
+    let norm = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    // TEI's per-request `normalize` overrides the server default.
+    let resp = srv.post("/embed", &json!({"inputs": ["今天天气很好"], "normalize": false}));
+    assert_eq!(resp.status, 200);
+    assert_close(&vector(&resp.json()[0]), &mean, "mean, not normalized");
+    let resp = srv.post("/v1/embeddings", &json!({"input": "今天天气很好"}));
+    assert_close(&vector(&resp.json()["data"][0]["embedding"]), &normalized(&mean), "openai mean");
+}
+
+#[test]
+fn concurrent_clients_all_get_their_own_answers() {
+    const WORKERS: usize = 2;
+    const CLIENTS: usize = 4 * WORKERS + 2;
+    const ROUNDS: usize = 5;
+    let srv = Server::start(&["--workers", &WORKERS.to_string()]);
+    let mut r = Reference::new();
+    let texts: Vec<String> = (0..CLIENTS * ROUNDS).map(|i| format!("第{i}个句子：我爱学习{}", "。".repeat(i % 7))).collect();
+    let want: Vec<Vec<f32>> = texts.iter().map(|t| r.embed(t, None).0).collect();
+    let (texts, want) = (Arc::new(texts), Arc::new(want));
+    let addr = srv.addr;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (texts, want) = (texts.clone(), want.clone());
+            std::thread::spawn(move || {
+                for k in 0..ROUNDS {
+                    let i = c * ROUNDS + k;
+                    // Alternate endpoints and a 2-text request, so items from different
+                    // requests interleave in the queue.
+                    let j = (i + 1) % texts.len();
+                    let body = json!({"inputs": [texts[i], texts[j]]});
+                    let resp = http(addr, "POST", "/embed", &[], body.to_string().as_bytes());
+                    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+                    let v = resp.json();
+                    assert_close(&vector(&v[0]), &want[i], &format!("client {c} text {i}"));
+                    assert_close(&vector(&v[1]), &want[j], &format!("client {c} text {j}"));
+                    let body = json!({"input": texts[i]});
+                    let resp = http(addr, "POST", "/v1/embeddings", &[], body.to_string().as_bytes());
+                    assert_eq!(resp.status, 200);
+                    assert_close(&vector(&resp.json()["data"][0]["embedding"]), &want[i], "openai");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client failed");
+    }
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    let n = CLIENTS * ROUNDS;
+    assert!(m.contains(&format!("bert_edge_requests_total{{endpoint=\"/embed\",status=\"200\"}} {n}")), "{m}");
+    assert!(m.contains(&format!("bert_edge_requests_total{{endpoint=\"/v1/embeddings\",status=\"200\"}} {n}")), "{m}");
+    assert!(m.contains(&format!("bert_edge_inferences_total {}", 3 * n)), "{m}");
+    assert!(m.contains("bert_edge_queue_depth 0"), "{m}");
+    assert!(m.contains(&format!("bert_edge_request_duration_seconds_count {}", 2 * n)), "{m}");
+    assert!(m.contains("# TYPE bert_edge_request_duration_seconds histogram"), "{m}");
+    assert!(m.contains("bert_edge_model_info{model=\"bert_ids_f32\",variant=\"f32\",seq=\"32\""), "{m}");
+}
+
+#[test]
+fn bad_input_gets_its_status_and_the_server_keeps_serving() {
+    let srv = Server::start(&["--workers", "1", "--max-items", "4", "--max-text-bytes", "100", "--max-body", "4096"]);
+    let a = srv.addr;
+    let post = |path: &str, body: &[u8]| http(a, "POST", path, &[], body);
+    let mut invalid_utf8 = b"{\"inputs\": \"".to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, 0xfe, b'a']);
+    invalid_utf8.extend_from_slice(b"\"}");
+    let cases: Vec<(&str, Resp, u16)> = vec![
+        ("malformed JSON", post("/embed", b"{\"inputs\": [\"a\""), 400),
+        ("not JSON at all", post("/embed", b"hello"), 400),
+        ("empty body", post("/embed", b""), 400),
+        ("invalid UTF-8", post("/embed", &invalid_utf8), 400),
+        ("lone surrogate", post("/embed", br#"{"inputs": "\ud800"}"#), 400),
+        ("body not an object", post("/embed", b"[\"a\"]"), 400),
+        ("missing inputs", post("/embed", b"{\"text\": \"a\"}"), 400),
+        ("inputs a number", post("/embed", b"{\"inputs\": 3}"), 400),
+        ("inputs null", post("/embed", b"{\"inputs\": null}"), 400),
+        ("empty inputs", post("/embed", b"{\"inputs\": []}"), 400),
+        ("array of numbers", post("/embed", b"{\"inputs\": [1, 2]}"), 400),
+        ("bad pair", post("/embed", b"{\"inputs\": [[\"a\", \"b\", \"c\"]]}"), 400),
+        ("pair of numbers", post("/embed", b"{\"inputs\": [[\"a\", 1]]}"), 400),
+        ("normalize not a bool", post("/embed", b"{\"inputs\": \"a\", \"normalize\": 1}"), 400),
+        ("openai pairs", post("/v1/embeddings", b"{\"input\": [[\"a\", \"b\"]]}"), 400),
+        ("openai token ids", post("/v1/embeddings", b"{\"input\": [101, 102]}"), 400),
+        ("openai model not a string", post("/v1/embeddings", b"{\"input\": \"a\", \"model\": 3}"), 400),
+        ("openai base64", post("/v1/embeddings", b"{\"input\": \"a\", \"encoding_format\": \"base64\"}"), 400),
+        ("too many items", post("/embed", b"{\"inputs\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}"), 413),
+        ("text too long", post("/embed", json!({"inputs": "字".repeat(40)}).to_string().as_bytes()), 413),
+        ("pair too long", post("/embed", json!({"inputs": [["字".repeat(20), "字".repeat(20)]]}).to_string().as_bytes()), 413),
+        ("body too big", post("/embed", json!({"inputs": ["a".repeat(5000)]}).to_string().as_bytes()), 413),
+        ("unknown path", post("/nope", b"{}"), 404),
+        ("GET /embed", http(a, "GET", "/embed", &[], b""), 405),
+        ("POST /health", post("/health", b""), 405),
+    ];
+    for (what, resp, want) in &cases {
+        assert_eq!(resp.status, *want, "{what}: {}", String::from_utf8_lossy(&resp.body));
+        let v = resp.json();
+        assert!(v.get("error").is_some(), "{what}: no error field: {v}");
+        let ok = srv.get("/health");
+        assert_eq!(ok.status, 200, "after {what}");
+    }
+    // OpenAI-shaped errors on /v1.
+    let v = post("/v1/embeddings", b"{").json();
+    assert!(v["error"]["message"].is_string(), "{v}");
+    // Chunked body over the limit (no Content-Length).
+    let mut raw = format!("POST /embed HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+    for _ in 0..3 {
+        raw.extend_from_slice(format!("800\r\n{}\r\n", "a".repeat(0x800)).as_bytes());
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(send_raw(a, &raw).status, 413, "chunked body too big");
+    // Not HTTP at all: tiny_http answers 400 and closes; the server stays up.
+    let garbage = send_raw(a, b"\x00\x01 garbage\r\n\r\n");
+    assert_eq!(garbage.status, 400);
+    // Still serving real work.
+    let resp = post("/embed", b"{\"inputs\": [\"a\", \"b\", \"c\", \"d\"]}");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json().as_array().unwrap().len(), 4);
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    assert!(m.contains("bert_edge_requests_total{endpoint=\"/embed\",status=\"413\"}"), "{m}");
+    assert!(m.contains("bert_edge_inference_errors_total 0"), "{m}");
+}
+
+#[test]
+fn full_queue_gives_429_with_retry_after_and_recovers() {
+    // One worker, room for two texts, each inference held 400 ms.
+    let srv = Server::start(&["--workers", "1", "--queue", "2", "--test-delay-ms", "400"]);
+    let a = srv.addr;
+    let first = std::thread::spawn(move || http(a, "POST", "/embed", &[], br#"{"inputs": ["a", "b"]}"#));
+    // Wait (bounded) until the first request's texts are admitted.
+    let t = Instant::now();
+    loop {
+        let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+        if m.contains("bert_edge_workers_busy 1") || m.contains("bert_edge_queue_depth 2") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "first request never started:\n{m}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let busy = srv.post("/embed", &json!({"inputs": ["c", "d"]}));
+    assert_eq!(busy.status, 429, "{}", String::from_utf8_lossy(&busy.body));
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert!(busy.json()["error"].is_string());
+    let busy = srv.post("/v1/embeddings", &json!({"input": ["c", "d"]}));
+    assert_eq!(busy.status, 429);
+    assert_eq!(busy.json()["error"]["type"], "overloaded");
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200, "the admitted request is unaffected");
+    assert_eq!(first.json().as_array().unwrap().len(), 2);
+    let later = srv.post("/embed", &json!({"inputs": ["c", "d"]}));
+    assert_eq!(later.status, 200, "serves again once the queue drained");
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    assert!(m.contains("bert_edge_requests_total{endpoint=\"/embed\",status=\"429\"} 1"), "{m}");
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_and_exits_0() {
+    const CLIENTS: usize = 8;
+    let mut srv = Server::start(&["--workers", "2", "--test-delay-ms", "250"]);
+    let mut r = Reference::new();
+    let texts: Vec<String> = (0..CLIENTS).map(|i| format!("关机前的第{i}个请求")).collect();
+    let want: Vec<Vec<f32>> = texts.iter().map(|t| r.embed(t, None).0).collect();
+    let a = srv.addr;
+    let threads: Vec<_> = texts
+        .into_iter()
+        .map(|t| {
+            std::thread::spawn(move || {
+                let resp = http(a, "POST", "/embed", &[], json!({"inputs": t}).to_string().as_bytes());
+                (resp, Instant::now())
+            })
+        })
+        .collect();
+    // All 8 admitted (2 running, 6 queued: 4 rounds of 250 ms to go), then SIGTERM.
+    let t = Instant::now();
+    loop {
+        let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+        let depth: usize = m
+            .lines()
+            .find_map(|l| l.strip_prefix("bert_edge_queue_depth "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if depth >= CLIENTS - 2 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "requests never queued:\n{m}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = Instant::now();
+    srv.sigterm();
+    for (i, th) in threads.into_iter().enumerate() {
+        let (resp, done) = th.join().unwrap();
+        assert_eq!(resp.status, 200, "request {i} lost: {}", String::from_utf8_lossy(&resp.body));
+        assert_close(&vector(&resp.json()[0]), &want[i], "answer after SIGTERM");
+        let _ = done;
+    }
+    assert!(killed.elapsed() >= Duration::from_millis(500), "requests were really in flight");
+    let code = srv.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", srv.log.lock().unwrap());
+    assert!(srv.log.lock().unwrap().contains("stopped"));
+    assert!(TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_err(), "no longer listening");
+}
+
+#[test]
+fn embeds_model_is_refused_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+        .args(["serve", "--model", model("embeds", "f32").to_str().unwrap(), "--seq", "32", "--bind", "127.0.0.1:0"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("input_ids model"), "{err}");
+}
