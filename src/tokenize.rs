@@ -124,9 +124,9 @@ impl BertTokenizer {
         })?;
         let added_single = processor.added_tokens(false);
         let added_pair = processor.added_tokens(true);
-        let pad_id = inner
-            .token_to_id("[PAD]")
-            .ok_or_else(|| Error::bad_model(format!("{origin}: no [PAD] token in the vocabulary")))?;
+        let pad_id = inner.token_to_id("[PAD]").ok_or_else(|| {
+            Error::bad_model(format!("{origin}: no [PAD] token in the vocabulary"))
+        })?;
         Ok(BertTokenizer {
             inner,
             pad_id: i64::from(pad_id),
@@ -235,7 +235,16 @@ impl BertTokenizer {
             stride: 0,
             direction: TruncationDirection::Right,
         };
-        let (first, second) = truncate_encodings(first, second, &params).map_err(tok_err)?;
+        let (mut first, mut second) =
+            truncate_encodings(first, second, &params).map_err(tok_err)?;
+        // The cut-off tails ("overflowing") are never used. Left in place, the post-processor's
+        // `Encoding::merge` pairs every overflow of A with every overflow of B (O(k1 * k2)
+        // deep clones), which stalls for minutes on two long texts. Dropping them does not
+        // change the kept tokens.
+        drop(first.take_overflowing());
+        if let Some(second) = second.as_mut() {
+            drop(second.take_overflowing());
+        }
         let processor = self
             .inner
             .get_post_processor()

@@ -52,7 +52,9 @@ fn golden_parity_with_python_tokenizers() {
         let n = case["n"].as_u64().unwrap() as usize;
         let a = case["text"].as_str().unwrap();
         let b = case["pair"].as_str();
-        inputs.insert((a.to_owned(), b.map(str::to_owned)));
+        if n == 32 || n == 128 {
+            inputs.insert((a.to_owned(), b.map(str::to_owned)));
+        }
         *per_n.entry(n).or_default() += 1;
         let what = format!("line {} n={n} text={a:?} pair={b:?}", lineno + 2);
 
@@ -105,10 +107,17 @@ fn golden_parity_with_python_tokenizers() {
         failures.is_empty(),
         "{} of {total} golden cases differ:\n{}",
         failures.len(),
-        failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(total, declared, "header case count vs lines");
     assert_eq!(inputs.len(), distinct, "header distinct_inputs vs lines");
+    assert_eq!(per_n.get(&32), Some(&distinct), "every input at N=32");
+    assert_eq!(per_n.get(&128), Some(&distinct), "every input at N=128");
     assert!(
         inputs.len() >= MIN_DISTINCT_INPUTS,
         "golden corpus too small: {} distinct inputs",
@@ -157,7 +166,10 @@ fn pair_layout() {
     assert_eq!(e.token_type_ids, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
 
     // Minimum lengths: [CLS] [SEP] and [CLS] [SEP] [SEP].
-    assert_eq!(tok.encode("我爱学习", None, 2).unwrap().input_ids, [101, 102]);
+    assert_eq!(
+        tok.encode("我爱学习", None, 2).unwrap().input_ids,
+        [101, 102]
+    );
     assert_eq!(
         tok.encode("我爱学习", Some("学习"), 3).unwrap().input_ids,
         [101, 102, 102]
@@ -197,7 +209,10 @@ fn case_sensitive_vocab_and_lookups() {
 fn too_small_or_inconsistent_buffers_are_bad_input() {
     let tok = tok();
     for n in [0, 1] {
-        assert!(matches!(tok.encode("我", None, n), Err(Error::BadInput(_))), "n={n}");
+        assert!(
+            matches!(tok.encode("我", None, n), Err(Error::BadInput(_))),
+            "n={n}"
+        );
     }
     for n in [0, 1, 2] {
         assert!(
@@ -232,7 +247,10 @@ fn missing_or_corrupt_file_is_bad_model() {
         ("garbage.json", b"\x00\xffnot json at all"),
         ("empty.json", b""),
         ("other.json", br#"{"hello": "world"}"#),
-        ("truncated.json", &std::fs::read(root().join("models/tokenizer.json")).unwrap()[..5000]),
+        (
+            "truncated.json",
+            &std::fs::read(root().join("models/tokenizer.json")).unwrap()[..5000],
+        ),
     ];
     for (name, bytes) in cases {
         let p = dir.join(name);

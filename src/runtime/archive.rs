@@ -15,8 +15,14 @@ use tract_core::internal::*;
 pub const TRACT_VERSION: &str = "0.23.9";
 const VERSION_KEY: &str = "bert_edge.tract_version";
 
-fn nnef() -> tract_nnef::framework::Nnef {
+/// tract's NNEF framework with every registry a BERT archive needs.
+pub fn nnef() -> tract_nnef::framework::Nnef {
+    use tract_onnx_opl::WithOnnx;
+    use tract_transformers::WithTractTransformers;
     tract_nnef::nnef()
+        .with_tract_transformers()
+        .with_onnx()
+        .with_registry(super::nnef_ext::registry())
 }
 
 /// Writes a translated (decluttered, pinned) model as a tar.gz NNEF archive.

@@ -6,9 +6,10 @@
 mod archive;
 mod embeddings;
 mod encoder;
+mod nnef_ext;
 mod plan;
 
-pub use archive::{load_archive, save_archive, TRACT_VERSION};
+pub use archive::{load_archive, nnef, save_archive, TRACT_VERSION};
 pub use embeddings::WordEmbeddings;
 pub use encoder::{Encoder, TokenValue};
 pub use plan::{Flavour, Plan, PlanInfo, Variant};

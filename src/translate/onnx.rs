@@ -282,6 +282,9 @@ pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(Typ
     if opts.fixes.fold_int8_sums && variant == Variant::Int8 {
         fixes::fold_consts::apply(&mut typed).map_err(Error::Engine)?;
     }
+    if variant == Variant::Int8 {
+        fixes::dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
+    }
     info.write_properties(&mut typed);
     Ok((typed, info))
 }

@@ -45,7 +45,11 @@ pub struct Cases {
 pub fn cases(dir: &Path) -> Cases {
     let text = std::fs::read_to_string(dir.join("refs/cases.json")).expect("refs/cases.json");
     let c: Cases = serde_json::from_str(&text).expect("cases.json parses");
-    assert!(c.cases.len() >= 12, "expected the full reference set, got {}", c.cases.len());
+    assert!(
+        c.cases.len() >= 12,
+        "expected the full reference set, got {}",
+        c.cases.len()
+    );
     c
 }
 
@@ -59,17 +63,26 @@ fn bytes(dir: &Path, t: &TensorRef) -> Vec<u8> {
 
 pub fn read_i64(dir: &Path, t: &TensorRef) -> Vec<i64> {
     assert_eq!(t.dtype, "i64");
-    bytes(dir, t).chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes(dir, t)
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn read_f32(dir: &Path, t: &TensorRef) -> Vec<f32> {
     assert_eq!(t.dtype, "f32");
-    bytes(dir, t).chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes(dir, t)
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn cos(a: &[f32], b: &[f32]) -> f64 {
@@ -82,10 +95,17 @@ pub fn cos(a: &[f32], b: &[f32]) -> f64 {
 /// Mean over vectors of width `w` of the cosine similarity.
 pub fn mean_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
     let n = a.len() / w;
-    a.chunks(w).zip(b.chunks(w)).map(|(x, y)| cos(x, y)).sum::<f64>() / n as f64
+    a.chunks(w)
+        .zip(b.chunks(w))
+        .map(|(x, y)| cos(x, y))
+        .sum::<f64>()
+        / n as f64
 }
 
 /// Minimum over vectors of width `w` of the cosine similarity.
 pub fn min_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
-    a.chunks(w).zip(b.chunks(w)).map(|(x, y)| cos(x, y)).fold(1.0, f64::min)
+    a.chunks(w)
+        .zip(b.chunks(w))
+        .map(|(x, y)| cos(x, y))
+        .fold(1.0, f64::min)
 }

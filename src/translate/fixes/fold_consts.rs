@@ -86,3 +86,38 @@ pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
     model.compact()?;
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cast::cast;
+    use tract_core::ops::nn::{Reduce, Reducer};
+
+    /// The int8 pattern at base-model size: an i8 weight whose i32 copy is over tract's
+    /// folding budget, reduced to its column sums. tract leaves Cast + Reduce to run on every
+    /// call; the fix leaves one small constant with the same value.
+    #[test]
+    fn folds_column_sums_through_a_large_cast() -> TractResult<()> {
+        let (k, n) = (768usize, 3072usize);
+        let w: Vec<i8> = (0..k * n).map(|i| ((i * 31 % 255) as i32 - 127) as i8).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", i32::fact([1, n]))?;
+        let weight = model.add_const("w", Tensor::from_shape(&[k, n], &w)?)?;
+        let wide = model.wire_node("cast", cast(i32::datum_type()), &[weight])?[0];
+        let sums = model.wire_node("sums", Reduce::new(tvec![0], Reducer::Sum), &[wide])?[0];
+        let out = model.wire_node("add", tract_core::ops::math::add(), &[x, sums])?[0];
+        model.select_output_outlets(&[out])?;
+        let mut model = model.into_decluttered()?;
+        let live = |m: &TypedModel| {
+            m.nodes().iter().filter(|n| n.op_is::<Reduce>() || n.op.name() == "Cast").count()
+        };
+        assert_eq!(live(&model), 2, "tract alone is expected to keep the chain (budget)");
+        let input = tvec![Tensor::zero::<i32>(&[1, n])?.into_tvalue()];
+        let before = model.clone().into_runnable()?.run(input.clone())?;
+        assert_eq!(apply(&mut model)?, 1);
+        assert_eq!(live(&model), 0, "the chain must be folded");
+        let after = model.into_runnable()?.run(input)?;
+        assert_eq!(before[0], after[0]);
+        Ok(())
+    }
+}

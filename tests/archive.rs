@@ -1,0 +1,99 @@
+//! Precompiled plans: every tiny graph compiled to an NNEF archive gives the same outputs
+//! as its ONNX source, and bad archives get clear errors.
+
+mod common;
+use bert_edge::translate::translate_onnx;
+use bert_edge::runtime::nnef;
+use bert_edge::{load_archive, load_onnx, save_archive, Encoder, Error, Flavour, Plan, PlanOptions};
+use common::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bert-edge-archive-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn outputs(plan: Plan, case: &Case) -> (Vec<f32>, Vec<f32>) {
+    let dir = tiny();
+    let plan = Arc::new(plan);
+    let mut e = Encoder::new(plan.clone()).unwrap();
+    let (mut h, mut p) = (vec![0f32; plan.hidden_len()], vec![0f32; plan.pooled_len()]);
+    let mask = read_i64(&dir, &case.inputs["attention_mask"]);
+    let types = read_i64(&dir, &case.inputs["token_type_ids"]);
+    if case.flavour == "ids" {
+        e.run_ids(&read_i64(&dir, &case.inputs["input_ids"]), &mask, &types, &mut h, &mut p).unwrap();
+    } else {
+        e.run_embeds(&read_f32(&dir, &case.inputs["inputs_embeds"]), &mask, &types, &mut h, &mut p).unwrap();
+    }
+    (h, p)
+}
+
+#[test]
+fn compiled_archives_match_their_onnx_source() {
+    let all = cases(&tiny());
+    for flavour in ["ids", "embeds"] {
+        let case = all.cases.iter().find(|c| c.name == if flavour == "ids" { "pair32" } else { "pair32_embeds" }).unwrap();
+        for variant in ["f32", "f16", "int8"] {
+            let src = model(flavour, variant);
+            let opts = PlanOptions::new(case.seq);
+            let (typed, info) = translate_onnx(&src, &opts).unwrap();
+            let path = tmp(&format!("{flavour}_{variant}.nnef.tgz"));
+            save_archive(&typed, &path).unwrap();
+            let archived = load_archive(&path, Some(case.seq), None).unwrap();
+            assert_eq!(archived.info(), &info);
+            let (h1, p1) = outputs(load_onnx(&src, &opts).unwrap(), case);
+            let (h2, p2) = outputs(archived, case);
+            let (dh, dp) = (max_abs(&h1, &h2), max_abs(&p1, &p2));
+            eprintln!("{flavour}/{variant}: archive vs onnx max abs hidden {dh:.2e} pooled {dp:.2e}");
+            let tol = if variant == "f32" { 1e-5 } else { 1e-3 };
+            assert!(dh <= tol && dp <= tol, "{flavour}/{variant}: {dh} {dp}");
+            // and it still matches PyTorch within the runtime tolerances
+            let want = read_f32(&tiny(), &case.outputs["last_hidden_state"]);
+            let c = mean_cos(&h2, &want, 64);
+            assert!(c >= if variant == "int8" { 0.999 } else { 0.9999 }, "{flavour}/{variant}: cos {c}");
+        }
+    }
+}
+
+#[test]
+fn bad_archives_are_clear_errors() {
+    let (typed, _) = translate_onnx(model("ids", "f32"), &PlanOptions::new(16)).unwrap();
+    let good = tmp("good.nnef.tgz");
+    save_archive(&typed, &good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let check = |r: Result<Plan, Error>, needle: &str| match r {
+        Err(Error::BadModel(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!("expected BadModel({needle}), got {:?}", other.map(|p| p.info().clone())),
+    };
+    let truncated = tmp("truncated.nnef.tgz");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    check(load_archive(&truncated, None, None), "not a readable NNEF archive");
+    let mut corrupt = bytes.clone();
+    for b in corrupt.iter_mut().skip(100).step_by(97) {
+        *b ^= 0x5a;
+    }
+    let corrupted = tmp("corrupt.nnef.tgz");
+    std::fs::write(&corrupted, &corrupt).unwrap();
+    check(load_archive(&corrupted, None, None), "not a readable NNEF archive");
+    check(load_archive(&good, Some(32), None), "compiled for sequence length 16");
+    check(load_archive(&good, None, Some(Flavour::Embeds)), "compiled for the ids flavour");
+    check(load_archive(tmp("missing.nnef.tgz"), None, None), "no model file");
+    // An archive from another tract version (or not from bert-edge at all).
+    let mut other = typed.clone();
+    other.properties.remove("bert_edge.format");
+    let foreign = tmp("foreign.nnef.tgz");
+    nnef().write_to_tar(&other, std::fs::File::create(&foreign).unwrap()).unwrap();
+    check(load_archive(&foreign, None, None), "not made by `bert-edge compile`");
+    let mut old = typed.clone();
+    old.properties.insert(
+        "bert_edge.tract_version".into(),
+        Arc::new(tract_core::prelude::tensor0("0.21.0".to_string())),
+    );
+    let older = tmp("older.nnef.tgz");
+    nnef().write_to_tar(&old, std::fs::File::create(&older).unwrap()).unwrap();
+    check(load_archive(&older, None, None), "compiled with tract 0.21.0");
+    let loaded = load_archive(&good, Some(16), Some(Flavour::Ids)).unwrap();
+    assert_eq!(loaded.info().seq, 16);
+}
