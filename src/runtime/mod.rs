@@ -4,12 +4,14 @@
 //! tract-nnef for precompiled archives).
 
 mod archive;
+mod dyn_quant;
 mod embeddings;
 mod encoder;
 mod nnef_ext;
 mod plan;
 
 pub use archive::{load_archive, nnef, save_archive, TRACT_VERSION};
+pub use dyn_quant::DynQuantU8;
 pub use embeddings::WordEmbeddings;
 pub use encoder::{Encoder, TokenValue};
 pub use plan::{Flavour, Plan, PlanInfo, Variant};

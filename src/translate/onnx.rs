@@ -284,6 +284,7 @@ pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(Typ
     }
     if variant == Variant::Int8 {
         fixes::dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
+        fixes::dequant_arith::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
     }
     info.write_properties(&mut typed);
     Ok((typed, info))

@@ -34,3 +34,18 @@ pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
     }
     Ok(count)
 }
+
+/// Swaps tract-onnx's `DynamicQuantizeLinearU8` for [`crate::runtime::DynQuantU8`] (same
+/// arithmetic, but serializable and free of tract-onnx); returns how many.
+pub fn swap_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
+    let ids: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "DynamicQuantizeLinearU8")
+        .map(|n| n.id)
+        .collect();
+    for &id in &ids {
+        model.node_mut(id).op = Box::new(crate::runtime::DynQuantU8);
+    }
+    Ok(ids.len())
+}

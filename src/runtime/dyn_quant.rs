@@ -1,0 +1,80 @@
+//! `DynQuantU8`: ONNX `DynamicQuantizeLinear` (f32 → u8, scale, zero point) as an op that
+//! lives on the run-time side and has an NNEF form.
+//!
+//! Why: onnxruntime's dynamic int8 export quantizes every matmul's activations at run time
+//! with `DynamicQuantizeLinear`. tract implements it in tract-onnx (the importer a device
+//! build leaves out) and has no NNEF serializer for it, so int8 plans could not be
+//! precompiled. The translate side swaps tract-onnx's op for this one; the arithmetic is the
+//! ONNX spec's, written exactly as tract-onnx 0.23.9 does it (`x / scale`, ties to even), so
+//! outputs are bit-identical.
+
+use tract_nnef::internal::*;
+
+/// Dynamic u8 quantization of an f32 tensor over its whole range (including 0).
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+pub struct DynQuantU8;
+
+fn scale_and_zero_point(xs: &[f32]) -> (f32, u8) {
+    let (min, max) = xs.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let scale = (max - min) / 255.0;
+    let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0);
+    (scale, zero_point as u8)
+}
+
+impl Op for DynQuantU8 {
+    fn name(&self) -> StaticName {
+        "DynQuantU8".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for DynQuantU8 {
+    op_out_of_plan!();
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.cast_to::<f32>()?;
+        let xs = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let (scale, zp) = scale_and_zero_point(xs);
+        let mut dst = Tensor::zero::<u8>(input.shape())?;
+        dst.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?.iter_mut().zip(xs).for_each(|(y, x)| {
+            *y = (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8
+        });
+        Ok(tvec!(dst.into_tvalue(), tensor0(scale).into_tvalue(), tensor0(zp).into_tvalue()))
+    }
+}
+
+impl TypedOp for DynQuantU8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut q = inputs[0].without_value();
+        q.datum_type = u8::datum_type();
+        Ok(tvec!(q, f32::scalar_fact(), u8::scalar_fact()))
+    }
+    as_op!();
+}
+
+const NAME: &str = "bert_edge_dynamic_quantize_u8";
+
+fn dump(ast: &mut IntoAst, node: &TypedNode, _op: &DynQuantU8) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    Ok(Some(invocation(NAME, &[input], &[])))
+}
+
+fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
+    let input = invocation.named_arg_as(builder, "input")?;
+    builder.wire(DynQuantU8, &[input])
+}
+
+/// Adds the op's NNEF form to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register_primitive(
+        NAME,
+        &[TypeName::Scalar.tensor().named("input")],
+        &[
+            ("output", TypeName::Integer.tensor()),
+            ("scale", TypeName::Scalar.tensor()),
+            ("zero_point", TypeName::Integer.tensor()),
+        ],
+        load,
+    );
+    registry.register_dumper(dump);
+}
