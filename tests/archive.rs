@@ -4,7 +4,7 @@
 mod common;
 use bert_edge::translate::translate_onnx;
 use bert_edge::runtime::nnef;
-use bert_edge::{load_archive, load_onnx, save_archive, Encoder, Error, Flavour, Plan, PlanOptions};
+use bert_edge::{load_archive, load_onnx, save_archive, Error, Flavour, Plan, PlanOptions};
 use common::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,21 +13,6 @@ fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bert-edge-archive-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
-}
-
-fn outputs(plan: Plan, case: &Case) -> (Vec<f32>, Vec<f32>) {
-    let dir = tiny();
-    let plan = Arc::new(plan);
-    let mut e = Encoder::new(plan.clone()).unwrap();
-    let (mut h, mut p) = (vec![0f32; plan.hidden_len()], vec![0f32; plan.pooled_len()]);
-    let mask = read_i64(&dir, &case.inputs["attention_mask"]);
-    let types = read_i64(&dir, &case.inputs["token_type_ids"]);
-    if case.flavour == "ids" {
-        e.run_ids(&read_i64(&dir, &case.inputs["input_ids"]), &mask, &types, &mut h, &mut p).unwrap();
-    } else {
-        e.run_embeds(&read_f32(&dir, &case.inputs["inputs_embeds"]), &mask, &types, &mut h, &mut p).unwrap();
-    }
-    (h, p)
 }
 
 #[test]
@@ -43,8 +28,8 @@ fn compiled_archives_match_their_onnx_source() {
             save_archive(&typed, &path).unwrap();
             let archived = load_archive(&path, Some(case.seq), None).unwrap();
             assert_eq!(archived.info(), &info);
-            let (h1, p1) = outputs(load_onnx(&src, &opts).unwrap(), case);
-            let (h2, p2) = outputs(archived, case);
+            let (h1, p1) = run_plan(load_onnx(&src, &opts).unwrap(), &tiny(), case);
+            let (h2, p2) = run_plan(archived, &tiny(), case);
             let (dh, dp) = (max_abs(&h1, &h2), max_abs(&p1, &p2));
             eprintln!("{flavour}/{variant}: archive vs onnx max abs hidden {dh:.2e} pooled {dp:.2e}");
             let tol = if variant == "f32" { 1e-5 } else { 1e-3 };

@@ -1,7 +1,9 @@
 //! Shared test helpers: the committed fixtures and their PyTorch reference outputs.
 #![allow(dead_code)]
 
+use bert_edge::{load_onnx, Encoder, Plan, PlanOptions, Variant};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -109,3 +111,46 @@ pub fn min_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
         .map(|(x, y)| cos(x, y))
         .fold(1.0, f64::min)
 }
+
+/// A plan's outputs against the PyTorch reference of one case.
+pub struct Outcome {
+    pub hidden_max_abs: f32,
+    pub pooled_max_abs: f32,
+    pub hidden_cos: f64,
+    pub pooled_cos: f64,
+}
+
+/// Runs one reference case through `plan`: (last_hidden_state, pooler_output).
+pub fn run_plan(plan: Plan, dir: &Path, case: &Case) -> (Vec<f32>, Vec<f32>) {
+    let plan = Arc::new(plan);
+    let mut enc = Encoder::new(plan.clone()).unwrap();
+    let mut hidden = vec![0f32; plan.hidden_len()];
+    let mut pooled = vec![0f32; plan.pooled_len()];
+    let mask = read_i64(dir, &case.inputs["attention_mask"]);
+    let types = read_i64(dir, &case.inputs["token_type_ids"]);
+    if case.flavour == "ids" {
+        let ids = read_i64(dir, &case.inputs["input_ids"]);
+        enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled).unwrap();
+    } else {
+        let emb = read_f32(dir, &case.inputs["inputs_embeds"]);
+        enc.run_embeds(&emb, &mask, &types, &mut hidden, &mut pooled).unwrap();
+    }
+    (hidden, pooled)
+}
+
+pub fn run_reference_case(dir: &Path, case: &Case, file: &Path, variant: Option<Variant>) -> Outcome {
+    let mut opts = PlanOptions::new(case.seq).batch(case.batch);
+    opts.variant = variant;
+    let plan = load_onnx(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    let w = plan.info().hidden;
+    let (hidden, pooled) = run_plan(plan, dir, case);
+    let want_h = read_f32(dir, &case.outputs["last_hidden_state"]);
+    let want_p = read_f32(dir, &case.outputs["pooler_output"]);
+    Outcome {
+        hidden_max_abs: max_abs(&hidden, &want_h),
+        pooled_max_abs: max_abs(&pooled, &want_p),
+        hidden_cos: mean_cos(&hidden, &want_h, w),
+        pooled_cos: mean_cos(&pooled, &want_p, w),
+    }
+}
+
