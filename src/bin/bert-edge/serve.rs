@@ -36,7 +36,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Method, Request, Response};
@@ -56,7 +56,9 @@ impl std::str::FromStr for Pooling {
         match s {
             "cls" => Ok(Pooling::Cls),
             "mean" => Ok(Pooling::Mean),
-            _ => Err(Error::BadInput(format!("unknown pooling {s:?} (cls | mean)"))),
+            _ => Err(Error::BadInput(format!(
+                "unknown pooling {s:?} (cls | mean)"
+            ))),
         }
     }
 }
@@ -87,18 +89,39 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
         let s = |e: pico_args::Error| e.to_string();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let o = Options {
-            bind: args.opt_value_from_str("--bind").map_err(s)?.unwrap_or_else(|| "127.0.0.1:8080".into()),
-            workers: args.opt_value_from_str("--workers").map_err(s)?.unwrap_or(cores),
+            bind: args
+                .opt_value_from_str("--bind")
+                .map_err(s)?
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            workers: args
+                .opt_value_from_str("--workers")
+                .map_err(s)?
+                .unwrap_or(cores),
             queue: args.opt_value_from_str("--queue").map_err(s)?.unwrap_or(64),
             pooling: crate::opt_parse(args, "--pooling")?.unwrap_or(Pooling::Cls),
             normalize: args.contains("--normalize"),
             tokenizer: args.opt_value_from_str("--tokenizer").map_err(s)?,
-            max_items: args.opt_value_from_str("--max-items").map_err(s)?.unwrap_or(32),
-            max_text_bytes: args.opt_value_from_str("--max-text-bytes").map_err(s)?.unwrap_or(16 * 1024),
-            max_body: args.opt_value_from_str("--max-body").map_err(s)?.unwrap_or(1024 * 1024),
-            test_delay: Duration::from_millis(args.opt_value_from_str("--test-delay-ms").map_err(s)?.unwrap_or(0)),
+            max_items: args
+                .opt_value_from_str("--max-items")
+                .map_err(s)?
+                .unwrap_or(32),
+            max_text_bytes: args
+                .opt_value_from_str("--max-text-bytes")
+                .map_err(s)?
+                .unwrap_or(16 * 1024),
+            max_body: args
+                .opt_value_from_str("--max-body")
+                .map_err(s)?
+                .unwrap_or(1024 * 1024),
+            test_delay: Duration::from_millis(
+                args.opt_value_from_str("--test-delay-ms")
+                    .map_err(s)?
+                    .unwrap_or(0),
+            ),
         };
         if o.workers == 0 || o.queue == 0 || o.max_items == 0 || o.max_body == 0 {
             return Err("--workers, --queue, --max-items and --max-body must be at least 1".into());
@@ -114,8 +137,14 @@ fn find_tokenizer(opts: &Options, model: &Path) -> Option<PathBuf> {
         return Some(t.clone());
     }
     let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let up = model.parent().and_then(|d| d.parent()).map(|d| d.join("tokenizer.json"));
-    [beside, up, Some(PathBuf::from("models/tokenizer.json"))].into_iter().flatten().find(|p| p.is_file())
+    let up = model
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("tokenizer.json"));
+    [beside, up, Some(PathBuf::from("models/tokenizer.json"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
 }
 
 /// One text (or text pair) to embed; the worker sends its result to `reply`.
@@ -142,7 +171,10 @@ struct Failure {
 
 impl Failure {
     fn new(status: u16, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into() }
+        Failure {
+            status,
+            message: message.into(),
+        }
     }
     fn kind(&self) -> &'static str {
         match self.status {
@@ -163,7 +195,9 @@ impl From<Error> for Failure {
     }
 }
 
-const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 struct Metrics {
@@ -207,6 +241,8 @@ struct Shared {
     /// Texts admitted to the inference queue and not yet taken by a worker.
     queued: AtomicUsize,
     busy: AtomicUsize,
+    /// Requests handed to the handler pool and not yet answered.
+    handling: AtomicUsize,
     workers: usize,
     model_name: String,
     variant: String,
@@ -218,7 +254,9 @@ impl Shared {
     /// Reserves `k` queue slots, all or none.
     fn reserve(&self, k: usize) -> bool {
         self.queued
-            .fetch_update(SeqCst, SeqCst, |q| (q + k <= self.queue_cap).then_some(q + k))
+            .fetch_update(SeqCst, SeqCst, |q| {
+                (q + k <= self.queue_cap).then_some(q + k)
+            })
             .is_ok()
     }
 }
@@ -237,10 +275,16 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         )));
     }
     if info.batch != 1 {
-        return Err(fail(format!("serve needs a batch-1 plan, this one has batch {}", info.batch)));
+        return Err(fail(format!(
+            "serve needs a batch-1 plan, this one has batch {}",
+            info.batch
+        )));
     }
     if info.seq < tokenizer.min_len(true) {
-        return Err(fail(format!("sequence length {} is too short for [CLS] A [SEP] B [SEP]", info.seq)));
+        return Err(fail(format!(
+            "sequence length {} is too short for [CLS] A [SEP] B [SEP]",
+            info.seq
+        )));
     }
     let mut encoders = Vec::with_capacity(opts.workers);
     for _ in 0..opts.workers {
@@ -262,8 +306,13 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         queue_cap: opts.queue,
         queued: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
+        handling: AtomicUsize::new(0),
         workers: opts.workers,
-        model_name: m.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        model_name: m
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         variant: info.variant.to_string(),
         test_delay: opts.test_delay,
         metrics: Metrics::default(),
@@ -291,10 +340,12 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
             .map_err(|e| fail(format!("cannot start worker: {e}")))?;
         workers.push(h);
     }
-    // Enough handlers that the inference queue, not the handler pool, is what fills up first
-    // (each waiting handler holds at least one queued or running text). Idle ones only sleep
-    // on a channel; small stacks (JSON nesting is capped at 128 levels by serde_json).
-    let handlers_n = (opts.workers + opts.queue).min(256);
+    // More handlers than texts can be admitted (queue + running), so the inference queue's
+    // all-or-none reservation is what answers 429 under load, with `--queue` as the real bound
+    // on waiting work; the hand-off channel only absorbs the moment between a handler finishing
+    // and taking the next request (full → 429 too). Idle handlers sleep on the channel; small
+    // stacks (serde_json caps JSON nesting at 128 levels).
+    let handlers_n = (opts.workers + opts.queue + 4).min(256);
     let (req_tx, req_rx) = mpsc::sync_channel::<(Request, Instant)>(handlers_n);
     let req_rx = Arc::new(Mutex::new(req_rx));
     let mut handlers = Vec::new();
@@ -309,7 +360,11 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     }
     drop(job_tx);
 
-    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| opts.bind.clone());
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| opts.bind.clone());
     eprintln!(
         "bert-edge: listening on http://{addr} ({} workers, queue {}, pooling {}{})",
         opts.workers,
@@ -327,17 +382,31 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
             shared.metrics.record(endpoint, status, t0.elapsed());
             return;
         }
-        if wait {
-            let _ = req_tx.send((rq, t0));
+        // A request goes to the handlers only if one is free (counted from here until the
+        // handler has answered), so the channel never holds more than there are handlers.
+        let free = shared
+            .handling
+            .fetch_update(SeqCst, SeqCst, |n| (n < handlers_n).then_some(n + 1))
+            .is_ok();
+        if wait && !free {
+            shared.handling.fetch_add(1, SeqCst);
+        }
+        if !(free || wait) {
+            let f = Failure::new(429, "server busy: too many requests waiting, retry later");
+            let _ = rq.respond(error_response(endpoint, &f));
+            shared.metrics.record(endpoint, 429, t0.elapsed());
             return;
         }
-        match req_tx.try_send((rq, t0)) {
+        match req_tx.send((rq, t0)) {
             Ok(()) => {}
-            Err(TrySendError::Full((rq, t0))) | Err(TrySendError::Disconnected((rq, t0))) => {
-                let endpoint = endpoint_label(rq.url());
-                let f = Failure::new(429, "server busy: too many requests waiting, retry later");
-                let _ = rq.respond(error_response(endpoint, &f));
-                shared.metrics.record(endpoint, 429, t0.elapsed());
+            Err(mpsc::SendError((rq, t0))) => {
+                // No handler left (cannot happen before shutdown).
+                shared.handling.fetch_sub(1, SeqCst);
+                let _ = rq.respond(error_response(
+                    endpoint,
+                    &Failure::new(503, "shutting down"),
+                ));
+                shared.metrics.record(endpoint, 503, t0.elapsed());
             }
         }
     };
@@ -393,7 +462,9 @@ fn worker(shared: &Shared, rx: &Mutex<Receiver<Item>>, plan: &Arc<Plan>, mut enc
         let Ok(item) = item else { break };
         shared.queued.fetch_sub(1, SeqCst);
         shared.busy.fetch_add(1, SeqCst);
-        let res = catch_unwind(AssertUnwindSafe(|| infer(shared, &mut encoder, &mut b, &item)));
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            infer(shared, &mut encoder, &mut b, &item)
+        }));
         let res = match res {
             Ok(r) => r,
             Err(_) => {
@@ -420,7 +491,12 @@ fn worker(shared: &Shared, rx: &Mutex<Receiver<Item>>, plan: &Arc<Plan>, mut enc
     }
 }
 
-fn infer(shared: &Shared, encoder: &mut Encoder, b: &mut Buffers, item: &Item) -> Result<Embedding, Failure> {
+fn infer(
+    shared: &Shared,
+    encoder: &mut Encoder,
+    b: &mut Buffers,
+    item: &Item,
+) -> Result<Embedding, Failure> {
     if !shared.test_delay.is_zero() {
         std::thread::sleep(shared.test_delay);
     }
@@ -435,7 +511,11 @@ fn infer(shared: &Shared, encoder: &mut Encoder, b: &mut Buffers, item: &Item) -
     } else {
         &b.long
     };
-    let (ids, mask, types) = (&enc.input_ids[..n], &enc.attention_mask[..n], &enc.token_type_ids[..n]);
+    let (ids, mask, types) = (
+        &enc.input_ids[..n],
+        &enc.attention_mask[..n],
+        &enc.token_type_ids[..n],
+    );
     encoder.run_ids(ids, mask, types, &mut b.hidden, &mut b.pooled)?;
     let mut vector = match shared.pooling {
         Pooling::Cls => b.pooled.clone(),
@@ -444,7 +524,11 @@ fn infer(shared: &Shared, encoder: &mut Encoder, b: &mut Buffers, item: &Item) -
     if item.normalize {
         l2_normalize(&mut vector);
     }
-    Ok(Embedding { vector, tokens: real, truncated })
+    Ok(Embedding {
+        vector,
+        tokens: real,
+        truncated,
+    })
 }
 
 /// Mean of the rows of `hidden` (seq × h) whose mask is 1.
@@ -482,16 +566,24 @@ fn endpoint_label(url: &str) -> &'static str {
     }
 }
 
+/// Extra response headers.
+type Headers = Vec<(&'static str, String)>;
+
 struct Reply {
     status: u16,
     body: Vec<u8>,
     content_type: &'static str,
-    headers: Vec<(&'static str, String)>,
+    headers: Headers,
 }
 
 impl Reply {
     fn json(body: Vec<u8>) -> Self {
-        Reply { status: 200, body, content_type: "application/json", headers: Vec::new() }
+        Reply {
+            status: 200,
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -523,6 +615,7 @@ fn handler(shared: &Shared, rx: &Mutex<Receiver<(Request, Instant)>>, jobs: &Syn
             .unwrap_or_else(|_| Err(Failure::new(500, "internal error: handler panicked")));
         let status = respond(rq, endpoint, res);
         shared.metrics.record(endpoint, status, t0.elapsed());
+        shared.handling.fetch_sub(1, SeqCst);
     }
 }
 
@@ -568,7 +661,12 @@ fn probe(shared: &Shared, endpoint: &str) -> Reply {
     Reply::json(body.to_string().into_bytes())
 }
 
-fn handle(shared: &Shared, jobs: &SyncSender<Item>, rq: &mut Request, endpoint: &'static str) -> Result<Reply, Failure> {
+fn handle(
+    shared: &Shared,
+    jobs: &SyncSender<Item>,
+    rq: &mut Request,
+    endpoint: &'static str,
+) -> Result<Reply, Failure> {
     let method = rq.method().clone();
     match (endpoint, method) {
         ("/health" | "/metrics", Method::Get) => Ok(probe(shared, endpoint)),
@@ -582,7 +680,9 @@ fn handle(shared: &Shared, jobs: &SyncSender<Item>, rq: &mut Request, endpoint: 
             let inputs = parse_inputs(v.get("inputs"), "inputs", true)?;
             let (out, tokens) = embed_all(shared, jobs, inputs, normalize)?;
             let vectors: Vec<&[f32]> = out.iter().map(|e| e.vector.as_slice()).collect();
-            let mut reply = Reply::json(serde_json::to_vec(&vectors).map_err(|e| Failure::new(500, e.to_string()))?);
+            let mut reply = Reply::json(
+                serde_json::to_vec(&vectors).map_err(|e| Failure::new(500, e.to_string()))?,
+            );
             reply.headers = tokens;
             Ok(reply)
         }
@@ -595,12 +695,22 @@ fn handle(shared: &Shared, jobs: &SyncSender<Item>, rq: &mut Request, endpoint: 
             match v.get("encoding_format") {
                 None | Some(Value::Null) => {}
                 Some(Value::String(s)) if s == "float" => {}
-                Some(_) => return Err(Failure::new(400, "only \"encoding_format\": \"float\" is supported")),
+                Some(_) => {
+                    return Err(Failure::new(
+                        400,
+                        "only \"encoding_format\": \"float\" is supported",
+                    ))
+                }
             }
             match v.get("dimensions") {
                 None | Some(Value::Null) => {}
                 Some(d) if d.as_u64() == Some(shared.hidden as u64) => {}
-                Some(_) => return Err(Failure::new(400, format!("\"dimensions\" must be {}", shared.hidden))),
+                Some(_) => {
+                    return Err(Failure::new(
+                        400,
+                        format!("\"dimensions\" must be {}", shared.hidden),
+                    ))
+                }
             }
             let inputs = parse_inputs(v.get("input"), "input", false)?;
             let (out, headers) = embed_all(shared, jobs, inputs, shared.normalize)?;
@@ -610,12 +720,21 @@ fn handle(shared: &Shared, jobs: &SyncSender<Item>, rq: &mut Request, endpoint: 
                 data: out
                     .iter()
                     .enumerate()
-                    .map(|(index, e)| OpenAiEmbedding { object: "embedding", embedding: &e.vector, index })
+                    .map(|(index, e)| OpenAiEmbedding {
+                        object: "embedding",
+                        embedding: &e.vector,
+                        index,
+                    })
                     .collect(),
                 model: &shared.model_name,
-                usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
+                usage: Usage {
+                    prompt_tokens: tokens,
+                    total_tokens: tokens,
+                },
             };
-            let mut reply = Reply::json(serde_json::to_vec(&body).map_err(|e| Failure::new(500, e.to_string()))?);
+            let mut reply = Reply::json(
+                serde_json::to_vec(&body).map_err(|e| Failure::new(500, e.to_string()))?,
+            );
             reply.headers = headers;
             Ok(reply)
         }
@@ -661,7 +780,8 @@ fn read_json(shared: &Shared, rq: &mut Request) -> Result<Value, Failure> {
         return Err(too_big());
     }
     // from_slice checks UTF-8 (and rejects lone surrogates in escapes).
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Failure::new(400, format!("malformed JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| Failure::new(400, format!("malformed JSON: {e}")))?;
     if !v.is_object() {
         return Err(Failure::new(400, "the body must be a JSON object"));
     }
@@ -669,7 +789,11 @@ fn read_json(shared: &Shared, rq: &mut Request) -> Result<Value, Failure> {
 }
 
 /// `"text"`, `["text", ...]` and, where `pairs`, `[["a", "b"], ...]` items (one text pair each).
-fn parse_inputs(v: Option<&Value>, field: &str, pairs: bool) -> Result<Vec<(String, Option<String>)>, Failure> {
+fn parse_inputs(
+    v: Option<&Value>,
+    field: &str,
+    pairs: bool,
+) -> Result<Vec<(String, Option<String>)>, Failure> {
     let bad = |m: String| Failure::new(400, m);
     let want = if pairs {
         "a string, or an array of strings or of [string, string] pairs"
@@ -690,9 +814,13 @@ fn parse_inputs(v: Option<&Value>, field: &str, pairs: bool) -> Result<Vec<(Stri
             Value::String(s) => Ok((s.clone(), None)),
             Value::Array(p) if pairs => match p.as_slice() {
                 [Value::String(a), Value::String(b)] => Ok((a.clone(), Some(b.clone()))),
-                _ => Err(bad(format!("\"{field}\"[{i}] must be a [string, string] pair"))),
+                _ => Err(bad(format!(
+                    "\"{field}\"[{i}] must be a [string, string] pair"
+                ))),
             },
-            _ => Err(bad(format!("\"{field}\"[{i}] must be a string; \"{field}\" must be {want}"))),
+            _ => Err(bad(format!(
+                "\"{field}\"[{i}] must be a string; \"{field}\" must be {want}"
+            ))),
         })
         .collect()
 }
@@ -704,24 +832,42 @@ fn embed_all(
     jobs: &SyncSender<Item>,
     inputs: Vec<(String, Option<String>)>,
     normalize: bool,
-) -> Result<(Vec<Embedding>, Vec<(&'static str, String)>), Failure> {
+) -> Result<(Vec<Embedding>, Headers), Failure> {
     let k = inputs.len();
     if k > shared.max_items {
-        return Err(Failure::new(413, format!("{k} inputs in one request, at most {} allowed", shared.max_items)));
+        return Err(Failure::new(
+            413,
+            format!(
+                "{k} inputs in one request, at most {} allowed",
+                shared.max_items
+            ),
+        ));
     }
     let max = shared.max_text_bytes;
     for (i, (a, b)) in inputs.iter().enumerate() {
         let len = a.len() + b.as_ref().map_or(0, |b| b.len());
         if len > max {
-            return Err(Failure::new(413, format!("input {i} is {len} bytes long, at most {max} allowed")));
+            return Err(Failure::new(
+                413,
+                format!("input {i} is {len} bytes long, at most {max} allowed"),
+            ));
         }
     }
     if !shared.reserve(k) {
-        return Err(Failure::new(429, "server busy: inference queue is full, retry later"));
+        return Err(Failure::new(
+            429,
+            "server busy: inference queue is full, retry later",
+        ));
     }
     let (tx, rx) = mpsc::channel();
     for (index, (text, pair)) in inputs.into_iter().enumerate() {
-        let item = Item { text, pair, normalize, index, reply: tx.clone() };
+        let item = Item {
+            text,
+            pair,
+            normalize,
+            index,
+            reply: tx.clone(),
+        };
         if jobs.send(item).is_err() {
             // Workers gone (cannot happen before shutdown): give back what was not queued.
             shared.queued.fetch_sub(k - index, SeqCst);
@@ -735,7 +881,8 @@ fn embed_all(
         match rx.recv() {
             Ok((i, Ok(e))) => out[i] = Some(e),
             Ok((i, Err(f))) => {
-                first_err.get_or_insert(Failure::new(f.status, format!("input {i}: {}", f.message)));
+                first_err
+                    .get_or_insert(Failure::new(f.status, format!("input {i}: {}", f.message)));
             }
             Err(_) => return Err(Failure::new(500, "internal error: a worker stopped")),
         }
@@ -746,9 +893,15 @@ fn embed_all(
     let out: Vec<Embedding> = out.into_iter().flatten().collect();
     let per: Vec<String> = out.iter().map(|e| e.tokens.to_string()).collect();
     let headers = vec![
-        ("X-Prompt-Tokens", out.iter().map(|e| e.tokens).sum::<usize>().to_string()),
+        (
+            "X-Prompt-Tokens",
+            out.iter().map(|e| e.tokens).sum::<usize>().to_string(),
+        ),
         ("X-Tokens-Per-Input", per.join(",")),
-        ("X-Truncated-Inputs", out.iter().filter(|e| e.truncated).count().to_string()),
+        (
+            "X-Truncated-Inputs",
+            out.iter().filter(|e| e.truncated).count().to_string(),
+        ),
         ("X-Max-Tokens", shared.seq.to_string()),
     ];
     Ok((out, headers))
@@ -758,34 +911,95 @@ fn metrics_text(s: &Shared) -> String {
     use std::fmt::Write;
     let m = &s.metrics;
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP bert_edge_requests_total HTTP requests answered, by endpoint and status.");
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_requests_total HTTP requests answered, by endpoint and status."
+    );
     let _ = writeln!(o, "# TYPE bert_edge_requests_total counter");
     for ((ep, st), n) in lock(&m.requests).iter() {
-        let _ = writeln!(o, "bert_edge_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}");
+        let _ = writeln!(
+            o,
+            "bert_edge_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}"
+        );
     }
-    let _ = writeln!(o, "# HELP bert_edge_request_duration_seconds Time from receipt to response.");
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_request_duration_seconds Time from receipt to response."
+    );
     let _ = writeln!(o, "# TYPE bert_edge_request_duration_seconds histogram");
     for (b, le) in m.buckets.iter().zip(BUCKETS) {
-        let _ = writeln!(o, "bert_edge_request_duration_seconds_bucket{{le=\"{le}\"}} {}", b.load(SeqCst));
+        let _ = writeln!(
+            o,
+            "bert_edge_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+            b.load(SeqCst)
+        );
     }
     let count = m.count.load(SeqCst);
-    let _ = writeln!(o, "bert_edge_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(o, "bert_edge_request_duration_seconds_sum {}", m.sum_us.load(SeqCst) as f64 / 1e6);
+    let _ = writeln!(
+        o,
+        "bert_edge_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(
+        o,
+        "bert_edge_request_duration_seconds_sum {}",
+        m.sum_us.load(SeqCst) as f64 / 1e6
+    );
     let _ = writeln!(o, "bert_edge_request_duration_seconds_count {count}");
     let gauges = [
-        ("queue_depth", "Texts waiting for a worker.", s.queued.load(SeqCst) as u64, "gauge"),
-        ("queue_capacity", "Size of the inference queue (--queue).", s.queue_cap as u64, "gauge"),
+        (
+            "queue_depth",
+            "Texts waiting for a worker.",
+            s.queued.load(SeqCst) as u64,
+            "gauge",
+        ),
+        (
+            "queue_capacity",
+            "Size of the inference queue (--queue).",
+            s.queue_cap as u64,
+            "gauge",
+        ),
         ("workers", "Inference workers.", s.workers as u64, "gauge"),
-        ("workers_busy", "Workers running an inference now.", s.busy.load(SeqCst) as u64, "gauge"),
-        ("inferences_total", "Texts embedded.", m.inferences.load(SeqCst), "counter"),
-        ("inference_errors_total", "Texts that failed.", m.inference_errors.load(SeqCst), "counter"),
-        ("tokens_total", "Tokens run through the model (special tokens included).", m.tokens.load(SeqCst), "counter"),
-        ("truncated_inputs_total", "Texts truncated to the sequence length.", m.truncated.load(SeqCst), "counter"),
+        (
+            "workers_busy",
+            "Workers running an inference now.",
+            s.busy.load(SeqCst) as u64,
+            "gauge",
+        ),
+        (
+            "inferences_total",
+            "Texts embedded.",
+            m.inferences.load(SeqCst),
+            "counter",
+        ),
+        (
+            "inference_errors_total",
+            "Texts that failed.",
+            m.inference_errors.load(SeqCst),
+            "counter",
+        ),
+        (
+            "tokens_total",
+            "Tokens run through the model (special tokens included).",
+            m.tokens.load(SeqCst),
+            "counter",
+        ),
+        (
+            "truncated_inputs_total",
+            "Texts truncated to the sequence length.",
+            m.truncated.load(SeqCst),
+            "counter",
+        ),
     ];
     for (name, help, v, kind) in gauges {
-        let _ = writeln!(o, "# HELP bert_edge_{name} {help}\n# TYPE bert_edge_{name} {kind}\nbert_edge_{name} {v}");
+        let _ = writeln!(
+            o,
+            "# HELP bert_edge_{name} {help}\n# TYPE bert_edge_{name} {kind}\nbert_edge_{name} {v}"
+        );
     }
-    let _ = writeln!(o, "# HELP bert_edge_model_info The model being served.\n# TYPE bert_edge_model_info gauge");
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_model_info The model being served.\n# TYPE bert_edge_model_info gauge"
+    );
     let _ = writeln!(
         o,
         "bert_edge_model_info{{model=\"{}\",variant=\"{}\",seq=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
