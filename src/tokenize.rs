@@ -272,3 +272,18 @@ impl BertTokenizer {
         self.pad_id
     }
 }
+
+/// Where the CLI and the server look for `tokenizer.json`: `explicit` if given, else beside
+/// the model file, else one directory up (`models/base/…` → `models/`), else
+/// `models/tokenizer.json` under the working directory. `None` if none exists.
+pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<std::path::PathBuf> {
+    if let Some(t) = explicit {
+        return Some(t.to_path_buf());
+    }
+    let beside = model.parent().map(|d| d.join("tokenizer.json"));
+    let up = model.parent().and_then(|d| d.parent()).map(|d| d.join("tokenizer.json"));
+    [beside, up, Some(std::path::PathBuf::from("models/tokenizer.json"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}

@@ -25,15 +25,7 @@ impl Options {
 
 /// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model, else `models/`.
 fn find_tokenizer(opts: &Options, model: &std::path::Path) -> Option<PathBuf> {
-    if let Some(t) = &opts.tokenizer {
-        return Some(t.clone());
-    }
-    let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let beside_parent = model.parent().and_then(|d| d.parent()).map(|d| d.join("tokenizer.json"));
-    [beside, beside_parent, Some(PathBuf::from("models/tokenizer.json"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    bert_edge::tokenize::locate_tokenizer(opts.tokenizer.as_deref(), model)
 }
 
 /// Buffers allocated once and reused for every line.

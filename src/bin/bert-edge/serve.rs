@@ -133,18 +133,7 @@ impl Options {
 /// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model or one directory up,
 /// else `models/tokenizer.json` (as `encode` looks for it).
 fn find_tokenizer(opts: &Options, model: &Path) -> Option<PathBuf> {
-    if let Some(t) = &opts.tokenizer {
-        return Some(t.clone());
-    }
-    let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let up = model
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("tokenizer.json"));
-    [beside, up, Some(PathBuf::from("models/tokenizer.json"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    bert_edge::tokenize::locate_tokenizer(opts.tokenizer.as_deref(), model)
 }
 
 /// One text (or text pair) to embed; the worker sends its result to `reply`.

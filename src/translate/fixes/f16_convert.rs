@@ -7,6 +7,7 @@
 //!   reason); after the softmax's max-subtraction a -65504 logit still weighs exactly 0.
 //! - LayerNorm-style reductions and Softmax sum many terms and lose too much in half
 //!   precision: nodes whose op name says so stay in f32.
+//!
 //! Inputs and outputs stay f32, like the onnxconverter-common route (`keep_io_types`).
 
 use tract_core::floats::FloatPrecisionTranslator;
