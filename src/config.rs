@@ -41,12 +41,12 @@ impl BertConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::bad_model(format!("cannot read config {}: {e}", path.display())))?;
-        Self::from_json(&text)
-            .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))
+        Self::from_json(&text).map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))
     }
 
     /// Parses the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::bad_model(format!("invalid BERT config: {e}")))
+        serde_json::from_str(text)
+            .map_err(|e| Error::bad_model(format!("invalid BERT config: {e}")))
     }
 }

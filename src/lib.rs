@@ -43,7 +43,10 @@ pub mod translate;
 
 pub use config::BertConfig;
 pub use error::{Error, Result};
-pub use runtime::{load_archive, save_archive, Encoder, Flavour, Plan, PlanInfo, TokenValue, Variant, WordEmbeddings};
+pub use runtime::{
+    load_archive, save_archive, Encoder, Flavour, Plan, PlanInfo, TokenValue, Variant,
+    WordEmbeddings,
+};
 #[cfg(feature = "onnx")]
 pub use translate::{inspect_onnx, load_onnx, word_embeddings_from_onnx, PlanOptions};
 
@@ -63,7 +66,10 @@ pub fn load_model(
 ) -> Result<Plan> {
     let path = path.as_ref();
     if !path.is_file() {
-        return Err(Error::BadModel(format!("no model file at {}", path.display())));
+        return Err(Error::BadModel(format!(
+            "no model file at {}",
+            path.display()
+        )));
     }
     if path.extension().and_then(|e| e.to_str()) == Some("onnx") {
         #[cfg(feature = "onnx")]

@@ -281,9 +281,16 @@ pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<std::pa
         return Some(t.to_path_buf());
     }
     let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let up = model.parent().and_then(|d| d.parent()).map(|d| d.join("tokenizer.json"));
-    [beside, up, Some(std::path::PathBuf::from("models/tokenizer.json"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    let up = model
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("tokenizer.json"));
+    [
+        beside,
+        up,
+        Some(std::path::PathBuf::from("models/tokenizer.json")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
 }

@@ -30,7 +30,12 @@ fn per_call(reps: u64, mut f: impl FnMut()) -> (u64, u64) {
 #[test]
 fn no_allocation_in_crate_code_per_call() {
     let seq = 32;
-    for (flavour, variant) in [("ids", "f32"), ("embeds", "f32"), ("ids", "int8"), ("ids", "f16")] {
+    for (flavour, variant) in [
+        ("ids", "f32"),
+        ("embeds", "f32"),
+        ("ids", "int8"),
+        ("ids", "f16"),
+    ] {
         let plan = Arc::new(load_onnx(model(flavour, variant), &PlanOptions::new(seq)).unwrap());
         let mut enc = Encoder::new(plan.clone()).unwrap();
         let n = plan.tokens_len();
@@ -44,9 +49,11 @@ fn no_allocation_in_crate_code_per_call() {
 
         let (crate_and_tract, bytes_total) = per_call(20, || {
             if is_ids {
-                enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled).unwrap();
+                enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled)
+                    .unwrap();
             } else {
-                enc.run_embeds(&embeds, &mask, &types, &mut hidden, &mut pooled).unwrap();
+                enc.run_embeds(&embeds, &mask, &types, &mut hidden, &mut pooled)
+                    .unwrap();
             }
         });
 
@@ -56,15 +63,28 @@ fn no_allocation_in_crate_code_per_call() {
         let model = plan.model();
         let input = |name: &str| -> TValue {
             let t: Tensor = match name {
-                "input_ids" => tract_ndarray::Array2::from_shape_vec((1, seq), ids.clone()).unwrap().into(),
-                "inputs_embeds" => tract_ndarray::Array3::from_shape_vec((1, seq, 64), embeds.clone()).unwrap().into(),
-                "attention_mask" => tract_ndarray::Array2::from_shape_vec((1, seq), mask.clone()).unwrap().into(),
-                _ => tract_ndarray::Array2::from_shape_vec((1, seq), types.clone()).unwrap().into(),
+                "input_ids" => tract_ndarray::Array2::from_shape_vec((1, seq), ids.clone())
+                    .unwrap()
+                    .into(),
+                "inputs_embeds" => {
+                    tract_ndarray::Array3::from_shape_vec((1, seq, 64), embeds.clone())
+                        .unwrap()
+                        .into()
+                }
+                "attention_mask" => tract_ndarray::Array2::from_shape_vec((1, seq), mask.clone())
+                    .unwrap()
+                    .into(),
+                _ => tract_ndarray::Array2::from_shape_vec((1, seq), types.clone())
+                    .unwrap()
+                    .into(),
             };
             t.into_tvalue()
         };
-        let inputs: TVec<TValue> =
-            model.inputs.iter().map(|o| input(&model.node(o.node).name)).collect();
+        let inputs: TVec<TValue> = model
+            .inputs
+            .iter()
+            .map(|o| input(&model.node(o.node).name))
+            .collect();
         let (tract_only, bytes_tract) = per_call(20, || {
             let out = state.run(inputs.clone()).unwrap();
             drop(out);
@@ -73,9 +93,13 @@ fn no_allocation_in_crate_code_per_call() {
             "{flavour}/{variant} seq {seq}: per call {crate_and_tract} allocations ({bytes_total} B) \
              through the crate, {tract_only} ({bytes_tract} B) in tract alone"
         );
-        assert!(tract_only > 0, "the counter must see tract's own allocations");
+        assert!(
+            tract_only > 0,
+            "the counter must see tract's own allocations"
+        );
         assert_eq!(
-            crate_and_tract, tract_only,
+            crate_and_tract,
+            tract_only,
             "{flavour}/{variant}: the crate allocated {} times per call on its own",
             crate_and_tract as i64 - tract_only as i64
         );

@@ -2,8 +2,8 @@
 //! as its ONNX source, and bad archives get clear errors.
 
 mod common;
-use bert_edge::translate::translate_onnx;
 use bert_edge::runtime::nnef;
+use bert_edge::translate::translate_onnx;
 use bert_edge::{load_archive, load_onnx, save_archive, Error, Flavour, Plan, PlanOptions};
 use common::*;
 use std::path::PathBuf;
@@ -19,7 +19,18 @@ fn tmp(name: &str) -> PathBuf {
 fn compiled_archives_match_their_onnx_source() {
     let all = cases(&tiny());
     for flavour in ["ids", "embeds"] {
-        let case = all.cases.iter().find(|c| c.name == if flavour == "ids" { "pair32" } else { "pair32_embeds" }).unwrap();
+        let case = all
+            .cases
+            .iter()
+            .find(|c| {
+                c.name
+                    == if flavour == "ids" {
+                        "pair32"
+                    } else {
+                        "pair32_embeds"
+                    }
+            })
+            .unwrap();
         for variant in ["f32", "f16", "int8"] {
             let src = model(flavour, variant);
             let opts = PlanOptions::new(case.seq);
@@ -31,13 +42,18 @@ fn compiled_archives_match_their_onnx_source() {
             let (h1, p1) = run_plan(load_onnx(&src, &opts).unwrap(), &tiny(), case);
             let (h2, p2) = run_plan(archived, &tiny(), case);
             let (dh, dp) = (max_abs(&h1, &h2), max_abs(&p1, &p2));
-            eprintln!("{flavour}/{variant}: archive vs onnx max abs hidden {dh:.2e} pooled {dp:.2e}");
+            eprintln!(
+                "{flavour}/{variant}: archive vs onnx max abs hidden {dh:.2e} pooled {dp:.2e}"
+            );
             let tol = if variant == "f32" { 1e-5 } else { 1e-3 };
             assert!(dh <= tol && dp <= tol, "{flavour}/{variant}: {dh} {dp}");
             // and it still matches PyTorch within the runtime tolerances
             let want = read_f32(&tiny(), &case.outputs["last_hidden_state"]);
             let c = mean_cos(&h2, &want, 64);
-            assert!(c >= if variant == "int8" { 0.999 } else { 0.9999 }, "{flavour}/{variant}: cos {c}");
+            assert!(
+                c >= if variant == "int8" { 0.999 } else { 0.9999 },
+                "{flavour}/{variant}: cos {c}"
+            );
         }
     }
 }
@@ -50,35 +66,63 @@ fn bad_archives_are_clear_errors() {
     let bytes = std::fs::read(&good).unwrap();
     let check = |r: Result<Plan, Error>, needle: &str| match r {
         Err(Error::BadModel(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
-        other => panic!("expected BadModel({needle}), got {:?}", other.map(|p| p.info().clone())),
+        other => panic!(
+            "expected BadModel({needle}), got {:?}",
+            other.map(|p| p.info().clone())
+        ),
     };
     let truncated = tmp("truncated.nnef.tgz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    check(load_archive(&truncated, None, None), "not a readable NNEF archive");
+    check(
+        load_archive(&truncated, None, None),
+        "not a readable NNEF archive",
+    );
     let mut corrupt = bytes.clone();
     for b in corrupt.iter_mut().skip(100).step_by(97) {
         *b ^= 0x5a;
     }
     let corrupted = tmp("corrupt.nnef.tgz");
     std::fs::write(&corrupted, &corrupt).unwrap();
-    check(load_archive(&corrupted, None, None), "not a readable NNEF archive");
-    check(load_archive(&good, Some(32), None), "compiled for sequence length 16");
-    check(load_archive(&good, None, Some(Flavour::Embeds)), "compiled for the ids flavour");
-    check(load_archive(tmp("missing.nnef.tgz"), None, None), "no model file");
+    check(
+        load_archive(&corrupted, None, None),
+        "not a readable NNEF archive",
+    );
+    check(
+        load_archive(&good, Some(32), None),
+        "compiled for sequence length 16",
+    );
+    check(
+        load_archive(&good, None, Some(Flavour::Embeds)),
+        "compiled for the ids flavour",
+    );
+    check(
+        load_archive(tmp("missing.nnef.tgz"), None, None),
+        "no model file",
+    );
     // An archive from another tract version (or not from bert-edge at all).
     let mut other = typed.clone();
     other.properties.remove("bert_edge.format");
     let foreign = tmp("foreign.nnef.tgz");
-    nnef().write_to_tar(&other, std::fs::File::create(&foreign).unwrap()).unwrap();
-    check(load_archive(&foreign, None, None), "not made by `bert-edge compile`");
+    nnef()
+        .write_to_tar(&other, std::fs::File::create(&foreign).unwrap())
+        .unwrap();
+    check(
+        load_archive(&foreign, None, None),
+        "not made by `bert-edge compile`",
+    );
     let mut old = typed.clone();
     old.properties.insert(
         "bert_edge.tract_version".into(),
         Arc::new(tract_core::prelude::tensor0("0.21.0".to_string())),
     );
     let older = tmp("older.nnef.tgz");
-    nnef().write_to_tar(&old, std::fs::File::create(&older).unwrap()).unwrap();
-    check(load_archive(&older, None, None), "compiled with tract 0.21.0");
+    nnef()
+        .write_to_tar(&old, std::fs::File::create(&older).unwrap())
+        .unwrap();
+    check(
+        load_archive(&older, None, None),
+        "compiled with tract 0.21.0",
+    );
     let loaded = load_archive(&good, Some(16), Some(Flavour::Ids)).unwrap();
     assert_eq!(loaded.info().seq, 16);
 }

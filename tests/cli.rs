@@ -18,8 +18,15 @@ fn bert_edge(args: &[&str], stdin: &[u8]) -> (i32, Vec<Value>, String) {
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines = stdout.lines().map(|l| serde_json::from_str(l).expect("every stdout line is JSON")).collect();
-    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn ids_model() -> String {
@@ -29,7 +36,14 @@ fn ids_model() -> String {
 #[test]
 fn encode_text_gives_the_tokenizer_ids_and_the_library_output() {
     let (code, lines, err) = bert_edge(
-        &["encode", "--model", &ids_model(), "--seq", "8", "--hidden-states"],
+        &[
+            "encode",
+            "--model",
+            &ids_model(),
+            "--seq",
+            "8",
+            "--hidden-states",
+        ],
         "{\"text\": \"我爱学习\"}\n".as_bytes(),
     );
     assert_eq!(code, 0, "{err}");
@@ -41,7 +55,11 @@ fn encode_text_gives_the_tokenizer_ids_and_the_library_output() {
     assert_eq!(mask, [1, 1, 1, 1, 1, 1, 0, 0]);
     // Same as PyTorch's reference for this exact input (case seq8).
     let dir = tiny();
-    let case = cases(&dir).cases.into_iter().find(|c| c.name == "seq8").unwrap();
+    let case = cases(&dir)
+        .cases
+        .into_iter()
+        .find(|c| c.name == "seq8")
+        .unwrap();
     let pooled: Vec<f32> = serde_json::from_value(l["pooler_output"].clone()).unwrap();
     assert!(max_abs(&pooled, &read_f32(&dir, &case.outputs["pooler_output"])) <= 1e-4);
     let hidden: Vec<Vec<f32>> = serde_json::from_value(l["last_hidden_state"].clone()).unwrap();
@@ -64,7 +82,9 @@ fn bad_lines_get_error_objects_in_order_and_the_tool_goes_on() {
     assert_eq!(code, 1, "a failed line makes the exit status 1");
     assert_eq!(lines.len(), 9, "one output line per input line");
     let is_err = |i: usize, needle: &str| {
-        let e = lines[i]["error"].as_str().unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
+        let e = lines[i]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("line {i}: {}", lines[i]));
         assert!(e.contains(needle), "line {i}: {e:?} lacks {needle:?}");
     };
     assert!(lines[0].get("pooler_output").is_some());
@@ -75,7 +95,10 @@ fn bad_lines_get_error_objects_in_order_and_the_tool_goes_on() {
     is_err(5, "UTF-8");
     is_err(6, "all zeros");
     is_err(7, "JSON object");
-    assert!(lines[8].get("pooler_output").is_some(), "the tool goes on after errors");
+    assert!(
+        lines[8].get("pooler_output").is_some(),
+        "the tool goes on after errors"
+    );
 }
 
 #[test]
@@ -86,9 +109,15 @@ fn embeds_lines_on_an_embeds_model() {
     let (code, lines, err) = bert_edge(&["encode", "--model", &m, "--seq", "8"], line.as_bytes());
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines[0]["tokens"], 3);
-    let (code, lines, _) = bert_edge(&["encode", "--model", &m, "--seq", "8"], b"{\"input_ids\": [101, 102]}\n");
+    let (code, lines, _) = bert_edge(
+        &["encode", "--model", &m, "--seq", "8"],
+        b"{\"input_ids\": [101, 102]}\n",
+    );
     assert_eq!(code, 1);
-    assert!(lines[0]["error"].as_str().unwrap().contains("inputs_embeds model"));
+    assert!(lines[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("inputs_embeds model"));
 }
 
 #[test]
@@ -105,10 +134,20 @@ fn bad_model_path_is_one_message_and_exit_2() {
 #[test]
 fn info_shows_flavour_variant_and_ops() {
     let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
-        .args(["info", "--model", &model("ids", "int8").to_string_lossy(), "--seq", "8"])
+        .args([
+            "info",
+            "--model",
+            &model("ids", "int8").to_string_lossy(),
+            "--seq",
+            "8",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("flavour:     ids"), "{text}");
     assert!(text.contains("variant:     int8"), "{text}");

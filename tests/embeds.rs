@@ -26,15 +26,35 @@ fn ids_path_equals_embeds_path_fed_word_embeddings() {
         let n = ids_enc.plan().hidden_len();
         let (mut h1, mut p1) = (vec![0f32; n], vec![0f32; ids_enc.plan().pooled_len()]);
         let (mut h2, mut p2) = (h1.clone(), p1.clone());
-        ids_enc.run_ids(&ids, &mask, &types, &mut h1, &mut p1).unwrap();
+        ids_enc
+            .run_ids(&ids, &mask, &types, &mut h1, &mut p1)
+            .unwrap();
         let mut embeds = vec![0f32; n];
         table.lookup_into(&ids, &mut embeds).unwrap();
         // The lookup is the same table PyTorch used for the committed embeds reference.
-        let want_embeds = read_f32(&dir, &cases(&dir).cases.iter().find(|c| c.name == format!("{}_embeds", case.name)).unwrap().inputs["inputs_embeds"]);
-        assert_eq!(max_abs(&embeds, &want_embeds), 0.0, "{}: lookup differs from PyTorch's", case.name);
-        emb_enc.run_embeds(&embeds, &mask, &types, &mut h2, &mut p2).unwrap();
+        let want_embeds = read_f32(
+            &dir,
+            &cases(&dir)
+                .cases
+                .iter()
+                .find(|c| c.name == format!("{}_embeds", case.name))
+                .unwrap()
+                .inputs["inputs_embeds"],
+        );
+        assert_eq!(
+            max_abs(&embeds, &want_embeds),
+            0.0,
+            "{}: lookup differs from PyTorch's",
+            case.name
+        );
+        emb_enc
+            .run_embeds(&embeds, &mask, &types, &mut h2, &mut p2)
+            .unwrap();
         let (dh, dp) = (max_abs(&h1, &h2), max_abs(&p1, &p2));
-        eprintln!("{}: ids vs embeds max abs hidden {dh:.2e} pooled {dp:.2e}", case.name);
+        eprintln!(
+            "{}: ids vs embeds max abs hidden {dh:.2e} pooled {dp:.2e}",
+            case.name
+        );
         assert!(dh <= 1e-5 && dp <= 1e-5, "{}: {dh} {dp}", case.name);
     }
 }
@@ -49,14 +69,22 @@ fn edited_embeddings_change_the_output() {
     let mut enc = encoder(&model("embeds", "f32"), 8, 1);
     let mut embeds = vec![0f32; enc.plan().hidden_len()];
     table.lookup_into(&ids, &mut embeds).unwrap();
-    let (mut h1, mut p1) = (vec![0f32; embeds.len()], vec![0f32; enc.plan().pooled_len()]);
+    let (mut h1, mut p1) = (
+        vec![0f32; embeds.len()],
+        vec![0f32; enc.plan().pooled_len()],
+    );
     let (mut h2, mut p2) = (h1.clone(), p1.clone());
-    enc.run_embeds(&embeds, &mask, &types, &mut h1, &mut p1).unwrap();
+    enc.run_embeds(&embeds, &mask, &types, &mut h1, &mut p1)
+        .unwrap();
     let h = table.hidden_size();
     let learn = table.row(3300).unwrap().to_vec();
     embeds[3 * h..4 * h].copy_from_slice(&learn);
-    enc.run_embeds(&embeds, &mask, &types, &mut h2, &mut p2).unwrap();
-    assert!(max_abs(&p1, &p2) > 1e-4, "editing an embedding must change the pooled output");
+    enc.run_embeds(&embeds, &mask, &types, &mut h2, &mut p2)
+        .unwrap();
+    assert!(
+        max_abs(&p1, &p2) > 1e-4,
+        "editing an embedding must change the pooled output"
+    );
 }
 
 #[test]
@@ -65,7 +93,9 @@ fn padding_does_not_change_real_tokens() {
     let h = 64;
     let mut short = encoder(&model("ids", "f32"), 6, 1);
     let (mut hs, mut ps) = (vec![0f32; 6 * h], vec![0f32; h]);
-    short.run_ids(&ids, &[1i64; 6], &[0i64; 6], &mut hs, &mut ps).unwrap();
+    short
+        .run_ids(&ids, &[1i64; 6], &[0i64; 6], &mut hs, &mut ps)
+        .unwrap();
     for n in [8usize, 32, 128] {
         let mut long = encoder(&model("ids", "f32"), n, 1);
         let mut pid = vec![0i64; n];
@@ -73,10 +103,14 @@ fn padding_does_not_change_real_tokens() {
         let mut mask = vec![0i64; n];
         mask[..6].fill(1);
         let (mut hl, mut pl) = (vec![0f32; n * h], vec![0f32; h]);
-        long.run_ids(&pid, &mask, &vec![0i64; n], &mut hl, &mut pl).unwrap();
+        long.run_ids(&pid, &mask, &vec![0i64; n], &mut hl, &mut pl)
+            .unwrap();
         let d = max_abs(&hs, &hl[..6 * h]);
         let dp = max_abs(&ps, &pl);
         eprintln!("padded to {n}: real-token max abs {d:.2e}, pooled {dp:.2e}");
-        assert!(d <= 1e-4 && dp <= 1e-4, "padding to {n} changed the states: {d} {dp}");
+        assert!(
+            d <= 1e-4 && dp <= 1e-4,
+            "padding to {n} changed the states: {d} {dp}"
+        );
     }
 }

@@ -8,7 +8,12 @@ use bert_edge::Variant;
 use common::*;
 use std::path::Path;
 
-fn check_variant(dir: &Path, file_variant: &str, plan_variant: Option<Variant>, check: impl Fn(&str, &Outcome)) {
+fn check_variant(
+    dir: &Path,
+    file_variant: &str,
+    plan_variant: Option<Variant>,
+    check: impl Fn(&str, &Outcome),
+) {
     let cases = cases(dir);
     let mut n = 0;
     for case in &cases.cases {
@@ -26,18 +31,42 @@ fn check_variant(dir: &Path, file_variant: &str, plan_variant: Option<Variant>, 
 }
 
 fn f32_ok(label: &str, o: &Outcome) {
-    assert!(o.hidden_max_abs <= 1e-4, "{label}: last_hidden_state max abs {}", o.hidden_max_abs);
-    assert!(o.pooled_max_abs <= 1e-4, "{label}: pooler_output max abs {}", o.pooled_max_abs);
+    assert!(
+        o.hidden_max_abs <= 1e-4,
+        "{label}: last_hidden_state max abs {}",
+        o.hidden_max_abs
+    );
+    assert!(
+        o.pooled_max_abs <= 1e-4,
+        "{label}: pooler_output max abs {}",
+        o.pooled_max_abs
+    );
 }
 
 fn f16_ok(label: &str, o: &Outcome) {
-    assert!(o.hidden_cos >= 0.9999, "{label}: last_hidden_state cos {}", o.hidden_cos);
-    assert!(o.pooled_cos >= 0.9999, "{label}: pooler_output cos {}", o.pooled_cos);
+    assert!(
+        o.hidden_cos >= 0.9999,
+        "{label}: last_hidden_state cos {}",
+        o.hidden_cos
+    );
+    assert!(
+        o.pooled_cos >= 0.9999,
+        "{label}: pooler_output cos {}",
+        o.pooled_cos
+    );
 }
 
 fn int8_ok(label: &str, o: &Outcome) {
-    assert!(o.hidden_cos >= 0.999, "{label}: last_hidden_state cos {}", o.hidden_cos);
-    assert!(o.pooled_cos >= 0.999, "{label}: pooler_output cos {}", o.pooled_cos);
+    assert!(
+        o.hidden_cos >= 0.999,
+        "{label}: last_hidden_state cos {}",
+        o.hidden_cos
+    );
+    assert!(
+        o.pooled_cos >= 0.999,
+        "{label}: pooler_output cos {}",
+        o.pooled_cos
+    );
 }
 
 #[test]
@@ -62,7 +91,10 @@ fn int8_matches_pytorch() {
 
 fn base() -> std::path::PathBuf {
     let dir = root().join("models/base");
-    assert!(dir.join("refs/cases.json").is_file(), "run `models/generate base` first");
+    assert!(
+        dir.join("refs/cases.json").is_file(),
+        "run `models/generate base` first"
+    );
     dir
 }
 

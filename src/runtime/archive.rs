@@ -29,11 +29,15 @@ pub fn nnef() -> tract_nnef::framework::Nnef {
 pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let mut model = model.clone();
-    model.properties.insert(VERSION_KEY.into(), Arc::new(tensor0(TRACT_VERSION.to_string())));
+    model.properties.insert(
+        VERSION_KEY.into(),
+        Arc::new(tensor0(TRACT_VERSION.to_string())),
+    );
     let tmp = path.with_extension("partial");
     let file = std::fs::File::create(&tmp)
         .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", tmp.display())))?;
-    let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let gz = nnef().write_to_tar(&model, gz).map_err(Error::Engine)?;
     gz.finish()
         .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", tmp.display())))?;
@@ -53,15 +57,27 @@ pub fn load_archive(
 ) -> Result<Plan> {
     let path = path.as_ref();
     if !path.is_file() {
-        return Err(Error::bad_model(format!("no model file at {}", path.display())));
+        return Err(Error::bad_model(format!(
+            "no model file at {}",
+            path.display()
+        )));
     }
     let model = nnef().model_for_path(path).map_err(|e| {
-        Error::bad_model(format!("{} is not a readable NNEF archive: {e:#}", path.display()))
+        Error::bad_model(format!(
+            "{} is not a readable NNEF archive: {e:#}",
+            path.display()
+        ))
     })?;
     let version = model
         .properties
         .get(VERSION_KEY)
-        .and_then(|t| t.try_as_plain_ram().ok()?.to_scalar::<String>().ok().cloned())
+        .and_then(|t| {
+            t.try_as_plain_ram()
+                .ok()?
+                .to_scalar::<String>()
+                .ok()
+                .cloned()
+        })
         .ok_or_else(|| {
             Error::bad_model(format!(
                 "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",
@@ -93,6 +109,7 @@ pub fn load_archive(
             )));
         }
     }
-    let model = model.into_optimized().map_err(Error::Engine)?;
+    let mut model = model.into_optimized().map_err(Error::Engine)?;
+    super::fold::apply(&mut model).map_err(Error::Engine)?;
     Plan::from_optimized(model, info)
 }

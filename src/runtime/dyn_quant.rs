@@ -15,7 +15,9 @@ use tract_nnef::internal::*;
 pub struct DynQuantU8;
 
 fn scale_and_zero_point(xs: &[f32]) -> (f32, u8) {
-    let (min, max) = xs.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (min, max) = xs
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let scale = (max - min) / 255.0;
     let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0);
     (scale, zero_point as u8)
@@ -36,10 +38,18 @@ impl EvalOp for DynQuantU8 {
         let xs = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let (scale, zp) = scale_and_zero_point(xs);
         let mut dst = Tensor::zero::<u8>(input.shape())?;
-        dst.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?.iter_mut().zip(xs).for_each(|(y, x)| {
-            *y = (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8
-        });
-        Ok(tvec!(dst.into_tvalue(), tensor0(scale).into_tvalue(), tensor0(zp).into_tvalue()))
+        dst.try_as_plain_ram_mut()?
+            .as_slice_mut::<u8>()?
+            .iter_mut()
+            .zip(xs)
+            .for_each(|(y, x)| {
+                *y = (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8
+            });
+        Ok(tvec!(
+            dst.into_tvalue(),
+            tensor0(scale).into_tvalue(),
+            tensor0(zp).into_tvalue()
+        ))
     }
 }
 

@@ -24,7 +24,11 @@ impl WordEmbeddings {
                 table.len()
             )));
         }
-        Ok(WordEmbeddings { vocab, hidden, table })
+        Ok(WordEmbeddings {
+            vocab,
+            hidden,
+            table,
+        })
     }
 
     /// Vocabulary size.
@@ -55,9 +59,12 @@ impl WordEmbeddings {
         }
         for (i, (id, dst)) in ids.iter().zip(out.chunks_mut(self.hidden)).enumerate() {
             let v = id.to_i64();
-            let row = usize::try_from(v).ok().and_then(|u| self.row(u)).ok_or_else(|| {
-                Error::bad_input(format!("ids[{i}] = {v} is out of range 0..{}", self.vocab))
-            })?;
+            let row = usize::try_from(v)
+                .ok()
+                .and_then(|u| self.row(u))
+                .ok_or_else(|| {
+                    Error::bad_input(format!("ids[{i}] = {v} is out of range 0..{}", self.vocab))
+                })?;
             dst.copy_from_slice(row);
         }
         Ok(())

@@ -64,11 +64,18 @@ impl Encoder {
             let shape = fact.shape.as_concrete().ok_or_else(|| {
                 Error::bad_model(format!("input {ix} has a symbolic shape {:?}", fact.shape))
             })?;
-            inputs.push(Arc::new(Tensor::zero_dt(fact.datum_type, shape).map_err(Error::Engine)?));
+            inputs.push(Arc::new(
+                Tensor::zero_dt(fact.datum_type, shape).map_err(Error::Engine)?,
+            ));
         }
-        let inputs: [Arc<Tensor>; 3] =
-            inputs.try_into().map_err(|_| Error::bad_model("expected three inputs"))?;
-        Ok(Encoder { plan, state, inputs })
+        let inputs: [Arc<Tensor>; 3] = inputs
+            .try_into()
+            .map_err(|_| Error::bad_model("expected three inputs"))?;
+        Ok(Encoder {
+            plan,
+            state,
+            inputs,
+        })
     }
 
     /// The plan this encoder runs.
@@ -134,7 +141,9 @@ impl Encoder {
         match t.datum_type() {
             DatumType::F32 => write::<f32>(t, |d| d.copy_from_slice(inputs_embeds))?,
             DatumType::F16 => write::<f16>(t, |d| {
-                d.iter_mut().zip(inputs_embeds).for_each(|(d, s)| *d = f16::from_f32(*s))
+                d.iter_mut()
+                    .zip(inputs_embeds)
+                    .for_each(|(d, s)| *d = f16::from_f32(*s))
             })?,
             dt => return Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
         }
@@ -200,7 +209,9 @@ impl Encoder {
         }
         let [a, b, c] = ordered;
         let (Some(a), Some(b), Some(c)) = (a, b, c) else {
-            return Err(Error::bad_model("input indices do not cover the three inputs"));
+            return Err(Error::bad_model(
+                "input indices do not cover the three inputs",
+            ));
         };
         let outputs = self.state.run(tvec![a, b, c]).map_err(Error::Engine)?;
         copy_out(&outputs[p.output_ix[0]], hidden)?;
@@ -216,7 +227,10 @@ fn check_tokens<T: TokenValue>(name: &str, v: &[T], len: usize, bound: usize) ->
             v.len()
         )));
     }
-    if let Some(i) = v.iter().position(|x| x.to_i64() < 0 || x.to_i64() as u64 >= bound as u64) {
+    if let Some(i) = v
+        .iter()
+        .position(|x| x.to_i64() < 0 || x.to_i64() as u64 >= bound as u64)
+    {
         return Err(Error::bad_input(format!(
             "{name}[{i}] = {} is out of range 0..{bound}",
             v[i].to_i64()
@@ -246,10 +260,14 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
 fn fill_tokens<T: TokenValue>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64()))?,
-        DatumType::I32 => {
-            write::<i32>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64() as i32))?
-        }
+        DatumType::I64 => write::<i64>(t, |d| {
+            d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64())
+        })?,
+        DatumType::I32 => write::<i32>(t, |d| {
+            d.iter_mut()
+                .zip(v)
+                .for_each(|(d, s)| *d = s.to_i64() as i32)
+        })?,
         dt => return Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }
     Ok(())
@@ -260,7 +278,10 @@ fn copy_out(value: &TValue, out: &mut [f32]) -> Result<()> {
     match value.datum_type() {
         DatumType::F32 => out.copy_from_slice(view.as_slice::<f32>().map_err(Error::Engine)?),
         DatumType::F16 => {
-            for (d, s) in out.iter_mut().zip(view.as_slice::<f16>().map_err(Error::Engine)?) {
+            for (d, s) in out
+                .iter_mut()
+                .zip(view.as_slice::<f16>().map_err(Error::Engine)?)
+            {
                 *d = s.to_f32();
             }
         }

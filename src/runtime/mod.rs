@@ -7,6 +7,7 @@ mod archive;
 mod dyn_quant;
 mod embeddings;
 mod encoder;
+pub mod fold;
 mod nnef_ext;
 mod plan;
 

@@ -39,7 +39,9 @@ impl std::str::FromStr for Flavour {
         match s {
             "ids" | "input_ids" => Ok(Flavour::Ids),
             "embeds" | "inputs_embeds" => Ok(Flavour::Embeds),
-            _ => Err(Error::bad_input(format!("unknown flavour {s:?} (ids | embeds)"))),
+            _ => Err(Error::bad_input(format!(
+                "unknown flavour {s:?} (ids | embeds)"
+            ))),
         }
     }
 }
@@ -72,7 +74,9 @@ impl std::str::FromStr for Variant {
             "f32" => Ok(Variant::F32),
             "f16" => Ok(Variant::F16),
             "int8" => Ok(Variant::Int8),
-            _ => Err(Error::bad_input(format!("unknown variant {s:?} (f32 | f16 | int8)"))),
+            _ => Err(Error::bad_input(format!(
+                "unknown variant {s:?} (f32 | f16 | int8)"
+            ))),
         }
     }
 }
@@ -109,7 +113,10 @@ impl PlanInfo {
         props.insert(k("batch"), p(self.batch as i64));
         props.insert(k("seq"), p(self.seq as i64));
         props.insert(k("hidden"), p(self.hidden as i64));
-        props.insert(k("vocab_size"), p(self.vocab_size.map(|v| v as i64).unwrap_or(-1)));
+        props.insert(
+            k("vocab_size"),
+            p(self.vocab_size.map(|v| v as i64).unwrap_or(-1)),
+        );
         props.insert(k("type_vocab_size"), p(self.type_vocab_size as i64));
         props.insert(k("format"), p(1));
     }
@@ -117,11 +124,14 @@ impl PlanInfo {
     /// Reads what [`PlanInfo::write_properties`] stored.
     pub(crate) fn from_properties(model: &TypedModel) -> Result<Self> {
         let get = |name: &str| -> Result<&Arc<Tensor>> {
-            model.properties.get(&format!("{}{name}", Self::PROPERTY_PREFIX)).ok_or_else(|| {
-                Error::bad_model(format!(
+            model
+                .properties
+                .get(&format!("{}{name}", Self::PROPERTY_PREFIX))
+                .ok_or_else(|| {
+                    Error::bad_model(format!(
                     "archive lacks the bert-edge property {name:?}: not made by `bert-edge compile`"
                 ))
-            })
+                })
         };
         let int = |name: &str| -> Result<i64> {
             get(name)?
@@ -135,12 +145,18 @@ impl PlanInfo {
                 .map_err(|e| Error::bad_model(format!("property {name}: {e}")))
         };
         if int("format")? != 1 {
-            return Err(Error::bad_model("archive made by an incompatible bert-edge version"));
+            return Err(Error::bad_model(
+                "archive made by an incompatible bert-edge version",
+            ));
         }
         let vocab = int("vocab_size")?;
         Ok(PlanInfo {
-            flavour: text("flavour")?.parse().map_err(|_| Error::bad_model("bad flavour property"))?,
-            variant: text("variant")?.parse().map_err(|_| Error::bad_model("bad variant property"))?,
+            flavour: text("flavour")?
+                .parse()
+                .map_err(|_| Error::bad_model("bad flavour property"))?,
+            variant: text("variant")?
+                .parse()
+                .map_err(|_| Error::bad_model("bad variant property"))?,
             batch: int("batch")? as usize,
             seq: int("seq")? as usize,
             hidden: int("hidden")? as usize,
@@ -207,7 +223,12 @@ impl Plan {
         expect(output_ix[0], &[b, s, h])?;
         expect(output_ix[1], &[b, h])?;
         let runnable = model.into_runnable().map_err(Error::Engine)?;
-        Ok(Plan { runnable, info, input_ix, output_ix })
+        Ok(Plan {
+            runnable,
+            info,
+            input_ix,
+            output_ix,
+        })
     }
 
     /// What this plan was built for.

@@ -81,9 +81,14 @@ const FLOAT16: i32 = 10;
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
     let mut file = std::fs::File::open(path)
         .map_err(|e| Error::bad_model(format!("cannot read {}: {e}", path.display())))?;
-    tract_onnx::onnx().proto_model_for_read(&mut file).map_err(|e| {
-        Error::bad_model(format!("{} is not an ONNX model (protobuf: {e})", path.display()))
-    })
+    tract_onnx::onnx()
+        .proto_model_for_read(&mut file)
+        .map_err(|e| {
+            Error::bad_model(format!(
+                "{} is not an ONNX model (protobuf: {e})",
+                path.display()
+            ))
+        })
 }
 
 fn initializer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<&'a pb::TensorProto> {
@@ -97,7 +102,12 @@ pub(crate) fn gather_table<'a>(
 ) -> Option<(&'a pb::NodeProto, &'a pb::TensorProto)> {
     g.node.iter().find_map(|n| {
         (n.op_type == "Gather" && n.input.get(1).map(|s| s.as_str()) == Some(input))
-            .then(|| n.input.first().and_then(|t| initializer(g, t)).map(|t| (n, t)))
+            .then(|| {
+                n.input
+                    .first()
+                    .and_then(|t| initializer(g, t))
+                    .map(|t| (n, t))
+            })
             .flatten()
     })
 }
@@ -112,7 +122,9 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         (true, false) => Flavour::Ids,
         (false, true) => Flavour::Embeds,
         (true, true) => {
-            return Err(Error::bad_model("graph takes both input_ids and inputs_embeds"));
+            return Err(Error::bad_model(
+                "graph takes both input_ids and inputs_embeds",
+            ));
         }
         (false, false) => {
             return Err(Error::bad_model(format!(
@@ -124,7 +136,9 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
     };
     for needed in ["attention_mask", "token_type_ids"] {
         if !has_input(needed) {
-            return Err(Error::bad_model(format!("BERT export without a {needed} input")));
+            return Err(Error::bad_model(format!(
+                "BERT export without a {needed} input"
+            )));
         }
     }
     let mut op_histogram = BTreeMap::new();
@@ -194,10 +208,15 @@ pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
 /// ONNX file → decluttered typed model with pinned inputs and every fix applied, plus its
 /// [`PlanInfo`] (also stored in the model's properties). Not yet optimized: this is what an
 /// NNEF archive stores.
-pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(TypedModel, PlanInfo)> {
+pub fn translate_onnx(
+    path: impl AsRef<Path>,
+    opts: &PlanOptions,
+) -> Result<(TypedModel, PlanInfo)> {
     let path = path.as_ref();
     if opts.seq == 0 || opts.batch == 0 {
-        return Err(Error::bad_input("batch and sequence length must be at least 1"));
+        return Err(Error::bad_input(
+            "batch and sequence length must be at least 1",
+        ));
     }
     let mut proto = read_proto(path)?;
     let facts = inspect(&proto, path)?;
@@ -252,9 +271,9 @@ pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(Typ
         fixes::f16_gemm::apply(&mut proto);
     }
     let onnx = tract_onnx::onnx().with_ignore_value_info(opts.fixes.ignore_value_info);
-    let mut model = onnx
-        .model_for_proto_model(&proto)
-        .map_err(|e| Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display())))?;
+    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| {
+        Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display()))
+    })?;
     let (b, s, h) = (opts.batch, opts.seq, facts.hidden);
     let first_fact: InferenceFact = match facts.flavour {
         Flavour::Ids => i64::fact([b, s]).into(),
@@ -273,15 +292,15 @@ pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(Typ
         model.set_input_fact(ix, fact).map_err(Error::Engine)?;
     }
     let mut typed = model.into_typed().map_err(|e| {
-        Error::Engine(e.context(format!("{}: typing the graph with pinned inputs", path.display())))
+        Error::Engine(e.context(format!(
+            "{}: typing the graph with pinned inputs",
+            path.display()
+        )))
     })?;
     if variant == Variant::F16 && facts.variant == Variant::F32 {
         fixes::f16_convert::apply(&mut typed).map_err(Error::Engine)?;
     }
     let mut typed = typed.into_decluttered().map_err(Error::Engine)?;
-    if opts.fixes.fold_int8_sums && variant == Variant::Int8 {
-        fixes::fold_consts::apply(&mut typed).map_err(Error::Engine)?;
-    }
     if variant == Variant::Int8 {
         fixes::dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
         fixes::dequant_arith::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
@@ -293,7 +312,10 @@ pub fn translate_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<(Typ
 /// ONNX file → optimized runnable [`Plan`].
 pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
     let (model, info) = translate_onnx(path, opts)?;
-    let model = model.into_optimized().map_err(Error::Engine)?;
+    let mut model = model.into_optimized().map_err(Error::Engine)?;
+    if opts.fixes.fold_int8_sums {
+        crate::runtime::fold::apply(&mut model).map_err(Error::Engine)?;
+    }
     Plan::from_optimized(model, info)
 }
 
@@ -303,7 +325,10 @@ pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
 pub fn word_embeddings_from_onnx(path: impl AsRef<Path>) -> Result<crate::WordEmbeddings> {
     let path = path.as_ref();
     let proto = read_proto(path)?;
-    let g = proto.graph.as_ref().ok_or_else(|| Error::bad_model("ONNX file has no graph"))?;
+    let g = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::bad_model("ONNX file has no graph"))?;
     let (gather, table) = gather_table(g, "input_ids").ok_or_else(|| {
         Error::bad_model(format!(
             "{}: no word-embedding Gather on input_ids (an embeds graph has no table: use the ids export)",
@@ -317,18 +342,26 @@ pub fn word_embeddings_from_onnx(path: impl AsRef<Path>) -> Result<crate::WordEm
     let t = load(table)?;
     let (vocab, hidden) = match t.shape() {
         [v, h] => (*v, *h),
-        s => return Err(Error::bad_model(format!("word embedding table of shape {s:?}"))),
+        s => {
+            return Err(Error::bad_model(format!(
+                "word embedding table of shape {s:?}"
+            )))
+        }
     };
     let values: Vec<f32> = if t.datum_type().is_float() {
         let t = t.cast_to::<f32>().map_err(Error::Engine)?;
-        t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec())).map_err(Error::Engine)?
+        t.try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+            .map_err(Error::Engine)?
     } else {
         // onnxruntime's quantizer: int8/uint8 table → Gather → DequantizeLinear(scale, zero_point).
         let deq = g
             .node
             .iter()
             .find(|n| n.op_type == "DequantizeLinear" && n.input.first() == gather.output.first())
-            .ok_or_else(|| Error::bad_model("quantized word embeddings without a DequantizeLinear"))?;
+            .ok_or_else(|| {
+                Error::bad_model("quantized word embeddings without a DequantizeLinear")
+            })?;
         let scalar = |ix: usize| -> Result<f32> {
             match deq.input.get(ix).and_then(|name| initializer(g, name)) {
                 Some(t) => load(t)?
@@ -339,7 +372,10 @@ pub fn word_embeddings_from_onnx(path: impl AsRef<Path>) -> Result<crate::WordEm
         };
         let (scale, zero) = (scalar(1)?, scalar(2)?);
         let t = t.cast_to::<f32>().map_err(Error::Engine)?;
-        let q = t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec())).map_err(Error::Engine)?;
+        let q = t
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+            .map_err(Error::Engine)?;
         q.into_iter().map(|x| (x - zero) * scale).collect()
     };
     crate::WordEmbeddings::new(vocab, hidden, values)

@@ -3,9 +3,9 @@
 
 use bert_edge::{load_onnx, Encoder, Plan, PlanOptions, Variant};
 use serde::Deserialize;
-use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -130,15 +130,22 @@ pub fn run_plan(plan: Plan, dir: &Path, case: &Case) -> (Vec<f32>, Vec<f32>) {
     let types = read_i64(dir, &case.inputs["token_type_ids"]);
     if case.flavour == "ids" {
         let ids = read_i64(dir, &case.inputs["input_ids"]);
-        enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled).unwrap();
+        enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled)
+            .unwrap();
     } else {
         let emb = read_f32(dir, &case.inputs["inputs_embeds"]);
-        enc.run_embeds(&emb, &mask, &types, &mut hidden, &mut pooled).unwrap();
+        enc.run_embeds(&emb, &mask, &types, &mut hidden, &mut pooled)
+            .unwrap();
     }
     (hidden, pooled)
 }
 
-pub fn run_reference_case(dir: &Path, case: &Case, file: &Path, variant: Option<Variant>) -> Outcome {
+pub fn run_reference_case(
+    dir: &Path,
+    case: &Case,
+    file: &Path,
+    variant: Option<Variant>,
+) -> Outcome {
     let mut opts = PlanOptions::new(case.seq).batch(case.batch);
     opts.variant = variant;
     let plan = load_onnx(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
@@ -153,4 +160,3 @@ pub fn run_reference_case(dir: &Path, case: &Case, file: &Path, variant: Option<
         pooled_cos: mean_cos(&pooled, &want_p, w),
     }
 }
-

@@ -42,10 +42,18 @@ pub struct Options {
 
 impl Options {
     pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
-        let reps = args.opt_value_from_str("--reps").map_err(|e| e.to_string())?.unwrap_or(20);
-        let warmup = args.opt_value_from_str("--warmup").map_err(|e| e.to_string())?.unwrap_or(2);
-        let threads =
-            args.opt_value_from_str("--threads").map_err(|e| e.to_string())?.unwrap_or(1);
+        let reps = args
+            .opt_value_from_str("--reps")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(20);
+        let warmup = args
+            .opt_value_from_str("--warmup")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(2);
+        let threads = args
+            .opt_value_from_str("--threads")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(1);
         if reps == 0 {
             return Err("--reps must be at least 1".into());
         }
@@ -106,13 +114,16 @@ impl Inputs {
         let n = plan.tokens_len();
         // A deterministic, valid input: [CLS] ids… [SEP] over the whole length.
         let vocab = info.vocab_size.unwrap_or(21128) as i64;
-        let mut ids: Vec<i64> = (0..n as i64).map(|i| 672 + (i * 7919) % (vocab - 700)).collect();
+        let mut ids: Vec<i64> = (0..n as i64)
+            .map(|i| 672 + (i * 7919) % (vocab - 700))
+            .collect();
         for row in ids.chunks_mut(info.seq) {
             row[0] = 101;
             row[info.seq - 1] = 102;
         }
-        let embeds: Vec<f32> =
-            (0..plan.hidden_len()).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+        let embeds: Vec<f32> = (0..plan.hidden_len())
+            .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+            .collect();
         Inputs {
             flavour: info.flavour,
             ids,
@@ -125,7 +136,15 @@ impl Inputs {
     }
 
     fn call(&mut self, enc: &mut Encoder) -> Result<(), Error> {
-        let Inputs { flavour, ids, mask, types, embeds, hidden, pooled } = self;
+        let Inputs {
+            flavour,
+            ids,
+            mask,
+            types,
+            embeds,
+            hidden,
+            pooled,
+        } = self;
         match flavour {
             Flavour::Ids => enc.run_ids(ids, mask, types, hidden, pooled),
             Flavour::Embeds => enc.run_embeds(embeds, mask, types, hidden, pooled),
@@ -133,7 +152,10 @@ impl Inputs {
     }
 
     /// The model inputs as tensors, in the model's input order (for `--profile`).
-    fn tensors(&self, plan: &Plan) -> Result<tract_core::prelude::TVec<tract_core::prelude::TValue>, Error> {
+    fn tensors(
+        &self,
+        plan: &Plan,
+    ) -> Result<tract_core::prelude::TVec<tract_core::prelude::TValue>, Error> {
         use tract_core::prelude::*;
         let model = plan.model();
         let info = plan.info();
@@ -143,17 +165,26 @@ impl Inputs {
             let name = model.node(o.node).name.as_str();
             let fact = model.input_fact(ix).map_err(Error::Engine)?;
             let t = match name {
-                "attention_mask" => tract_ndarray::Array2::from_shape_vec((b, s), self.mask.clone())
-                    .map(Tensor::from),
-                "token_type_ids" => tract_ndarray::Array2::from_shape_vec((b, s), self.types.clone())
-                    .map(Tensor::from),
+                "attention_mask" => {
+                    tract_ndarray::Array2::from_shape_vec((b, s), self.mask.clone())
+                        .map(Tensor::from)
+                }
+                "token_type_ids" => {
+                    tract_ndarray::Array2::from_shape_vec((b, s), self.types.clone())
+                        .map(Tensor::from)
+                }
                 "input_ids" => tract_ndarray::Array2::from_shape_vec((b, s), self.ids.clone())
                     .map(Tensor::from),
-                _ => tract_ndarray::Array3::from_shape_vec((b, s, info.hidden), self.embeds.clone())
-                    .map(Tensor::from),
+                _ => {
+                    tract_ndarray::Array3::from_shape_vec((b, s, info.hidden), self.embeds.clone())
+                        .map(Tensor::from)
+                }
             }
             .map_err(|e| Error::BadInput(e.to_string()))?;
-            let t = t.cast_to_dt(fact.datum_type).map_err(Error::Engine)?.into_owned();
+            let t = t
+                .cast_to_dt(fact.datum_type)
+                .map_err(Error::Engine)?
+                .into_owned();
             v.push(t.into_tvalue());
         }
         Ok(v)
@@ -204,11 +235,20 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
         println!("{j}");
     } else {
         println!("model        {}", m.model.display());
-        println!("plan         {} {} batch {} seq {}", info.flavour, info.variant, info.batch, info.seq);
+        println!(
+            "plan         {} {} batch {} seq {}",
+            info.flavour, info.variant, info.batch, info.seq
+        );
         println!("threads      {}", o.threads);
         println!("load         {load_s:.3} s (first run {first_s:.3} s)");
-        println!("latency      median {med:.2} ms, p90 {p90:.2} ms, min {min:.2} ms ({} reps)", o.reps);
-        println!("allocations  {allocs:.1} per call, {:.1} kB per call (all inside tract)", bytes / 1e3);
+        println!(
+            "latency      median {med:.2} ms, p90 {p90:.2} ms, min {min:.2} ms ({} reps)",
+            o.reps
+        );
+        println!(
+            "allocations  {allocs:.1} per call, {:.1} kB per call (all inside tract)",
+            bytes / 1e3
+        );
         println!("peak RSS     {rss:.1} MB");
     }
     Ok(())
@@ -233,7 +273,9 @@ fn serve_stdin(
         "load_s": load_s, "first_run_s": first_s, "inputs": "bert-edge bench v1",
         "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
     });
-    writeln!(out, "{ready}").and_then(|_| out.flush()).map_err(io)?;
+    writeln!(out, "{ready}")
+        .and_then(|_| out.flush())
+        .map_err(io)?;
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| Error::BadInput(format!("stdin: {e}")))?;
         match line.trim() {
@@ -314,14 +356,22 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
         if *t / reps * 1e3 < 0.005 {
             continue;
         }
-        println!("{:>10.3} {:>6.1} {:>6}  {op}", t / reps * 1e3, 100.0 * t / nodes_sum, count);
+        println!(
+            "{:>10.3} {:>6.1} {:>6}  {op}",
+            t / reps * 1e3,
+            100.0 * t / nodes_sum,
+            count
+        );
     }
     let mut heavy: Vec<usize> = (0..n).collect();
     heavy.sort_by(|a, b| per_node[*b].total_cmp(&per_node[*a]));
     println!("heaviest nodes:");
     for &id in heavy.iter().take(25) {
         let node = model.node(id);
-        let fact = model.outlet_fact(OutletId::new(id, 0)).map(|f| format!("{f:?}")).unwrap_or_default();
+        let fact = model
+            .outlet_fact(OutletId::new(id, 0))
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_default();
         println!(
             "{:>10.3} {:>6.1}  #{id} {} ({}) -> {fact}",
             per_node[id] / reps * 1e3,

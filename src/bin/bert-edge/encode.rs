@@ -17,7 +17,9 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
         Ok(Options {
-            tokenizer: args.opt_value_from_str("--tokenizer").map_err(|e| e.to_string())?,
+            tokenizer: args
+                .opt_value_from_str("--tokenizer")
+                .map_err(|e| e.to_string())?,
             hidden_states: args.contains("--hidden-states"),
         })
     }
@@ -40,7 +42,13 @@ struct Buffers {
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     let plan = Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
     if plan.info().batch != 1 {
-        return Err((2, format!("encode needs a batch-1 plan, this one has batch {}", plan.info().batch)));
+        return Err((
+            2,
+            format!(
+                "encode needs a batch-1 plan, this one has batch {}",
+                plan.info().batch
+            ),
+        ));
     }
     let tokenizer = match find_tokenizer(opts, &m.model) {
         Some(p) => Some(BertTokenizer::from_file(&p).map_err(|e| (2, e.to_string()))?),
@@ -93,7 +101,11 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         }
     }
     eprintln!("bert-edge: {ok} lines encoded, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn one_line(
@@ -115,7 +127,9 @@ fn one_line(
             Some(_) => return Err("\"text_pair\" must be a string".into()),
         };
         let tok = tokenizer.ok_or("no tokenizer loaded (give --tokenizer FILE)")?;
-        b.real = tok.encode_into(t, pair, &mut b.enc).map_err(|e| e.to_string())?;
+        b.real = tok
+            .encode_into(t, pair, &mut b.enc)
+            .map_err(|e| e.to_string())?;
         if flavour == Flavour::Embeds {
             return Err("this is an inputs_embeds model: give \"inputs_embeds\", not text".into());
         }
@@ -138,14 +152,18 @@ fn one_line(
     let (e, h, p) = (&b.enc, &mut b.hidden, &mut b.pooled);
     let r = match flavour {
         Flavour::Ids => encoder.run_ids(&e.input_ids, &e.attention_mask, &e.token_type_ids, h, p),
-        Flavour::Embeds => encoder.run_embeds(&b.embeds, &e.attention_mask, &e.token_type_ids, h, p),
+        Flavour::Embeds => {
+            encoder.run_embeds(&b.embeds, &e.attention_mask, &e.token_type_ids, h, p)
+        }
     };
     r.map_err(|e| e.to_string())
 }
 
 /// Copies a JSON integer array into `dst` (zero-padded); returns its length.
 fn fill_ints(name: &str, v: &Value, dst: &mut [i64]) -> Result<usize, String> {
-    let arr = v.as_array().ok_or_else(|| format!("\"{name}\" must be an array of integers"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("\"{name}\" must be an array of integers"))?;
     if arr.len() > dst.len() {
         return Err(format!(
             "\"{name}\" has {} values, the plan's sequence length is {}",
@@ -154,7 +172,9 @@ fn fill_ints(name: &str, v: &Value, dst: &mut [i64]) -> Result<usize, String> {
         ));
     }
     for (i, (d, x)) in dst.iter_mut().zip(arr).enumerate() {
-        *d = x.as_i64().ok_or_else(|| format!("\"{name}\"[{i}] is not an integer: {x}"))?;
+        *d = x
+            .as_i64()
+            .ok_or_else(|| format!("\"{name}\"[{i}] is not an integer: {x}"))?;
     }
     dst[arr.len()..].fill(0);
     Ok(arr.len())
@@ -174,7 +194,9 @@ fn fill_mask_types(obj: &Map<String, Value>, b: &mut Buffers) -> Result<(), Stri
             Some(v) => {
                 let len = fill_ints(name, v, dst)?;
                 if len != real {
-                    return Err(format!("\"{name}\" has {len} values, the input has {real} tokens"));
+                    return Err(format!(
+                        "\"{name}\" has {len} values, the input has {real} tokens"
+                    ));
                 }
             }
         }
@@ -183,18 +205,31 @@ fn fill_mask_types(obj: &Map<String, Value>, b: &mut Buffers) -> Result<(), Stri
 }
 
 fn fill_embeds(v: &Value, hidden: usize, dst: &mut [f32]) -> Result<usize, String> {
-    let rows = v.as_array().ok_or("\"inputs_embeds\" must be an array of rows")?;
+    let rows = v
+        .as_array()
+        .ok_or("\"inputs_embeds\" must be an array of rows")?;
     let seq = dst.len() / hidden;
     if rows.len() > seq {
-        return Err(format!("\"inputs_embeds\" has {} rows, the plan's sequence length is {seq}", rows.len()));
+        return Err(format!(
+            "\"inputs_embeds\" has {} rows, the plan's sequence length is {seq}",
+            rows.len()
+        ));
     }
     for (r, (row, d)) in rows.iter().zip(dst.chunks_mut(hidden)).enumerate() {
-        let row = row.as_array().ok_or_else(|| format!("\"inputs_embeds\"[{r}] is not an array"))?;
+        let row = row
+            .as_array()
+            .ok_or_else(|| format!("\"inputs_embeds\"[{r}] is not an array"))?;
         if row.len() != hidden {
-            return Err(format!("\"inputs_embeds\"[{r}] has {} values, hidden size is {hidden}", row.len()));
+            return Err(format!(
+                "\"inputs_embeds\"[{r}] has {} values, hidden size is {hidden}",
+                row.len()
+            ));
         }
         for (c, (x, y)) in d.iter_mut().zip(row).enumerate() {
-            *x = y.as_f64().ok_or_else(|| format!("\"inputs_embeds\"[{r}][{c}] is not a number"))? as f32;
+            *x = y
+                .as_f64()
+                .ok_or_else(|| format!("\"inputs_embeds\"[{r}][{c}] is not a number"))?
+                as f32;
         }
     }
     dst[rows.len() * hidden..].fill(0.0);
@@ -222,8 +257,10 @@ fn render(plan: &Plan, b: &Buffers, hidden_states: bool) -> Value {
 #[cfg(feature = "onnx")]
 pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     let table = bert_edge::word_embeddings_from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
-    let path = find_tokenizer(opts, &m.model)
-        .ok_or((2, "no tokenizer.json found (give --tokenizer FILE)".to_string()))?;
+    let path = find_tokenizer(opts, &m.model).ok_or((
+        2,
+        "no tokenizer.json found (give --tokenizer FILE)".to_string(),
+    ))?;
     let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
     let h = table.hidden_size();
     let mut enc = Encoded::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
@@ -237,11 +274,18 @@ pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         let mut one = || -> Result<Value, String> {
             let v: Value =
                 serde_json::from_str(&line).map_err(|e| format!("malformed JSON: {e}"))?;
-            let text = v.get("text").and_then(Value::as_str).ok_or("a line needs \"text\"")?;
+            let text = v
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or("a line needs \"text\"")?;
             let pair = v.get("text_pair").and_then(Value::as_str);
-            let real = tok.encode_into(text, pair, &mut enc).map_err(|e| e.to_string())?;
+            let real = tok
+                .encode_into(text, pair, &mut enc)
+                .map_err(|e| e.to_string())?;
             let out = &mut rows[..real * h];
-            table.lookup_into(&enc.input_ids[..real], out).map_err(|e| e.to_string())?;
+            table
+                .lookup_into(&enc.input_ids[..real], out)
+                .map_err(|e| e.to_string())?;
             let r: Vec<&[f32]> = out.chunks(h).collect();
             Ok(json!({
                 "inputs_embeds": r,
@@ -255,5 +299,9 @@ pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         });
         println!("{reply}");
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

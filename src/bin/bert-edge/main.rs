@@ -49,16 +49,26 @@ impl ModelArgs {
             .opt_value_from_str("--model")
             .map_err(|e| e.to_string())?
             .ok_or("--model FILE is required")?;
-        let seq = args.opt_value_from_str("--seq").map_err(|e| e.to_string())?;
+        let seq = args
+            .opt_value_from_str("--seq")
+            .map_err(|e| e.to_string())?;
         let variant = opt_parse(args, "--variant")?;
         let flavour = opt_parse(args, "--flavour")?;
-        Ok(ModelArgs { model, seq, variant, flavour })
+        Ok(ModelArgs {
+            model,
+            seq,
+            variant,
+            flavour,
+        })
     }
 
     /// Loads the plan, with progress on stderr.
     pub fn load(&self) -> Result<bert_edge::Plan, Error> {
         let t = std::time::Instant::now();
-        eprintln!("bert-edge: loading {} (translate + optimize)…", self.model.display());
+        eprintln!(
+            "bert-edge: loading {} (translate + optimize)…",
+            self.model.display()
+        );
         let plan = bert_edge::load_model(&self.model, self.seq, self.variant, self.flavour)?;
         let i = plan.info();
         eprintln!(
@@ -79,7 +89,8 @@ fn opt_parse<T: std::str::FromStr<Err = Error>>(
     key: &'static str,
 ) -> Result<Option<T>, String> {
     let raw: Option<String> = args.opt_value_from_str(key).map_err(|e| e.to_string())?;
-    raw.map(|s| s.parse::<T>().map_err(|e| format!("{key}: {e}"))).transpose()
+    raw.map(|s| s.parse::<T>().map_err(|e| format!("{key}: {e}")))
+        .transpose()
 }
 
 fn finish(args: pico_args::Arguments) -> Result<(), String> {
@@ -182,7 +193,9 @@ fn run() -> Result<ExitCode, (u8, String)> {
         #[cfg(feature = "onnx")]
         Some("compile") => {
             let m = ModelArgs::parse(&mut args).map_err(usage)?;
-            let batch = args.opt_value_from_str("--batch").map_err(|e| usage(e.to_string()))?;
+            let batch = args
+                .opt_value_from_str("--batch")
+                .map_err(|e| usage(e.to_string()))?;
             let out: PathBuf = args
                 .opt_value_from_str("-o")
                 .map_err(|e| usage(e.to_string()))?

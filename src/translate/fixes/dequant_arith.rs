@@ -17,15 +17,23 @@ pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
     let mut count = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
-        let Some(op) = node.op_as::<DequantizeLinearF32>() else { continue };
+        let Some(op) = node.op_as::<DequantizeLinearF32>() else {
+            continue;
+        };
         let (scale, zero) = (op.scale, op.zero_point as f32);
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let rank = patch.outlet_fact(x)?.rank();
         let name = &node.name;
         let x = patch.wire_node(format!("{name}.as_f32"), cast(f32::datum_type()), &[x])?[0];
-        let z = patch.add_const(format!("{name}.zero_point"), tensor0(zero).broadcast_into_rank(rank)?)?;
-        let s = patch.add_const(format!("{name}.scale"), tensor0(scale).broadcast_into_rank(rank)?)?;
+        let z = patch.add_const(
+            format!("{name}.zero_point"),
+            tensor0(zero).broadcast_into_rank(rank)?,
+        )?;
+        let s = patch.add_const(
+            format!("{name}.scale"),
+            tensor0(scale).broadcast_into_rank(rank)?,
+        )?;
         let x = patch.wire_node(format!("{name}.centered"), math::sub(), &[x, z])?[0];
         let x = patch.wire_node(format!("{name}.scaled"), math::mul(), &[x, s])?[0];
         patch.shunt_outside(model, OutletId::new(id, 0), x)?;

@@ -22,7 +22,9 @@ fn clamp_constants(model: &mut TypedModel) -> TractResult<usize> {
     let mut patch = TypedModelPatch::default();
     let mut count = 0;
     for node in model.nodes() {
-        let Some(k) = node.op_as::<Const>() else { continue };
+        let Some(k) = node.op_as::<Const>() else {
+            continue;
+        };
         let t = k.val();
         if t.datum_type() != f32::datum_type() {
             continue;
@@ -33,9 +35,13 @@ fn clamp_constants(model: &mut TypedModel) -> TractResult<usize> {
             continue;
         }
         let mut clamped = t.as_ref().clone();
-        clamped.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?.iter_mut().for_each(|v| {
-            *v = v.clamp(-F16_MAX, F16_MAX);
-        });
+        clamped
+            .try_as_plain_ram_mut()?
+            .as_slice_mut::<f32>()?
+            .iter_mut()
+            .for_each(|v| {
+                *v = v.clamp(-F16_MAX, F16_MAX);
+            });
         let wire = patch.add_const(format!("{}.f16_range", node.name), clamped)?;
         patch.shunt_outside(model, node.id.into(), wire)?;
         count += 1;

@@ -10,11 +10,19 @@
 use tract_onnx::pb;
 
 fn attr_f(n: &pb::NodeProto, name: &str, default: f32) -> f32 {
-    n.attribute.iter().find(|a| a.name == name).map(|a| a.f).unwrap_or(default)
+    n.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.f)
+        .unwrap_or(default)
 }
 
 fn attr_i(n: &pb::NodeProto, name: &str) -> i64 {
-    n.attribute.iter().find(|a| a.name == name).map(|a| a.i).unwrap_or(0)
+    n.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.i)
+        .unwrap_or(0)
 }
 
 fn node(name: String, op: &str, input: Vec<String>, output: String) -> pb::NodeProto {
@@ -29,7 +37,12 @@ fn node(name: String, op: &str, input: Vec<String>, output: String) -> pb::NodeP
 
 fn transpose(name: &str, input: &str) -> (pb::NodeProto, String) {
     let out = format!("{name}.transposed");
-    let mut n = node(out.clone(), "Transpose", vec![input.to_string()], out.clone());
+    let mut n = node(
+        out.clone(),
+        "Transpose",
+        vec![input.to_string()],
+        out.clone(),
+    );
     n.attribute.push(pb::AttributeProto {
         name: "perm".into(),
         r#type: pb::attribute_proto::AttributeType::Ints as i32,
@@ -41,7 +54,9 @@ fn transpose(name: &str, input: &str) -> (pb::NodeProto, String) {
 
 /// Rewrites the unit-coefficient `Gemm`s of `proto`; returns how many were rewritten.
 pub fn apply(proto: &mut pb::ModelProto) -> usize {
-    let Some(g) = proto.graph.as_mut() else { return 0 };
+    let Some(g) = proto.graph.as_mut() else {
+        return 0;
+    };
     let mut out = Vec::with_capacity(g.node.len() + 8);
     let mut count = 0;
     for n in g.node.drain(..) {
@@ -51,7 +66,11 @@ pub fn apply(proto: &mut pb::ModelProto) -> usize {
             continue;
         }
         count += 1;
-        let base = if n.name.is_empty() { n.output[0].clone() } else { n.name.clone() };
+        let base = if n.name.is_empty() {
+            n.output[0].clone()
+        } else {
+            n.name.clone()
+        };
         let mut a = n.input[0].clone();
         let mut b = n.input[1].clone();
         if attr_i(&n, "transA") != 0 {
@@ -68,9 +87,19 @@ pub fn apply(proto: &mut pb::ModelProto) -> usize {
             Some(c) => {
                 let ab = format!("{base}.matmul");
                 out.push(node(ab.clone(), "MatMul", vec![a, b], ab.clone()));
-                out.push(node(format!("{base}.add"), "Add", vec![ab, c.clone()], n.output[0].clone()));
+                out.push(node(
+                    format!("{base}.add"),
+                    "Add",
+                    vec![ab, c.clone()],
+                    n.output[0].clone(),
+                ));
             }
-            None => out.push(node(format!("{base}.matmul"), "MatMul", vec![a, b], n.output[0].clone())),
+            None => out.push(node(
+                format!("{base}.matmul"),
+                "MatMul",
+                vec![a, b],
+                n.output[0].clone(),
+            )),
         }
     }
     g.node = out;

@@ -3,7 +3,6 @@
 pub mod dequant_arith;
 pub mod f16_convert;
 pub mod f16_gemm;
-pub mod fold_consts;
 
 /// Which fixes the plan builder applies. All on by default; a test turns one off to show
 /// what breaks without it.
@@ -15,12 +14,16 @@ pub struct Fixes {
     pub ignore_value_info: bool,
     /// Make the f16 graph's `Gemm` (pooler dense) stay f16 (see `f16_gemm`).
     pub f16_gemm: bool,
-    /// Fold the int8 weights' column sums into constants once (see `fold_consts`).
+    /// Fold the int8 weights' column sums into constants once (see `runtime/fold.rs`).
     pub fold_int8_sums: bool,
 }
 
 impl Default for Fixes {
     fn default() -> Self {
-        Fixes { ignore_value_info: true, f16_gemm: true, fold_int8_sums: true }
+        Fixes {
+            ignore_value_info: true,
+            f16_gemm: true,
+            fold_int8_sums: true,
+        }
     }
 }

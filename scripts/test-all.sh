@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The project's test command: the whole suite natively, then under qemu-user for the Raspberry Pi
+# targets, with CPU models chosen so tract-linalg picks the kernels a real board would
+# (see .cargo/config.toml and deploy/rpi.md "Which kernels run").
+#
+#   scripts/test-all.sh                 # all stages
+#   STAGES="native armv7" scripts/test-all.sh
+#
+# Stages:
+#   native        cargo test (default features, doctests included)
+#   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
+#                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
+#   aarch64-fp16  the f16 tests again (`-- f16` filter: the binaries are already built, only the
+#                 f16-relevant tests re-run) under -cpu cortex-a76 (Pi 5: fp16 + dotprod),
+#                 + examples/kernels.rs asserting the arm64fp16 kernels are the ones used
+#   armv7         cargo test --target armv7-unknown-linux-gnueabihf --tests under -cpu cortex-a15
+#                 (generic armv7neon kernels = Pi 3/4/5 on a 32-bit OS)
+#                 + examples/kernels.rs under cortex-a15 and cortex-a7 (Pi 2)
+# Cross stages skip doctests (`--tests`): each doctest is a separate link against tract and they
+# test API docs, not kernels; they run in the native stage.
+#
+# Needs: the cross linkers, qemu-user and rustup targets that .ci/run installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STAGES=${STAGES:-"native aarch64 aarch64-fp16 armv7"}
+A64=aarch64-unknown-linux-gnu
+ARM=armv7-unknown-linux-gnueabihf
+A64_RUNNER_VAR=CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER
+ARM_RUNNER_VAR=CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER
+# Same form as .cargo/config.toml: qemu's env variables, inherited by spawned ARM processes.
+a64_runner() { echo "env QEMU_CPU=$1 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64"; }
+arm_runner() { echo "env QEMU_CPU=$1 QEMU_LD_PREFIX=/usr/arm-linux-gnueabihf qemu-arm"; }
+
+LOG=$(mktemp -t bert-edge-test-all.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+declare -a TIMES=()
+
+# qemu-user < 9 (Debian 12's own 7.2) shows the host's /proc/cpuinfo to the guest, so tract
+# sees neither NEON (armv7) nor fp16 (aarch64) there; force them with tract's knobs so the
+# stages still test the kernels a Pi uses. With qemu >= 9 (bookworm-backports) the real probe runs.
+QEMU_MAJOR=0
+if [[ " $STAGES " != " native " ]]; then
+    command -v qemu-aarch64 >/dev/null || { echo "qemu-user missing: run .ci/run or see deploy/rpi.md" >&2; exit 1; }
+    QEMU_MAJOR=$(qemu-aarch64 --version | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')
+    echo "qemu-user: $(qemu-aarch64 --version | head -1)"
+fi
+OLD_QEMU=false
+if (( QEMU_MAJOR > 0 && QEMU_MAJOR < 9 )); then
+    OLD_QEMU=true
+    echo "WARNING: qemu $QEMU_MAJOR does not emulate /proc/cpuinfo; forcing TRACT_CPU_ARM32_NEON / TRACT_CPU_ISA=+fp16" >&2
+fi
+
+run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG"; }
+
+# Test targets for the cross stages: every test target (`--tests`: lib, bins, tests/*.rs).
+# Integration tests that spawn the binary (CARGO_BIN_EXE_*) need the kernel to hand the ARM
+# exec to qemu (binfmt_misc, scripts/arm-setup.sh); without it they are left out, loudly.
+cross_tests() { # qemu-binary-name
+    CROSS_TESTS=(--tests)
+    if ! compgen -G "/proc/sys/fs/binfmt_misc/*$1" >/dev/null; then
+        local f name
+        CROSS_TESTS=(--lib --bins)
+        for f in tests/*.rs; do
+            name=$(basename "$f" .rs)
+            if grep -q CARGO_BIN_EXE "$f"; then
+                echo "WARNING: no binfmt_misc entry for $1: skipping tests/$name.rs on this target" >&2
+            else
+                CROSS_TESTS+=(--test "$name")
+            fi
+        done
+    fi
+}
+
+stage() {
+    local name=$1; shift
+    echo
+    echo "=== stage $name ==="
+    local t0=$SECONDS
+    "$@"
+    TIMES+=("$(printf '%-14s %5ds' "$name" $((SECONDS - t0)))")
+}
+
+# Built once per target by the stage, then re-run under other CPU models: changing the runner
+# does not rebuild anything.
+kernels() { # target runner-var runner-cpu-fn cpu args...
+    local target=$1 var=$2 fn=$3 cpu=$4; shift 4
+    echo "--- examples/kernels.rs on $target, -cpu $cpu"
+    env "$var=$($fn "$cpu")" cargo run --quiet --target "$target" --example kernels -- "$@"
+}
+
+native() {
+    run cargo test
+    run cargo run --quiet --example kernels
+}
+
+aarch64() {
+    cross_tests qemu-aarch64
+    run cargo test --target $A64 "${CROSS_TESTS[@]}"
+    kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a72 --expect-f32 arm64simd_mmm_f32
+    kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a53 --expect-f32 arm64simd_mmm_f32
+}
+
+# Subshells ( … ): the knobs exported for old qemu stay inside the stage.
+aarch64_fp16() (
+    if $OLD_QEMU; then export TRACT_CPU_ISA=+fp16; fi
+    cross_tests qemu-aarch64
+    run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 "${CROSS_TESTS[@]}" -- f16
+    kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a76 \
+        --expect-f32 arm64simd_mmm_f32 --expect-f16 arm64fp16_mmm_f16
+)
+
+armv7() (
+    if $OLD_QEMU; then export TRACT_CPU_ARM32_NEON=true; fi
+    cross_tests qemu-arm
+    run cargo test --target $ARM "${CROSS_TESTS[@]}"
+    kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a15 --expect-f32 armv7neon_mmm_f32
+    kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a7 --expect-f32 armv7neon_mmm_f32
+)
+
+T0=$SECONDS
+for s in $STAGES; do
+    case $s in
+        native) stage native native ;;
+        aarch64) stage aarch64 aarch64 ;;
+        aarch64-fp16) stage aarch64-fp16 aarch64_fp16 ;;
+        armv7) stage armv7 armv7 ;;
+        *) echo "unknown stage $s" >&2; exit 2 ;;
+    esac
+done
+
+echo
+echo "=== timings ==="
+printf '%s\n' "${TIMES[@]}"
+printf '%-14s %5ds\n' total $((SECONDS - T0))
+# One closing line over every stage's `test result:` lines.
+read -r passed failed < <(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+    } END { print p + 0, f + 0 }' "$LOG")
+echo "test-all: $passed passed, $failed failed"
