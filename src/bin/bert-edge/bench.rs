@@ -7,9 +7,8 @@
 //! - default: warm-up, `--reps` timed calls, a summary (`--json` for one JSON line).
 //! - `--stdin`: load once, run one (untimed) first call, print one JSON "ready" line, then
 //!   one command per stdin line, one answer line each (stdout flushed after every line):
-//!     `run` (or an empty line) -> one call, answers its latency in milliseconds (`12.345`)
-//!     `dump`                   -> one call, answers `{"hidden": [...], "pooled": [...]}`
-//!     `quit` (or EOF)          -> exits
+//!   `run` (or an empty line) → one call, answers its latency in milliseconds (`12.345`);
+//!   `dump` → one call, answers `{"hidden": [...], "pooled": [...]}`; `quit` (or EOF) → exits.
 //!   A driver can thus interleave calls with another engine call by call.
 //! - `--profile`: per-node wall time over `--reps` calls (after warm-up), summed by op
 //!   kind and listed for the heaviest nodes; through tract's `run_plan_with_eval`, on a
