@@ -104,6 +104,7 @@ impl PlanInfo {
     pub(crate) const PROPERTY_PREFIX: &'static str = "bert_edge.";
 
     /// Stores the info as model properties, so a precompiled archive carries it.
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // written at translate time only
     pub(crate) fn write_properties(&self, model: &mut TypedModel) {
         let p = |v: i64| Arc::new(tensor0(v));
         let props = &mut model.properties;
