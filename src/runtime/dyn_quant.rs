@@ -14,6 +14,18 @@ use tract_nnef::internal::*;
 #[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
 pub struct DynQuantU8;
 
+/// Rounds half to even like `f32::round_ties_even` for |v| < 2^22 (and passes NaN through),
+/// without the libm `rintf` call that x86_64's baseline (no SSE4.1) compiles it to: adding
+/// and subtracting 1.5·2^23 leaves the integer nearest v, ties to even (IEEE default
+/// rounding). Quantized values lie in [-255, 255] here, far inside the exact range; larger
+/// ones are clamped away by the caller's `clamp(0, 255)` either way.
+#[inline(always)]
+fn round_ties_even_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let v = v.clamp(-4_194_304.0, 4_194_304.0); // |v| <= 2^22: exact; NaN stays NaN
+    (v + MAGIC) - MAGIC
+}
+
 fn scale_and_zero_point(xs: &[f32]) -> (f32, u8) {
     let (min, max) = xs
         .iter()
@@ -43,7 +55,7 @@ impl EvalOp for DynQuantU8 {
             .iter_mut()
             .zip(xs)
             .for_each(|(y, x)| {
-                *y = (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8
+                *y = ((round_ties_even_small(x / scale) as i32) + zp as i32).clamp(0, 255) as u8
             });
         Ok(tvec!(
             dst.into_tvalue(),
@@ -87,4 +99,25 @@ pub fn register(registry: &mut Registry) {
         load,
     );
     registry.register_dumper(dump);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_ties_even_small;
+
+    #[test]
+    fn magic_rounding_matches_round_ties_even() {
+        // Every quarter step in the quantizer's range (ties included), then a wide sweep.
+        let quarter = (-1200..=1200).map(|i| i as f32 * 0.25);
+        let wide = (0..20_000).map(|i| (i as f32 - 10_000.0) * 0.731 + 0.5);
+        for v in quarter.chain(wide) {
+            assert_eq!(round_ties_even_small(v), v.round_ties_even(), "v = {v}");
+        }
+        assert!(round_ties_even_small(f32::NAN).is_nan());
+        // Out of the exact range the value only has to saturate the same way.
+        for v in [1e9f32, -1e9, f32::INFINITY, f32::NEG_INFINITY] {
+            let q = |r: f32| (r as i32).clamp(0, 255);
+            assert_eq!(q(round_ties_even_small(v)), q(v.round_ties_even()), "v = {v}");
+        }
+    }
 }
