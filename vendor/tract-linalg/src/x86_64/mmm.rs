@@ -6,7 +6,6 @@ use crate::isa::IsaSet;
 use crate::mmm::{Query, Suitable};
 use crate::mmm_tiers::MmmTier;
 use crate::pack::PackedFormat;
-#[cfg(any(tract_avx512vnni, tract_avxvnni, tract_amx_int8))]
 use crate::pack::PackedI8K4;
 
 #[cfg(tract_amx_int8)]
@@ -144,6 +143,16 @@ MMMExternKernel! { x86_64; avx_mmm_i32_8x4<i32>(8,4)@(256,4) isa(X86_64Avx)
 
 MMMExternKernel! { x86_64; avx2_mmm_i32_8x8<i32>(8,8)@(256,4) isa(X86_64Avx2)
     packing[1] = i8i8 => |k| k.with_packing(PackedFormat::new(DatumType::I8, 8, 256), PackedFormat::new(DatumType::I8, 8, 4));
+
+    store(i8)
+}
+
+// bert-edge addition (see PATCHED.md): AVX2 int8 GEMM over the VNNI kernels' PackedI8K4
+// layout, exact s8 x s8 products through VPMADDWD on i16 pairs (two per column per K=4
+// block) instead of avx2_mmm_i32_8x8's per-k byte broadcasts and widenings. Same 8x8
+// column-major accumulators and epilogue as avx512vnni_mmm_i32_8x8.
+MMMExternKernel! { x86_64; avx2_mmm_i32_8x8k4<i32>(8,8)@(256,4) isa(X86_64Avx2)
+    packing[1] = i8i8 => |k| k.with_packing(PackedI8K4::new(8), PackedI8K4::new(8));
 
     store(i8)
 }
@@ -424,7 +433,7 @@ fn avx2_preferred(
 ) -> Option<&'static str> {
     match (dt, query.n) {
         (DatumType::I32, Some(1)) => None,
-        (DatumType::I32, _) => Some(&mmm::avx2_mmm_i32_8x8.name.as_str()),
+        (DatumType::I32, _) => Some(&mmm::avx2_mmm_i32_8x8k4.name.as_str()),
         _ => None,
     }
 }
