@@ -2,7 +2,7 @@
 # Load test for `bert-edge serve` on loopback with wrk (Debian: `apt-get install -y wrk`).
 #
 #   bench/load.sh                       # 10 s per phase, base int8 model, seq 128
-#   DURATION=10m bench/load.sh          # the soak run the issue asks for (per phase)
+#   SOAK=10m bench/load.sh              # + a 10-minute run at 8 clients: RSS before/after
 #   MODEL=models/tiny/bert_ids_f32.onnx SEQ=32 DURATION=5s bench/load.sh   # quick smoke
 #
 # Phases, one server for all: 1, 2 and 8 concurrent clients (keep-alive connections, one
@@ -98,6 +98,16 @@ phase c2 2; idle
 phase c8 8; idle
 phase overload "$OVERLOAD"; idle
 phase c1-after 1
+if [ -n "${SOAK:-}" ]; then
+  # Memory over a long run: 8 clients for SOAK; RSS read before and after (same process).
+  idle
+  before=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+  secs=$(echo "$SOAK" | awk '/m$/ {print $1*60; next} /h$/ {print $1*3600; next} {print $1+0}')
+  DURATION=$SOAK phase soak 8; idle
+  after=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+  awk -v b="$before" -v a="$after" -v d="$SOAK" 'BEGIN {
+    printf "soak %s at 8 clients: VmRSS %.1f MiB before, %.1f MiB after (%+.1f%%)\n", d, b/1024, a/1024, (a-b)*100/b }'
+fi
 echo "--- server counters (/metrics) at the end:"
 curl -s "$URL/metrics" | grep -E '^bert_edge_(requests_total|inferences_total|inference_errors_total|queue_depth|truncated_inputs_total)'
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; code=$?; SERVER_PID=

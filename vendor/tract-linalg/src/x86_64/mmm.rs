@@ -7,6 +7,7 @@ use crate::mmm::{Query, Suitable};
 use crate::mmm_tiers::MmmTier;
 use crate::pack::PackedFormat;
 use crate::pack::PackedI8K4;
+use crate::pack::PackedI8asI16K2;
 
 #[cfg(tract_amx_int8)]
 use super::amx::PackedAmxA;
@@ -152,7 +153,7 @@ MMMExternKernel! { x86_64; avx2_mmm_i32_8x8<i32>(8,8)@(256,4) isa(X86_64Avx2)
 // block) instead of avx2_mmm_i32_8x8's per-k byte broadcasts and widenings. Same 8x8
 // column-major accumulators and epilogue as avx512vnni_mmm_i32_8x8.
 MMMExternKernel! { x86_64; avx2_mmm_i32_8x8k4<i32>(8,8)@(256,4) isa(X86_64Avx2)
-    packing[1] = i8i8 => |k| k.with_packing(PackedI8K4::new(8), PackedI8K4::new(8));
+    packing[1] = i8i8 => |k| k.with_packing(PackedI8K4::new(8), PackedI8asI16K2::new(8));
 
     store(i8)
 }
