@@ -4,6 +4,7 @@
 # Prints a Markdown table (the README's "Plans" table). Needs models/generate base.
 #
 #   scripts/plan-figures.sh            # SEQ=128 REPS=5
+#   SEQ=32 REPS=3 VARIANTS=int8 scripts/plan-figures.sh   # some variants only
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SEQ=${SEQ:-128}
@@ -24,9 +25,9 @@ echo "seq $SEQ, batch 1, 1 thread, $REPS reps; load = fresh process, translate/r
 echo
 echo "| plan | load | median latency | allocations/call (tract) | bytes/call | peak RSS (load + runs) |"
 echo "| --- | --- | --- | --- | --- | --- |"
-for v in f32 f16 int8; do
+for v in ${VARIANTS:-f32 f16 int8}; do
     onnx=models/base/bert_ids_$v.onnx
-    arch=$out/bert_ids_${v}_s$SEQ.nnef.tgz
+    arch=$out/bert_ids_${v}_s$SEQ.nnef.${ARCHIVE_EXT:-tar}
     [ -f "$arch" ] || "$bin" compile --model "$onnx" --seq "$SEQ" -o "$arch" 2>/dev/null
     row "$v ONNX ($(du -m "$onnx" | cut -f1) MB)" "$onnx"
     row "$v archive ($(du -m "$arch" | cut -f1) MB)" "$arch"

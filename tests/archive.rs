@@ -35,7 +35,9 @@ fn compiled_archives_match_their_onnx_source() {
             let src = model(flavour, variant);
             let opts = PlanOptions::new(case.seq);
             let (typed, info) = translate_onnx(&src, &opts).unwrap();
-            let path = tmp(&format!("{flavour}_{variant}.nnef.tgz"));
+            // ids: plain tar (the recommended form); embeds: tar.gz
+            let ext = if flavour == "ids" { "nnef.tar" } else { "nnef.tgz" };
+            let path = tmp(&format!("{flavour}_{variant}.{ext}"));
             save_archive(&typed, &path).unwrap();
             let archived = load_archive(&path, Some(case.seq), None).unwrap();
             assert_eq!(archived.info(), &info);
@@ -86,6 +88,26 @@ fn bad_archives_are_clear_errors() {
     check(
         load_archive(&corrupted, None, None),
         "not a readable NNEF archive",
+    );
+    // A plain tar has no checksum of its own: one flipped byte inside the weights (the middle
+    // of the file is the word-embedding table) must still be refused, not loaded as garbage.
+    let plain = tmp("good.nnef.tar");
+    save_archive(&typed, &plain).unwrap();
+    load_archive(&plain, None, None).expect("the intact plain archive loads");
+    let mut flipped = std::fs::read(&plain).unwrap();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    check(
+        load_archive(
+            {
+                let p = tmp("flipped.nnef.tar");
+                std::fs::write(&p, &flipped).unwrap();
+                p
+            },
+            None,
+            None,
+        ),
+        "corrupt archive",
     );
     check(
         load_archive(&good, Some(32), None),

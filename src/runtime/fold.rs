@@ -51,6 +51,14 @@ fn find_chains(model: &TypedModel) -> TractResult<Vec<(usize, TVec<TValue>)>> {
         if out_mem <= budget {
             continue;
         }
+        // The int8 column sums: Cast(i8 → i32) then Reduce<Sum>, summed straight from the
+        // i8 weight (no 4× i32 copy; ~0.4 s of an int8 base load).
+        if let Some((succ, sums)) = i8_column_sums(model, node, &facts)? {
+            if !found.iter().any(|(f, _)| *f == succ) {
+                found.push((succ, tvec![sums.into_tvalue()]));
+            }
+            continue;
+        }
         let inputs: TVec<TValue> = facts
             .iter()
             .map(|f| f.konst.clone().unwrap().into_tvalue())
@@ -92,6 +100,57 @@ fn find_chains(model: &TypedModel) -> TractResult<Vec<(usize, TVec<TValue>)>> {
         }
     }
     Ok(found)
+}
+
+/// `node` = Cast(const i8 → i32) whose single successor is Reduce<Sum>: the successor's id
+/// and its value, computed from the i8 data with i32 accumulators (exact: what Cast +
+/// Reduce<Sum> give).
+fn i8_column_sums(
+    model: &TypedModel,
+    node: &TypedNode,
+    facts: &[&TypedFact],
+) -> TractResult<Option<(usize, Tensor)>> {
+    use tract_core::ops::cast::Cast;
+    use tract_core::ops::nn::{Reduce, Reducer};
+    let is_cast = node
+        .op_as::<Cast>()
+        .is_some_and(|c| c.to == i32::datum_type());
+    if !is_cast || facts.len() != 1 || facts[0].datum_type != i8::datum_type() {
+        return Ok(None);
+    }
+    let Some(succ) = model.single_succ(node.id)? else {
+        return Ok(None);
+    };
+    let Some(reduce) = succ.op_as::<Reduce>() else {
+        return Ok(None);
+    };
+    if reduce.reducer != Reducer::Sum || succ.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let weight = facts[0].konst.as_ref().unwrap();
+    let view = weight.try_as_plain_ram()?;
+    let w = view.to_array_view::<i8>()?;
+    // Highest axis first; insert_axis keeps the rank, so the other indices stay valid.
+    let mut axes: Vec<usize> = reduce.axes.iter().copied().collect();
+    axes.sort_unstable_by(|a, b| b.cmp(a));
+    let Some((&first, rest)) = axes.split_first() else {
+        return Ok(None);
+    };
+    let ax = tract_ndarray::Axis;
+    let mut acc = w
+        .fold_axis(ax(first), 0i32, |a, &x| a + x as i32)
+        .insert_axis(ax(first));
+    for &axis in rest {
+        acc = acc
+            .fold_axis(ax(axis), 0i32, |a, &x| a + x)
+            .insert_axis(ax(axis));
+    }
+    let sums = acc.into_tensor();
+    let expected = &succ.outputs[0].fact;
+    if sums.shape() != expected.shape.as_concrete().unwrap_or(&[]) {
+        return Ok(None);
+    }
+    Ok(Some((succ.id, sums)))
 }
 
 /// Folds every such chain of `model` (one patch); returns how many were folded.
