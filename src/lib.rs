@@ -44,8 +44,8 @@ pub mod translate;
 pub use config::BertConfig;
 pub use error::{Error, Result};
 pub use runtime::{
-    load_archive, save_archive, Encoder, Flavour, Plan, PlanInfo, TokenValue, Variant,
-    WordEmbeddings,
+    load_archive, load_archive_with, save_archive, Encoder, F16Compute, Flavour, Plan, PlanInfo,
+    TokenValue, Variant, WordEmbeddings,
 };
 #[cfg(feature = "onnx")]
 pub use translate::{inspect_onnx, load_onnx, word_embeddings_from_onnx, PlanOptions};
@@ -64,6 +64,18 @@ pub fn load_model(
     variant: Option<Variant>,
     flavour: Option<Flavour>,
 ) -> Result<Plan> {
+    load_model_with(path, seq, variant, flavour, F16Compute::Auto)
+}
+
+/// [`load_model`] choosing what an f16 plan computes in ([`F16Compute`]; `Auto` = f32 on
+/// x86_64, which has no f16 arithmetic, native f16 elsewhere).
+pub fn load_model_with(
+    path: impl AsRef<std::path::Path>,
+    seq: Option<usize>,
+    variant: Option<Variant>,
+    flavour: Option<Flavour>,
+    f16: F16Compute,
+) -> Result<Plan> {
     let path = path.as_ref();
     if !path.is_file() {
         return Err(Error::BadModel(format!(
@@ -77,6 +89,7 @@ pub fn load_model(
             let mut opts = PlanOptions::new(seq.unwrap_or(DEFAULT_SEQ));
             opts.variant = variant;
             opts.flavour = flavour;
+            opts.f16_compute = f16;
             return load_onnx(path, &opts);
         }
         #[cfg(not(feature = "onnx"))]
@@ -86,7 +99,7 @@ pub fn load_model(
             path.display()
         )));
     }
-    let plan = load_archive(path, seq, flavour)?;
+    let plan = load_archive_with(path, seq, flavour, f16)?;
     plan.expect(flavour, variant)?;
     Ok(plan)
 }

@@ -4,7 +4,7 @@
 //! The same checks on the generated base model: `cargo test --release --test parity -- --ignored`.
 
 mod common;
-use bert_edge::Variant;
+use bert_edge::{load_onnx, F16Compute, PlanOptions, Variant};
 use common::*;
 use std::path::Path;
 
@@ -14,12 +14,22 @@ fn check_variant(
     plan_variant: Option<Variant>,
     check: impl Fn(&str, &Outcome),
 ) {
+    check_variant_with(dir, file_variant, plan_variant, F16Compute::Auto, check)
+}
+
+fn check_variant_with(
+    dir: &Path,
+    file_variant: &str,
+    plan_variant: Option<Variant>,
+    f16: F16Compute,
+    check: impl Fn(&str, &Outcome),
+) {
     let cases = cases(dir);
     let mut n = 0;
     for case in &cases.cases {
         let file = dir.join(format!("bert_{}_{file_variant}.onnx", case.flavour));
-        let o = run_reference_case(dir, case, &file, plan_variant);
-        let label = format!("{}/{file_variant}->{plan_variant:?}", case.name);
+        let o = run_reference_case_with(dir, case, &file, plan_variant, f16);
+        let label = format!("{}/{file_variant}->{plan_variant:?}/{f16:?}", case.name);
         eprintln!(
             "{label}: hidden max abs {:.2e} cos {:.6}, pooled max abs {:.2e} cos {:.6}",
             o.hidden_max_abs, o.hidden_cos, o.pooled_max_abs, o.pooled_cos
@@ -77,6 +87,33 @@ fn f32_matches_pytorch() {
 #[test]
 fn f16_export_matches_pytorch() {
     check_variant(&tiny(), "f16", None, f16_ok);
+}
+
+/// Both f16 computations on every platform (the plain tests above use `Auto`: widened to f32
+/// on x86_64, native f16 on ARM).
+#[test]
+fn f16_native_and_widened_compute_match_pytorch() {
+    for f16 in [F16Compute::Native, F16Compute::F32] {
+        check_variant_with(&tiny(), "f16", None, f16, f16_ok);
+        check_variant_with(&tiny(), "f32", Some(Variant::F16), f16, f16_ok);
+    }
+}
+
+#[test]
+fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
+    for (file, variant) in [("f16", None), ("f32", Some(Variant::F16))] {
+        let mut opts = PlanOptions::new(8);
+        opts.variant = variant;
+        opts.f16_compute = F16Compute::F32;
+        let wide = load_onnx(model("ids", file), &opts).unwrap();
+        assert_eq!(wide.info().variant, Variant::F16);
+        assert!(!wide.computes_f16(), "{file}: widened plan still has f16 tensors");
+        opts.f16_compute = F16Compute::Native;
+        let native = load_onnx(model("ids", file), &opts).unwrap();
+        assert!(native.computes_f16(), "{file}: native plan has no f16 tensor");
+    }
+    // Auto is f32 exactly where the target has no f16 arithmetic to use.
+    assert_eq!(F16Compute::Auto.widens(), cfg!(target_arch = "x86_64"));
 }
 
 #[test]

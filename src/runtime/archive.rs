@@ -5,6 +5,7 @@
 //! applied, plus bert-edge properties ([`PlanInfo`]) and the tract version that wrote it.
 //! Loading only optimizes (kernel selection for the CPU at hand) and builds the plan.
 
+use super::f16_compute::F16Compute;
 use super::plan::{Flavour, Plan, PlanInfo};
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -92,6 +93,16 @@ pub fn load_archive(
     seq: Option<usize>,
     flavour: Option<Flavour>,
 ) -> Result<Plan> {
+    load_archive_with(path, seq, flavour, F16Compute::Auto)
+}
+
+/// [`load_archive`] choosing what an f16 archive computes in ([`F16Compute`]).
+pub fn load_archive_with(
+    path: impl AsRef<Path>,
+    seq: Option<usize>,
+    flavour: Option<Flavour>,
+    f16: F16Compute,
+) -> Result<Plan> {
     let path = path.as_ref();
     if !path.is_file() {
         return Err(Error::bad_model(format!(
@@ -158,6 +169,10 @@ pub fn load_archive(
                 info.flavour
             )));
         }
+    }
+    let mut model = model;
+    if f16.widens() {
+        super::f16_compute::widen_to_f32(&mut model).map_err(Error::Engine)?;
     }
     let mut model = model.into_optimized().map_err(Error::Engine)?;
     super::fold::apply(&mut model).map_err(Error::Engine)?;

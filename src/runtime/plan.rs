@@ -179,6 +179,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether any tensor of the plan is f16 (an f16 plan widened to f32 by
+    /// [`F16Compute`](super::F16Compute) has none).
+    pub fn computes_f16(&self) -> bool {
+        let f16_dt = f16::datum_type();
+        self.runnable
+            .model()
+            .nodes()
+            .iter()
+            .any(|n| n.outputs.iter().any(|o| o.fact.datum_type == f16_dt))
+    }
+
     /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
     pub fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
         let find_in = |name: &str| -> Result<usize> {

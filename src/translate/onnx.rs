@@ -24,6 +24,8 @@ pub struct PlanOptions {
     pub hidden_size: Option<usize>,
     /// Which graph fixes to apply (all by default; tests switch one off to show it matters).
     pub fixes: fixes::Fixes,
+    /// What an f16 plan computes in (load time only: `compile` keeps f16 in the archive).
+    pub f16_compute: crate::runtime::F16Compute,
 }
 
 impl PlanOptions {
@@ -36,6 +38,7 @@ impl PlanOptions {
             variant: None,
             hidden_size: None,
             fixes: fixes::Fixes::default(),
+            f16_compute: Default::default(),
         }
     }
     /// Sets the batch size.
@@ -311,7 +314,10 @@ pub fn translate_onnx(
 
 /// ONNX file → optimized runnable [`Plan`].
 pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
-    let (model, info) = translate_onnx(path, opts)?;
+    let (mut model, info) = translate_onnx(path, opts)?;
+    if info.variant == Variant::F16 && opts.f16_compute.widens() {
+        crate::runtime::widen_to_f32(&mut model).map_err(Error::Engine)?;
+    }
     let mut model = model.into_optimized().map_err(Error::Engine)?;
     if opts.fixes.fold_int8_sums {
         crate::runtime::fold::apply(&mut model).map_err(Error::Engine)?;

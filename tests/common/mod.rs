@@ -1,7 +1,7 @@
 //! Shared test helpers: the committed fixtures and their PyTorch reference outputs.
 #![allow(dead_code)]
 
-use bert_edge::{load_onnx, Encoder, Plan, PlanOptions, Variant};
+use bert_edge::{load_onnx, Encoder, F16Compute, Plan, PlanOptions, Variant};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -146,8 +146,19 @@ pub fn run_reference_case(
     file: &Path,
     variant: Option<Variant>,
 ) -> Outcome {
+    run_reference_case_with(dir, case, file, variant, F16Compute::Auto)
+}
+
+pub fn run_reference_case_with(
+    dir: &Path,
+    case: &Case,
+    file: &Path,
+    variant: Option<Variant>,
+    f16: F16Compute,
+) -> Outcome {
     let mut opts = PlanOptions::new(case.seq).batch(case.batch);
     opts.variant = variant;
+    opts.f16_compute = f16;
     let plan = load_onnx(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
     let w = plan.info().hidden;
     let (hidden, pooled) = run_plan(plan, dir, case);

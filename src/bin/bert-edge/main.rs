@@ -31,6 +31,8 @@ USAGE:
                     [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
                     [--max-body 1048576]   HTTP: POST /embed, POST /v1/embeddings, GET /health, GET /metrics
 
+--f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
+auto = f32 on x86_64 (no f16 arithmetic: 2x faster, 2x the weight memory), native elsewhere.
 FILE is an ONNX export (.onnx) or an archive written by `bert-edge compile` (.nnef.tar plain,
 recommended: loads up to ~1.5 s faster; any other name is written gzipped).
 Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
@@ -42,6 +44,7 @@ pub struct ModelArgs {
     pub seq: Option<usize>,
     pub variant: Option<Variant>,
     pub flavour: Option<Flavour>,
+    pub f16_compute: bert_edge::F16Compute,
 }
 
 impl ModelArgs {
@@ -55,11 +58,13 @@ impl ModelArgs {
             .map_err(|e| e.to_string())?;
         let variant = opt_parse(args, "--variant")?;
         let flavour = opt_parse(args, "--flavour")?;
+        let f16_compute = opt_parse(args, "--f16-compute")?.unwrap_or_default();
         Ok(ModelArgs {
             model,
             seq,
             variant,
             flavour,
+            f16_compute,
         })
     }
 
@@ -70,13 +75,21 @@ impl ModelArgs {
             "bert-edge: loading {} (translate + optimize)…",
             self.model.display()
         );
-        let plan = bert_edge::load_model(&self.model, self.seq, self.variant, self.flavour)?;
+        let plan = bert_edge::load_model_with(
+            &self.model,
+            self.seq,
+            self.variant,
+            self.flavour,
+            self.f16_compute,
+        )?;
         let i = plan.info();
+        let widened = i.variant == Variant::F16 && !plan.computes_f16();
         eprintln!(
-            "bert-edge: plan ready in {:.2} s: {} {} batch {} seq {} hidden {}",
+            "bert-edge: plan ready in {:.2} s: {} {}{} batch {} seq {} hidden {}",
             t.elapsed().as_secs_f64(),
             i.flavour,
             i.variant,
+            if widened { " (computed in f32)" } else { "" },
             i.batch,
             i.seq,
             i.hidden

@@ -1,0 +1,81 @@
+//! How an f16 plan computes on the CPU at hand.
+//!
+//! An f16 export halves the weights (download, flash, RAM). Whether it should also *compute*
+//! in f16 depends on the CPU: a Pi 5 (cortex-a76) has f16 arithmetic and tract has kernels
+//! for it; x86_64 has none, so tract emulates f16 around every op and a base f16 plan ran at
+//! half the f32 speed there (seq 32: 170 vs 87 ms per call). With [`F16Compute::F32`] the
+//! plan widens the f16 weights to f32 once at load and computes in f32: f32 speed and
+//! accuracy at least as good (the weights keep their f16 values), for 2× the weight memory.
+
+use tract_core::floats::FloatPrecisionTranslator;
+use tract_core::internal::*;
+use tract_core::ops::konst::Const;
+use tract_core::transform::ModelTransform;
+
+/// What an f16 plan computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum F16Compute {
+    /// [`F16Compute::F32`] on x86_64 (no f16 arithmetic; hosts have the memory), native f16
+    /// elsewhere (ARM boards, where the memory saving is the point).
+    #[default]
+    Auto,
+    /// Compute in f16 as the file says (tract emulates it where the CPU cannot).
+    Native,
+    /// Widen the f16 weights to f32 at load and compute in f32.
+    F32,
+}
+
+impl F16Compute {
+    /// Whether an f16 plan is widened to f32 on this build's target.
+    pub fn widens(self) -> bool {
+        match self {
+            F16Compute::Auto => cfg!(target_arch = "x86_64"),
+            F16Compute::Native => false,
+            F16Compute::F32 => true,
+        }
+    }
+}
+
+impl std::str::FromStr for F16Compute {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "auto" => Ok(F16Compute::Auto),
+            "native" | "f16" => Ok(F16Compute::Native),
+            "f32" => Ok(F16Compute::F32),
+            _ => Err(crate::error::Error::bad_input(format!(
+                "f16 compute must be auto, native or f32, not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// Widens every f16 tensor of a typed (not yet optimized) model to f32: constants are
+/// converted in place (exactly: every f16 value is an f32 value) so no per-call Cast is left
+/// behind, then tract's precision translator turns the rest (casts to f16, f16 operating
+/// types, sources) into f32. Returns whether anything was f16.
+pub fn widen_to_f32(model: &mut TypedModel) -> TractResult<bool> {
+    let f16_dt = f16::datum_type();
+    let any_f16 = model
+        .nodes()
+        .iter()
+        .any(|n| n.outputs.iter().any(|o| o.fact.datum_type == f16_dt));
+    if !any_f16 {
+        return Ok(false);
+    }
+    let mut patch = TypedModelPatch::default();
+    for node in model.nodes() {
+        let Some(k) = node.op_as::<Const>() else {
+            continue;
+        };
+        if k.val().datum_type() != f16_dt || !k.val().is_plain_ram() {
+            continue;
+        }
+        let wide = k.val().cast_to::<f32>()?.into_owned();
+        let wire = patch.add_const(format!("{}.f32", node.name), wide)?;
+        patch.shunt_outside(model, node.id.into(), wire)?;
+    }
+    patch.apply(model)?;
+    FloatPrecisionTranslator::new(f16_dt, f32::datum_type()).transform(model)?;
+    Ok(true)
+}
