@@ -9,7 +9,7 @@
 
 use tract_core::floats::FloatPrecisionTranslator;
 use tract_core::internal::*;
-use tract_core::ops::konst::Const;
+use tract_core::ops::cast::Cast;
 use tract_core::transform::ModelTransform;
 
 /// What an f16 plan computes in.
@@ -50,10 +50,12 @@ impl std::str::FromStr for F16Compute {
     }
 }
 
-/// Widens every f16 tensor of a typed (not yet optimized) model to f32: constants are
-/// converted in place (exactly: every f16 value is an f32 value) so no per-call Cast is left
-/// behind, then tract's precision translator turns the rest (casts to f16, f16 operating
-/// types, sources) into f32. Returns whether anything was f16.
+/// Widens every f16 tensor of a typed (not yet optimized) model to f32: tract's precision
+/// translator turns f16 sources, casts, operating types and constants into f32 (a constant
+/// becomes `Const(f16) → Cast(f32)`), then each such cast of a constant is replaced by the f32
+/// constant itself (exact: every f16 value is an f32 value), so no per-call Cast is left —
+/// tract's own constant folding leaves casts alone when they double a tensor's size. Returns
+/// whether anything was f16.
 pub fn widen_to_f32(model: &mut TypedModel) -> TractResult<bool> {
     let f16_dt = f16::datum_type();
     let any_f16 = model
@@ -63,19 +65,27 @@ pub fn widen_to_f32(model: &mut TypedModel) -> TractResult<bool> {
     if !any_f16 {
         return Ok(false);
     }
+    FloatPrecisionTranslator::new(f16_dt, f32::datum_type()).transform(model)?;
     let mut patch = TypedModelPatch::default();
     for node in model.nodes() {
-        let Some(k) = node.op_as::<Const>() else {
-            continue;
-        };
-        if k.val().datum_type() != f16_dt || !k.val().is_plain_ram() {
+        let is_widening_cast = node
+            .op_as::<Cast>()
+            .is_some_and(|c| c.to == f32::datum_type());
+        if !is_widening_cast || node.inputs.len() != 1 {
             continue;
         }
-        let wide = k.val().cast_to::<f32>()?.into_owned();
+        let input = model.outlet_fact(node.inputs[0])?;
+        let Some(k) = &input.konst else {
+            continue;
+        };
+        if k.datum_type() != f16_dt || !k.is_plain_ram() {
+            continue;
+        }
+        let wide = k.cast_to::<f32>()?.into_owned();
         let wire = patch.add_const(format!("{}.f32", node.name), wide)?;
         patch.shunt_outside(model, node.id.into(), wire)?;
     }
     patch.apply(model)?;
-    FloatPrecisionTranslator::new(f16_dt, f32::datum_type()).transform(model)?;
+    model.compact()?;
     Ok(true)
 }
