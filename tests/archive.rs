@@ -36,7 +36,11 @@ fn compiled_archives_match_their_onnx_source() {
             let opts = PlanOptions::new(case.seq);
             let (typed, info) = translate_onnx(&src, &opts).unwrap();
             // ids: plain tar (the recommended form); embeds: tar.gz
-            let ext = if flavour == "ids" { "nnef.tar" } else { "nnef.tgz" };
+            let ext = if flavour == "ids" {
+                "nnef.tar"
+            } else {
+                "nnef.tgz"
+            };
             let path = tmp(&format!("{flavour}_{variant}.{ext}"));
             save_archive(&typed, &path).unwrap();
             let archived = load_archive(&path, Some(case.seq), None).unwrap();

@@ -107,10 +107,16 @@ fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
         opts.f16_compute = F16Compute::F32;
         let wide = load_onnx(model("ids", file), &opts).unwrap();
         assert_eq!(wide.info().variant, Variant::F16);
-        assert!(!wide.computes_f16(), "{file}: widened plan still has f16 tensors");
+        assert!(
+            !wide.computes_f16(),
+            "{file}: widened plan still has f16 tensors"
+        );
         opts.f16_compute = F16Compute::Native;
         let native = load_onnx(model("ids", file), &opts).unwrap();
-        assert!(native.computes_f16(), "{file}: native plan has no f16 tensor");
+        assert!(
+            native.computes_f16(),
+            "{file}: native plan has no f16 tensor"
+        );
     }
     // Auto is f32 exactly where the target has no f16 arithmetic to use.
     assert_eq!(F16Compute::Auto.widens(), cfg!(target_arch = "x86_64"));

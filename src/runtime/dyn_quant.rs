@@ -117,7 +117,11 @@ mod tests {
         // Out of the exact range the value only has to saturate the same way.
         for v in [1e9f32, -1e9, f32::INFINITY, f32::NEG_INFINITY] {
             let q = |r: f32| (r as i32).clamp(0, 255);
-            assert_eq!(q(round_ties_even_small(v)), q(v.round_ties_even()), "v = {v}");
+            assert_eq!(
+                q(round_ties_even_small(v)),
+                q(v.round_ties_even()),
+                "v = {v}"
+            );
         }
     }
 }

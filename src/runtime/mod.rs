@@ -6,8 +6,8 @@
 mod archive;
 mod dyn_quant;
 mod embeddings;
-mod f16_compute;
 mod encoder;
+mod f16_compute;
 pub mod fold;
 mod nnef_ext;
 mod plan;
@@ -15,6 +15,6 @@ mod plan;
 pub use archive::{load_archive, load_archive_with, nnef, save_archive, TRACT_VERSION};
 pub use dyn_quant::DynQuantU8;
 pub use embeddings::WordEmbeddings;
-pub use f16_compute::{widen_to_f32, F16Compute};
 pub use encoder::{Encoder, TokenValue};
+pub use f16_compute::{widen_to_f32, F16Compute};
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
