@@ -4,6 +4,7 @@
 #   bench/icount.sh                                   # tiny models, seq 8, a72 + a76, f32/int8/f16
 #   MODELS=models/base SEQ=8 VARIANTS=int8 CPUS=cortex-a76 bench/icount.sh
 #   FLAVOURS=ids,embeds bench/icount.sh
+#   VARIANTS=f16 BENCH_ARGS="--f16-compute f32" bench/icount.sh   # extra `bert-edge bench` flags
 #
 # Counts *executed aarch64 instructions* of one steady-state `Encoder::run_*` call (not time:
 # qemu's timing means nothing for a Pi). The CPU model matters because tract-linalg picks its
@@ -129,14 +130,14 @@ for cpu in "${cpus[@]}"; do
         cmds=$(for _ in $(seq "$CALLS"); do echo run; done; echo quit)
         if ! printf '%s\n' "$cmds" | env QEMU_LD_PREFIX="$SYSROOT" qemu-aarch64 -cpu "$cpu" \
                 -d in_asm,exec,nochain,strace -D "$fifo" \
-                "$BIN" bench --model "$model" --seq "$SEQ" --variant "$variant" --stdin \
+                "$BIN" bench --model "$model" --seq "$SEQ" --variant "$variant" ${BENCH_ARGS:-} --stdin \
                 >"$res.stdout" 2>"$res.stderr"; then
             echo "icount.sh: bert-edge failed under $cpu: $(tail -3 "$res.stderr")" >&2
         fi
         wait "$fpid" || true
         t1=$(date +%s.%N)
         # lines: [0] up to "ready" (load + first call), [1..CALLS] one call each, then "end"
-        python3 - "$res" "$cpu" "$flavour" "$variant" "$t0" "$t1" <<'PY' | tee -a "$md"
+        python3 - "$res" "$cpu" "$flavour" "$variant${BENCH_ARGS:+ $BENCH_ARGS}" "$t0" "$t1" <<'PY' | tee -a "$md"
 import sys, statistics
 res, cpu, flavour, variant, t0, t1 = sys.argv[1:]
 rows = [l.split() for l in open(res) if l.strip() and not l.startswith("end")]

@@ -2,10 +2,13 @@
 //!
 //! An f16 export halves the weights (download, flash, RAM). Whether it should also *compute*
 //! in f16 depends on the CPU: a Pi 5 (cortex-a76) has f16 arithmetic and tract has kernels
-//! for it; x86_64 has none, so tract emulates f16 around every op and a base f16 plan ran at
-//! half the f32 speed there (seq 32: 170 vs 87 ms per call). With [`F16Compute::F32`] the
-//! plan widens the f16 weights to f32 once at load and computes in f32: f32 speed and
-//! accuracy at least as good (the weights keep their f16 values), for 2× the weight memory.
+//! for it. Without it (x86_64; the Pi 4's cortex-a72 and the Pi 3's a53) tract converts
+//! around every op: a base f16 plan ran at half the f32 speed on x86 (seq 32: 172 vs 88 ms),
+//! and the tiny f16 plan costs 2.2 M instructions per call under qemu cortex-a72 against
+//! 0.57 M for f32. With [`F16Compute::F32`] the plan widens the f16 weights to f32 once at
+//! load and computes in f32: f32 speed, accuracy at least as good (the weights keep their f16
+//! values), for the f32 plan's memory. `Auto` does that exactly where the CPU has no f16
+//! arithmetic; `Native` keeps f16 (half the memory) whatever the cost.
 
 use tract_core::floats::FloatPrecisionTranslator;
 use tract_core::internal::*;
@@ -15,8 +18,8 @@ use tract_core::transform::ModelTransform;
 /// What an f16 plan computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum F16Compute {
-    /// [`F16Compute::F32`] on x86_64 (no f16 arithmetic; hosts have the memory), native f16
-    /// elsewhere (ARM boards, where the memory saving is the point).
+    /// [`F16Compute::F32`] where the running CPU has no f16 arithmetic (x86_64, cortex-a72,
+    /// a53), native f16 where it has (cortex-a76 / Pi 5: `tract_linalg::has_fp16()`).
     #[default]
     Auto,
     /// Compute in f16 as the file says (tract emulates it where the CPU cannot).
@@ -26,10 +29,10 @@ pub enum F16Compute {
 }
 
 impl F16Compute {
-    /// Whether an f16 plan is widened to f32 on this build's target.
+    /// Whether an f16 plan is widened to f32 on the running CPU.
     pub fn widens(self) -> bool {
         match self {
-            F16Compute::Auto => cfg!(target_arch = "x86_64"),
+            F16Compute::Auto => !tract_core::internal::tract_linalg::has_fp16(),
             F16Compute::Native => false,
             F16Compute::F32 => true,
         }

@@ -32,7 +32,8 @@ USAGE:
                     [--max-body 1048576]   HTTP: POST /embed, POST /v1/embeddings, GET /health, GET /metrics
 
 --f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
-auto = f32 on x86_64 (no f16 arithmetic: 2x faster, 2x the weight memory), native elsewhere.
+auto = f32 where the CPU has no f16 arithmetic (x86_64, cortex-a72/a53: 2-4x faster, 2x the
+weight memory), native f16 where it has (cortex-a76).
 FILE is an ONNX export (.onnx) or an archive written by `bert-edge compile` (.nnef.tar plain,
 recommended: loads up to ~1.5 s faster; any other name is written gzipped).
 Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
