@@ -1,5 +1,5 @@
-//! Precompiled plans: tract's NNEF archive (`.nnef.tar`, or gzipped `.nnef.tgz`) written at translate time and
-//! loaded on the device with tract-core + tract-nnef only.
+//! Precompiled plans: tract's NNEF archive (`.nnef.tar`, or gzipped `.nnef.tgz`) written at
+//! translate time and loaded on the device with tract-core + tract-nnef only.
 //!
 //! The archive holds the decluttered model with its inputs pinned and every graph fix
 //! applied, plus bert-edge properties ([`PlanInfo`]) and the tract version that wrote it.
@@ -38,6 +38,16 @@ fn weights_digest(model: &TypedModel) -> String {
         }
     }
     format!("{n}:{sum:016x}")
+}
+
+/// A string property written by [`save_archive`].
+fn string_property(model: &TypedModel, key: &str) -> Option<String> {
+    let t = model.properties.get(key)?;
+    t.try_as_plain_ram()
+        .ok()?
+        .to_scalar::<String>()
+        .ok()
+        .cloned()
 }
 
 /// tract's NNEF framework with every registry a BERT archive needs.
@@ -116,17 +126,7 @@ pub fn load_archive_with(
             path.display()
         ))
     })?;
-    let version = model
-        .properties
-        .get(VERSION_KEY)
-        .and_then(|t| {
-            t.try_as_plain_ram()
-                .ok()?
-                .to_scalar::<String>()
-                .ok()
-                .cloned()
-        })
-        .ok_or_else(|| {
+    let version = string_property(&model, VERSION_KEY).ok_or_else(|| {
             Error::bad_model(format!(
                 "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",
                 path.display()
@@ -138,13 +138,7 @@ pub fn load_archive_with(
             path.display()
         )));
     }
-    let stored = model.properties.get(DIGEST_KEY).and_then(|t| {
-        t.try_as_plain_ram()
-            .ok()?
-            .to_scalar::<String>()
-            .ok()
-            .cloned()
-    });
+    let stored = string_property(&model, DIGEST_KEY);
     if stored.as_deref() != Some(weights_digest(&model).as_str()) {
         return Err(Error::bad_model(format!(
             "{}: corrupt archive (its weights do not match the checksum written by `bert-edge compile`)",

@@ -53,6 +53,15 @@ impl std::str::FromStr for F16Compute {
     }
 }
 
+/// Whether any node of `model` outputs f16.
+pub(crate) fn has_f16(model: &TypedModel) -> bool {
+    let f16_dt = f16::datum_type();
+    model
+        .nodes()
+        .iter()
+        .any(|n| n.outputs.iter().any(|o| o.fact.datum_type == f16_dt))
+}
+
 /// Widens every f16 tensor of a typed (not yet optimized) model to f32: tract's precision
 /// translator turns f16 sources, casts, operating types and constants into f32 (a constant
 /// becomes `Const(f16) → Cast(f32)`), then each such cast of a constant is replaced by the f32
@@ -61,11 +70,7 @@ impl std::str::FromStr for F16Compute {
 /// whether anything was f16.
 pub fn widen_to_f32(model: &mut TypedModel) -> TractResult<bool> {
     let f16_dt = f16::datum_type();
-    let any_f16 = model
-        .nodes()
-        .iter()
-        .any(|n| n.outputs.iter().any(|o| o.fact.datum_type == f16_dt));
-    if !any_f16 {
+    if !has_f16(model) {
         return Ok(false);
     }
     FloatPrecisionTranslator::new(f16_dt, f32::datum_type()).transform(model)?;

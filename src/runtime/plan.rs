@@ -182,12 +182,7 @@ impl Plan {
     /// Whether any tensor of the plan is f16 (an f16 plan widened to f32 by
     /// [`F16Compute`](super::F16Compute) has none).
     pub fn computes_f16(&self) -> bool {
-        let f16_dt = f16::datum_type();
-        self.runnable
-            .model()
-            .nodes()
-            .iter()
-            .any(|n| n.outputs.iter().any(|o| o.fact.datum_type == f16_dt))
+        super::f16_compute::has_f16(self.runnable.model())
     }
 
     /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
