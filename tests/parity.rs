@@ -125,7 +125,9 @@ fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     if cfg!(target_arch = "aarch64") {
-        let fp16 = cpuinfo.split_whitespace().any(|w| w == "fphp" || w == "asimdhp");
+        let fp16 = cpuinfo
+            .split_whitespace()
+            .any(|w| w == "fphp" || w == "asimdhp");
         assert_eq!(F16Compute::Auto.widens(), !fp16, "cpuinfo fp16 = {fp16}");
     }
 }

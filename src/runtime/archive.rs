@@ -127,11 +127,11 @@ pub fn load_archive_with(
         ))
     })?;
     let version = string_property(&model, VERSION_KEY).ok_or_else(|| {
-            Error::bad_model(format!(
-                "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",
-                path.display()
-            ))
-        })?;
+        Error::bad_model(format!(
+            "{}: not made by `bert-edge compile` (no {VERSION_KEY} property)",
+            path.display()
+        ))
+    })?;
     if version != TRACT_VERSION {
         return Err(Error::bad_model(format!(
             "{}: compiled with tract {version}, this build uses tract {TRACT_VERSION}: recompile it",
