@@ -67,8 +67,8 @@ pub fn load_model(
     load_model_with(path, seq, variant, flavour, F16Compute::Auto)
 }
 
-/// [`load_model`] choosing what an f16 plan computes in ([`F16Compute`]; `Auto` = f32 on
-/// x86_64, which has no f16 arithmetic, native f16 elsewhere).
+/// [`load_model`] choosing what an f16 plan computes in ([`F16Compute`]; `Auto` = f32 where
+/// the CPU has no f16 arithmetic, native f16 where it has).
 pub fn load_model_with(
     path: impl AsRef<std::path::Path>,
     seq: Option<usize>,

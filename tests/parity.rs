@@ -53,30 +53,28 @@ fn f32_ok(label: &str, o: &Outcome) {
     );
 }
 
+/// Mean cosine of both outputs against PyTorch at least `min`.
+fn cos_at_least(min: f64) -> impl Fn(&str, &Outcome) {
+    move |label, o| {
+        assert!(
+            o.hidden_cos >= min,
+            "{label}: last_hidden_state cos {}",
+            o.hidden_cos
+        );
+        assert!(
+            o.pooled_cos >= min,
+            "{label}: pooler_output cos {}",
+            o.pooled_cos
+        );
+    }
+}
+
 fn f16_ok(label: &str, o: &Outcome) {
-    assert!(
-        o.hidden_cos >= 0.9999,
-        "{label}: last_hidden_state cos {}",
-        o.hidden_cos
-    );
-    assert!(
-        o.pooled_cos >= 0.9999,
-        "{label}: pooler_output cos {}",
-        o.pooled_cos
-    );
+    cos_at_least(0.9999)(label, o)
 }
 
 fn int8_ok(label: &str, o: &Outcome) {
-    assert!(
-        o.hidden_cos >= 0.999,
-        "{label}: last_hidden_state cos {}",
-        o.hidden_cos
-    );
-    assert!(
-        o.pooled_cos >= 0.999,
-        "{label}: pooler_output cos {}",
-        o.pooled_cos
-    );
+    cos_at_least(0.999)(label, o)
 }
 
 #[test]

@@ -164,11 +164,5 @@ pub fn load_archive_with(
             )));
         }
     }
-    let mut model = model;
-    if f16.widens() {
-        super::f16_compute::widen_to_f32(&mut model).map_err(Error::Engine)?;
-    }
-    let mut model = model.into_optimized().map_err(Error::Engine)?;
-    super::fold::apply(&mut model).map_err(Error::Engine)?;
-    Plan::from_optimized(model, info)
+    Plan::from_translated(model, info, f16, true)
 }

@@ -185,6 +185,25 @@ impl Plan {
         super::f16_compute::has_f16(self.runnable.model())
     }
 
+    /// Makes a runnable plan from a translated (decluttered, inputs pinned) model, ONNX or
+    /// archive alike: widens f16 to f32 if `f16` says so, optimizes for the CPU at hand, folds
+    /// the constant chains tract leaves (`fold_int8_sums`, see [`super::fold`]).
+    pub fn from_translated(
+        mut model: TypedModel,
+        info: PlanInfo,
+        f16: super::F16Compute,
+        fold_int8_sums: bool,
+    ) -> Result<Plan> {
+        if f16.widens() {
+            super::widen_to_f32(&mut model).map_err(Error::Engine)?;
+        }
+        let mut model = model.into_optimized().map_err(Error::Engine)?;
+        if fold_int8_sums {
+            super::fold::apply(&mut model).map_err(Error::Engine)?;
+        }
+        Plan::from_optimized(model, info)
+    }
+
     /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
     pub fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
         let find_in = |name: &str| -> Result<usize> {

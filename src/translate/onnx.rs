@@ -314,15 +314,8 @@ pub fn translate_onnx(
 
 /// ONNX file → optimized runnable [`Plan`].
 pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
-    let (mut model, info) = translate_onnx(path, opts)?;
-    if info.variant == Variant::F16 && opts.f16_compute.widens() {
-        crate::runtime::widen_to_f32(&mut model).map_err(Error::Engine)?;
-    }
-    let mut model = model.into_optimized().map_err(Error::Engine)?;
-    if opts.fixes.fold_int8_sums {
-        crate::runtime::fold::apply(&mut model).map_err(Error::Engine)?;
-    }
-    Plan::from_optimized(model, info)
+    let (model, info) = translate_onnx(path, opts)?;
+    Plan::from_translated(model, info, opts.f16_compute, opts.fixes.fold_int8_sums)
 }
 
 /// Reads the `word_embeddings` table (`[vocab, hidden]`) out of an `input_ids` export, in
