@@ -132,6 +132,25 @@ fn bad_model_path_is_one_message_and_exit_2() {
 }
 
 #[test]
+fn bad_f16_compute_value_is_a_usage_error() {
+    let m = model("ids", "f16");
+    let (code, lines, err) = bert_edge(
+        &[
+            "encode",
+            "--model",
+            &m.to_string_lossy(),
+            "--f16-compute",
+            "f8",
+        ],
+        b"",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(lines.is_empty());
+    assert!(err.contains("auto, native or f32"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn info_shows_flavour_variant_and_ops() {
     let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
         .args([
