@@ -19,6 +19,7 @@
 # Cross stages skip doctests (`--tests`): each doctest is a separate link against tract and they
 # test API docs, not kernels; they run in the native stage.
 #
+# PRUNE=1 (default when CI=true) deletes each target's build tree once no later stage needs it.
 # Needs: the cross linkers, qemu-user and rustup targets that .ci/run installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,8 +119,23 @@ armv7() (
     kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a7 --expect-f32 armv7neon_mmm_f32
 )
 
+# Disk: a stage's build tree is 2-3 GB. With PRUNE=1 (the default under CI) a target's tree is
+# deleted as soon as no later stage needs it, so a small CI disk holds one target at a time.
+PRUNE=${PRUNE:-$([[ ${CI:-} == true ]] && echo 1 || echo 0)}
+stage_dir() {
+    case $1 in
+        native) echo target/debug ;;
+        aarch64 | aarch64-fp16) echo "target/$A64" ;;
+        armv7) echo "target/$ARM" ;;
+    esac
+}
+disk() { echo "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"; }
+disk
+
 T0=$SECONDS
-for s in $STAGES; do
+read -r -a ALL <<<"$STAGES"
+for i in "${!ALL[@]}"; do
+    s=${ALL[$i]}
     case $s in
         native) stage native native ;;
         aarch64) stage aarch64 aarch64 ;;
@@ -127,6 +143,12 @@ for s in $STAGES; do
         armv7) stage armv7 armv7 ;;
         *) echo "unknown stage $s" >&2; exit 2 ;;
     esac
+    if [[ $PRUNE == 1 ]]; then
+        dir=$(stage_dir "$s") needed=false
+        for later in "${ALL[@]:i+1}"; do [[ $(stage_dir "$later") == "$dir" ]] && needed=true; done
+        $needed || { echo "PRUNE: removing $dir"; rm -rf "$dir"; }
+    fi
+    disk
 done
 
 echo
