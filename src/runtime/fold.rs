@@ -10,8 +10,10 @@
 //! until the value is no bigger than the constants it came from, then replace that node by
 //! the constant. Only the chain's final value is kept; the large intermediate is dropped.
 //! tract creates these chains while *optimizing* (`…b_as_i32` Cast + column-sum Reduce for
-//! each quantized EinSum), so this runs on the optimized model: on the base int8 plan it
-//! took a call from ~30 s (85 M weights cast to i32 every call) to the figures in the README.
+//! each quantized EinSum), so the column sums are folded by a pass inside tract's codegen
+//! session (`FoldPass`) and the general walk runs once on the optimized model: on the base
+//! int8 plan it took a call from ~30 s (85 M weights cast to i32 every call) to the figures
+//! in the README.
 
 use tract_core::internal::*;
 use tract_core::ops::dummy::Dummy;
@@ -25,8 +27,10 @@ fn mem(values: &[TValue]) -> u64 {
         .sum()
 }
 
-/// Every foldable chain: (last node of the chain, its value), one per last node.
-fn find_chains(model: &TypedModel) -> TractResult<Vec<(usize, TVec<TValue>)>> {
+/// Every foldable chain: (last node of the chain, its value), one per last node. With
+/// `sums_only`, just the int8 column sums (cheap to find and to compute, safe to look for in
+/// the middle of tract's passes).
+fn find_chains(model: &TypedModel, sums_only: bool) -> TractResult<Vec<(usize, TVec<TValue>)>> {
     let mut found: Vec<(usize, TVec<TValue>)> = vec![];
     for &id in &model.eval_order()? {
         let node = model.node(id);
@@ -48,15 +52,16 @@ fn find_chains(model: &TypedModel) -> TractResult<Vec<(usize, TVec<TValue>)>> {
             .iter()
             .map(|o| o.fact.mem_size().as_i64().unwrap_or(i64::MAX) as u64)
             .sum();
-        if out_mem <= budget {
-            continue;
-        }
         // The int8 column sums: Cast(i8 → i32) then Reduce<Sum>, summed straight from the
-        // i8 weight (no 4× i32 copy; ~0.4 s of an int8 base load).
+        // i8 weight (no 4× i32 copy), whatever their size: under tract's budget its PropConst
+        // would fold them too, through the i32 copy (~0.1 s of an int8 base load).
         if let Some((succ, sums)) = i8_column_sums(model, node, &facts)? {
             if !found.iter().any(|(f, _)| *f == succ) {
                 found.push((succ, tvec![sums.into_tvalue()]));
             }
+            continue;
+        }
+        if sums_only || out_mem <= budget {
             continue;
         }
         let inputs: TVec<TValue> = facts
@@ -155,9 +160,47 @@ fn i8_column_sums(
 
 /// Folds every such chain of `model` (one patch); returns how many were folded.
 pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
-    let chains = find_chains(model)?;
-    if chains.is_empty() {
+    let Some((patch, folded)) = fold_patch(model, false)? else {
         return Ok(0);
+    };
+    patch.apply(model)?;
+    model.compact()?;
+    Ok(folded)
+}
+
+/// The column-sum fold as an optimizer pass, placed ahead of tract's own constant propagation
+/// in the codegen passes (`Plan::from_translated`): the sums are folded as soon as codegen
+/// creates them, before tract's PropConst evaluates the small ones through their i32 copy.
+/// `apply` then runs once on the optimized model for whatever else is left.
+#[derive(Clone, Debug, Default)]
+pub struct FoldPass {
+    done: bool,
+}
+
+impl tract_core::optim::TypedPass for FoldPass {
+    fn reset(&mut self) -> TractResult<()> {
+        self.done = false;
+        Ok(())
+    }
+    fn next(
+        &mut self,
+        _session: &mut tract_core::optim::OptimizerSession,
+        model: &TypedModel,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(None);
+        }
+        Ok(fold_patch(model, true)?.map(|(patch, _)| patch))
+    }
+}
+
+fn fold_patch(
+    model: &TypedModel,
+    sums_only: bool,
+) -> TractResult<Option<(TypedModelPatch, usize)>> {
+    let chains = find_chains(model, sums_only)?;
+    if chains.is_empty() {
+        return Ok(None);
     }
     let mut patch = TypedModelPatch::default();
     for (id, values) in &chains {
@@ -170,9 +213,7 @@ pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
             patch.shunt_outside(model, OutletId::new(*id, ix), wire)?;
         }
     }
-    patch.apply(model)?;
-    model.compact()?;
-    Ok(chains.len())
+    Ok(Some((patch, chains.len())))
 }
 
 #[cfg(test)]
