@@ -1268,10 +1268,10 @@ impl PackedI8K4 {
                 let panel = dst.add(p * pl);
                 let mn0 = (p * self.r) as isize;
                 for kb in 0..kblocks {
-                    // bert-edge patch: a full block of 4 k from a view contiguous along mn (the
-                    // usual weight layout) is written in output order, 4 bytes per lane from 4
-                    // row streams, instead of byte by byte with a stride of 4 (~10 % of an int8
-                    // BERT load). Same bytes as the general loop below.
+                    // bert-edge patch: a full block of 4 k from a view contiguous along mn is
+                    // written in output order, 4 bytes per lane from 4 row streams, instead of
+                    // byte by byte with a stride of 4 (~10 % of an int8 BERT load). Same bytes
+                    // as the general loop below.
                     if ms == 1 && kb * 4 + 4 <= k {
                         let r0 = src.offset((kb * 4) as isize * ks + mn0);
                         let (r1, r2, r3) = (r0.offset(ks), r0.offset(2 * ks), r0.offset(3 * ks));
@@ -1283,6 +1283,16 @@ impl PackedI8K4 {
                                 *r2.add(lm),
                                 *r3.add(lm),
                             ]);
+                        }
+                        continue;
+                    }
+                    // Same for a view contiguous along k: a lane's 4 k are 4 adjacent bytes.
+                    if ks == 1 && kb * 4 + 4 <= k {
+                        let s0 = src.offset((kb * 4) as isize + mn0 * ms);
+                        let dblk = panel.add(kb * self.r * 4) as *mut [i8; 4];
+                        for lm in 0..pw {
+                            let lane = s0.offset(lm as isize * ms) as *const [i8; 4];
+                            dblk.add(lm).write_unaligned(lane.read_unaligned());
                         }
                         continue;
                     }
