@@ -258,4 +258,40 @@ mod tests {
         assert_eq!(before[0], after[0]);
         Ok(())
     }
+
+    /// The same chain, under the budget this time (tract's PropConst would fold it through
+    /// the i32 copy): as the codegen session's first pass, `FoldPass` folds it first, straight
+    /// from the i8 data, with the same result.
+    #[test]
+    fn fold_pass_takes_the_sums_inside_codegen() -> TractResult<()> {
+        let (k, n) = (64usize, 48usize);
+        let w: Vec<i8> = (0..k * n)
+            .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
+            .collect();
+        let build = || -> TractResult<TypedModel> {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", i32::fact([1, n]))?;
+            let weight = model.add_const("w", Tensor::from_shape(&[k, n], &w)?)?;
+            let wide = model.wire_node("cast", cast(i32::datum_type()), &[weight])?[0];
+            let sums = model.wire_node("sums", Reduce::new(tvec![0], Reducer::Sum), &[wide])?[0];
+            let out = model.wire_node("add", tract_core::ops::math::add(), &[x, sums])?[0];
+            model.select_output_outlets(&[out])?;
+            Ok(model)
+        };
+        let input = tvec![Tensor::from_shape(&[1, n], &vec![1i32; n])?.into_tvalue()];
+        let reference = build()?.into_optimized()?.into_runnable()?.run(input.clone())?;
+
+        let mut model = build()?;
+        let mut codegen = tract_core::optim::Optimizer::codegen();
+        codegen.add_pass(0, Box::<FoldPass>::default());
+        let mut session = codegen.session();
+        session.optimize(&mut model)?;
+        assert!(
+            model.nodes().iter().any(|n| n.name.ends_with(".folded.0")),
+            "the sums must be folded by FoldPass, not by tract"
+        );
+        let ours = model.into_runnable()?.run(input)?;
+        assert_eq!(reference[0], ours[0]);
+        Ok(())
+    }
 }
