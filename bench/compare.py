@@ -220,13 +220,24 @@ def measure(args, variant, flavour, seq, threads, cfg_json):
             tr.run()
             ort_.run()
         n = reps_for(args, seq)
+        gap = (args.gap_ms if args.gap_ms is not None else (0.0 if threads == 1 else 30.0)) / 1e3
+        rec["gap_ms"] = gap * 1e3
+
+        def settle():
+            if gap:
+                time.sleep(gap)
+
         ts, os_, t_start = [], [], time.perf_counter()
         for i in range(n):
             if i % 2 == 0:
+                settle()
                 a = tr.run()
+                settle()
                 b = ort_.run()
             else:
+                settle()
                 b = ort_.run()
+                settle()
                 a = tr.run()
             ts.append(a)
             os_.append(b)
@@ -265,6 +276,8 @@ def markdown(data):
         f"- command: `{m['command']}`",
         "- ratio = median over interleaved pairs of bert-edge ms / onnxruntime ms (p10-p90 of the pair"
         " ratios in brackets); < 1 means bert-edge is faster",
+        "- at more than 1 thread each timed call follows an idle gap (`--gap-ms`, default 30 ms) so"
+        " that neither engine's spinning thread pool takes a core from the other's call",
         "",
         "| variant | flavour | seq | thr | n | bert-edge med / p90 ms | ORT med / p90 ms | ratio [p10-p90] | cos hidden | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -366,6 +379,10 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=60.0,
                     help="stop a config's timed loop after this many seconds (0: never)")
     ap.add_argument("--min-reps", type=int, default=7, help="...but not before this many pairs")
+    ap.add_argument("--gap-ms", type=float, default=None,
+                    help="idle time before every timed call (default: 0 at 1 thread, 30 above): "
+                         "both engines' thread pools spin-wait after a call, and at 2 threads on "
+                         "2 cores a spinning pool steals a core from the other engine's next call")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "bert-edge"))
     ap.add_argument("--out", default=None, help="output stem (default bench/out/compare-<stamp>)")
     ap.add_argument("--no-check", action="store_true", help="skip the output agreement check")
