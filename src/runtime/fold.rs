@@ -222,12 +222,9 @@ mod tests {
     use tract_core::ops::cast::cast;
     use tract_core::ops::nn::{Reduce, Reducer};
 
-    /// The int8 pattern at base-model size: an i8 weight whose i32 copy is over tract's
-    /// folding budget, reduced to its column sums. tract leaves Cast + Reduce to run on every
-    /// call; the fix leaves one small constant with the same value.
-    #[test]
-    fn folds_column_sums_through_a_large_cast() -> TractResult<()> {
-        let (k, n) = (768usize, 3072usize);
+    /// `x [1, n] + column sums of a constant i8 [k, n] weight`, the sums as the int8 export
+    /// leaves them: Cast(i8 → i32) then Reduce<Sum>.
+    fn column_sums_model(k: usize, n: usize) -> TractResult<TypedModel> {
         let w: Vec<i8> = (0..k * n)
             .map(|i| ((i * 31 % 255) as i32 - 127) as i8)
             .collect();
@@ -238,7 +235,16 @@ mod tests {
         let sums = model.wire_node("sums", Reduce::new(tvec![0], Reducer::Sum), &[wide])?[0];
         let out = model.wire_node("add", tract_core::ops::math::add(), &[x, sums])?[0];
         model.select_output_outlets(&[out])?;
-        let mut model = model.into_decluttered()?;
+        Ok(model)
+    }
+
+    /// The int8 pattern at base-model size: an i8 weight whose i32 copy is over tract's
+    /// folding budget, reduced to its column sums. tract leaves Cast + Reduce to run on every
+    /// call; the fix leaves one small constant with the same value.
+    #[test]
+    fn folds_column_sums_through_a_large_cast() -> TractResult<()> {
+        let n = 3072;
+        let mut model = column_sums_model(768, n)?.into_decluttered()?;
         let live = |m: &TypedModel| {
             m.nodes()
                 .iter()
@@ -264,28 +270,17 @@ mod tests {
     /// from the i8 data, with the same result.
     #[test]
     fn fold_pass_takes_the_sums_inside_codegen() -> TractResult<()> {
-        let (k, n) = (64usize, 48usize);
-        let w: Vec<i8> = (0..k * n)
-            .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
-            .collect();
-        let build = || -> TractResult<TypedModel> {
-            let mut model = TypedModel::default();
-            let x = model.add_source("x", i32::fact([1, n]))?;
-            let weight = model.add_const("w", Tensor::from_shape(&[k, n], &w)?)?;
-            let wide = model.wire_node("cast", cast(i32::datum_type()), &[weight])?[0];
-            let sums = model.wire_node("sums", Reduce::new(tvec![0], Reducer::Sum), &[wide])?[0];
-            let out = model.wire_node("add", tract_core::ops::math::add(), &[x, sums])?[0];
-            model.select_output_outlets(&[out])?;
-            Ok(model)
-        };
+        let (k, n) = (64, 48);
         let input = tvec![Tensor::from_shape(&[1, n], &vec![1i32; n])?.into_tvalue()];
-        let reference = build()?.into_optimized()?.into_runnable()?.run(input.clone())?;
+        let reference = column_sums_model(k, n)?
+            .into_optimized()?
+            .into_runnable()?
+            .run(input.clone())?;
 
-        let mut model = build()?;
+        let mut model = column_sums_model(k, n)?;
         let mut codegen = tract_core::optim::Optimizer::codegen();
         codegen.add_pass(0, Box::<FoldPass>::default());
-        let mut session = codegen.session();
-        session.optimize(&mut model)?;
+        codegen.session().optimize(&mut model)?;
         assert!(
             model.nodes().iter().any(|n| n.name.ends_with(".folded.0")),
             "the sums must be folded by FoldPass, not by tract"
