@@ -5,6 +5,8 @@
 #   MODELS=models/base SEQ=8 VARIANTS=int8 CPUS=cortex-a76 bench/icount.sh
 #   FLAVOURS=ids,embeds bench/icount.sh
 #   VARIANTS=f16 BENCH_ARGS="--f16-compute f32" bench/icount.sh   # extra `bert-edge bench` flags
+#   MODELS=DIR EXT=nnef.tar BIN=… bench/icount.sh     # archives (bert_ids_int8.nnef.tar, …) for a
+#                                                     # device build without the ONNX importer
 #
 # Counts *executed aarch64 instructions* of one steady-state `Encoder::run_*` call (not time:
 # qemu's timing means nothing for a Pi). The CPU model matters because tract-linalg picks its
@@ -29,6 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODELS=${MODELS:-models/tiny}
+EXT=${EXT:-onnx}
 SEQ=${SEQ:-8}
 VARIANTS=${VARIANTS:-f32,int8,f16}
 FLAVOURS=${FLAVOURS:-ids}
@@ -120,7 +123,7 @@ IFS=, read -ra flavours <<<"$FLAVOURS"
 for cpu in "${cpus[@]}"; do
   for flavour in "${flavours[@]}"; do
     for variant in "${variants[@]}"; do
-        model="$MODELS/bert_${flavour}_${variant}.onnx"
+        model="$MODELS/bert_${flavour}_${variant}.$EXT"
         [ -f "$model" ] || { echo "| $cpu | $flavour | $variant | (no $model) | | | | |" | tee -a "$md"; continue; }
         fifo=$(mktemp -u "$OUT/icount-fifo.XXXXXX"); mkfifo "$fifo"
         res=$(mktemp "$OUT/icount-res.XXXXXX")
