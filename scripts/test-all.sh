@@ -119,7 +119,7 @@ armv7() (
     kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a7 --expect-f32 armv7neon_mmm_f32
 )
 
-# Disk: a stage's build tree is 2-3 GB. With PRUNE=1 (the default under CI) a target's tree is
+# Disk: a target's fresh build tree is ~1.1-1.3 GB (dev profile, no dependency debuginfo). With PRUNE=1 (the default under CI) a target's tree is
 # deleted as soon as no later stage needs it, so a small CI disk holds one target at a time.
 PRUNE=${PRUNE:-$([[ ${CI:-} == true ]] && echo 1 || echo 0)}
 stage_dir() {
