@@ -120,6 +120,7 @@ pub fn load_archive_with(
             path.display()
         )));
     }
+    let _memory = super::LoadMemory::begin();
     let model = nnef().model_for_path(path).map_err(|e| {
         Error::bad_model(format!(
             "{} is not a readable NNEF archive: {e:#}",

@@ -9,6 +9,7 @@ mod embeddings;
 mod encoder;
 mod f16_compute;
 pub mod fold;
+mod load_memory;
 mod nnef_ext;
 mod plan;
 
@@ -17,4 +18,5 @@ pub use dyn_quant::DynQuantU8;
 pub use embeddings::WordEmbeddings;
 pub use encoder::{Encoder, TokenValue};
 pub use f16_compute::{widen_to_f32, F16Compute};
+pub(crate) use load_memory::LoadMemory;
 pub use plan::{Flavour, Plan, PlanInfo, Variant};

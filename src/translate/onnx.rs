@@ -314,6 +314,7 @@ pub fn translate_onnx(
 
 /// ONNX file → optimized runnable [`Plan`].
 pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
+    let _memory = crate::runtime::LoadMemory::begin();
     let (model, info) = translate_onnx(path, opts)?;
     Plan::from_translated(model, info, opts.f16_compute, opts.fixes.fold_int8_sums)
 }
