@@ -362,6 +362,58 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
             count
         );
     }
+    // Matmuls grouped by geometry and kernel ("Mult: m:768 k:3072 n:128 with [fma_mmm_f32_16x6]"
+    // in tract's op info), with the multiply-add rate each reaches: which shapes are slow.
+    let mut by_geometry: Vec<(String, f64, usize, f64)> = Vec::new(); // line, s, nodes, MACs
+    for node in model.nodes() {
+        let info = node.op.info().unwrap_or_default();
+        let Some(line) = info.iter().find(|l| l.trim_start().starts_with("Mult: m:")) else {
+            continue;
+        };
+        let line = line.trim().to_string();
+        // multiply-adds = k × every output element (batched attention products included).
+        let k: Option<f64> = line
+            .split(" k:")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
+        let outputs: Option<f64> =
+            model
+                .outlet_fact(OutletId::new(node.id, 0))
+                .ok()
+                .and_then(|f| {
+                    f.shape
+                        .as_concrete()
+                        .map(|s| s.iter().product::<usize>() as f64)
+                });
+        let (Some(k), Some(outputs)) = (k, outputs) else {
+            continue;
+        };
+        let macs = k * outputs;
+        match by_geometry.iter_mut().find(|g| g.0 == line) {
+            Some(g) => {
+                g.1 += per_node[node.id];
+                g.2 += 1;
+            }
+            None => by_geometry.push((line, per_node[node.id], 1, macs)),
+        }
+    }
+    if !by_geometry.is_empty() {
+        by_geometry.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("matmuls by geometry (GMAC/s = multiply-adds per second inside the op):");
+        println!(
+            "{:>10} {:>6} {:>6} {:>8}  geometry",
+            "ms/call", "%", "nodes", "GMAC/s"
+        );
+        for (line, t, count, macs) in &by_geometry {
+            println!(
+                "{:>10.3} {:>6.1} {:>6} {:>8.1}  {line}",
+                t / reps * 1e3,
+                100.0 * t / nodes_sum,
+                count,
+                macs * *count as f64 * reps / t / 1e9
+            );
+        }
+    }
     let mut heavy: Vec<usize> = (0..n).collect();
     heavy.sort_by(|a, b| per_node[*b].total_cmp(&per_node[*a]));
     println!("heaviest nodes:");
