@@ -82,13 +82,14 @@ pub fn widen_to_f32(model: &mut TypedModel) -> TractResult<bool> {
     let widening_casts: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| {
-            n.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()) && n.inputs.len() == 1
-        })
+        .filter(|n| n.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()))
         .map(|n| n.id)
         .collect();
     for id in widening_casts {
         let node = model.node(id);
+        if node.inputs.len() != 1 {
+            continue;
+        }
         let input = model.outlet_fact(node.inputs[0])?;
         let Some(k) = &input.konst else {
             continue;
