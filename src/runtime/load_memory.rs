@@ -11,9 +11,10 @@
 //!
 //! [`LoadMemory::begin`] pins the threshold at glibc's initial 128 KiB for the duration of a
 //! load, so every weight-sized block is its own mapping and goes back to the kernel when
-//! freed (f32 646 → 447 MB, f16 native 339 → 231 MB, int8 142 → 140 MB). When the last
-//! concurrent load ends the threshold goes to glibc's maximum, which is where glibc's own
-//! adjustment ends up after a load: per-call tensors then reuse heap memory instead of
+//! freed (f32 646 → 446 MB, f16 native 339 → 231 MB, int8 142 → 140 MB). When the last
+//! concurrent load ends the threshold goes to glibc's maximum (the trim threshold to twice
+//! that), which is where glibc's own adjustment ends up after a load: per-call tensors then
+//! reuse heap memory instead of
 //! taking fresh, zero-filled mappings on every call. The price is the page faults of those
 //! fresh mappings during the load (base f32 archive ~0.15 s more).
 //!
