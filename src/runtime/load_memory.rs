@@ -14,9 +14,8 @@
 //! freed (f32 646 → 446 MB, f16 native 339 → 231 MB, int8 142 → 140 MB). When the last
 //! concurrent load ends the threshold goes to glibc's maximum (the trim threshold to twice
 //! that), which is where glibc's own adjustment ends up after a load: per-call tensors then
-//! reuse heap memory instead of
-//! taking fresh, zero-filled mappings on every call. The price is the page faults of those
-//! fresh mappings during the load (base f32 archive ~0.15 s more).
+//! reuse heap memory instead of taking fresh, zero-filled mappings on every call. The price
+//! is the page faults of those fresh mappings during the load (base f32 archive ~0.15 s more).
 //!
 //! If the process was started with `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` set, the
 //! user has chosen: nothing is changed. Other C libraries (musl maps large blocks one by one
