@@ -22,7 +22,7 @@ QUEUE=${QUEUE:-16}
 OVERLOAD=${OVERLOAD:-64}
 PORT=${PORT:-18080}
 BIN=${BIN:-target/debug/bert-edge}
-[ -x "$BIN" ] || cargo build --features serve
+[ -x "$BIN" ] || cargo build --bin bert-edge
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
 [ -f "$MODEL" ] || { echo "no $MODEL: run models/generate base (or set MODEL=...)" >&2; exit 2; }
 

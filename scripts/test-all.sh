@@ -7,7 +7,9 @@
 #   STAGES="native armv7" scripts/test-all.sh
 #
 # Stages:
-#   native        cargo test (default features, doctests included)
+#   native        scripts/check-vendor.sh (vendor/ = crates.io release + vendor/*/patches),
+#                 cargo test (the workspace: library + CLI, default features, doctests included),
+#                 scripts/check-device-deps.sh (the library's device build links no HTTP/CLI crate)
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
 #   aarch64-fp16  the f16 tests again (`-- f16` filter: the binaries are already built, only the
@@ -62,10 +64,10 @@ cross_tests() { # qemu-binary-name
     if ! compgen -G "/proc/sys/fs/binfmt_misc/*$1" >/dev/null; then
         local f name
         CROSS_TESTS=(--lib --bins)
-        for f in tests/*.rs; do
+        for f in tests/*.rs cli/tests/*.rs; do
             name=$(basename "$f" .rs)
             if grep -q CARGO_BIN_EXE "$f"; then
-                echo "WARNING: no binfmt_misc entry for $1: skipping tests/$name.rs on this target" >&2
+                echo "WARNING: no binfmt_misc entry for $1: skipping $f on this target" >&2
             else
                 CROSS_TESTS+=(--test "$name")
             fi
@@ -91,7 +93,9 @@ kernels() { # target runner-var runner-cpu-fn cpu args...
 }
 
 native() {
+    run scripts/check-vendor.sh
     run cargo test
+    run scripts/check-device-deps.sh
     run cargo run --quiet --example kernels
 }
 

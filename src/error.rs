@@ -1,18 +1,38 @@
 //! One small typed error at the library boundary.
 //!
-//! Callers match on the kind: bad input (their buffers), bad model (the file they
-//! pointed at), or an engine failure (tract itself). The message says what and why.
+//! Callers match on the kind: bad input (their buffers), bad model (the file they pointed
+//! at), I/O (reading or writing a file), or an engine failure (tract itself, including a
+//! panic inside it, which is caught here and never crosses the crate boundary).
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
 /// What went wrong, at the level a caller can act on.
+///
+/// ```
+/// use bert_edge::{Error, LoadOptions, Plan};
+///
+/// match Plan::load("no/such/model.onnx", &LoadOptions::new()) {
+///     Err(Error::Io { path, .. }) => assert!(path.ends_with("model.onnx")),
+///     other => panic!("expected an I/O error, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The caller's buffers or values are wrong (length, range, NaN, empty mask...).
     BadInput(String),
-    /// The model file is missing, unreadable, not a BERT export, or not the asked variant.
+    /// The model file is not a BERT export / archive, or not the asked variant or shape.
     BadModel(String),
-    /// tract failed while translating or running a model that looked valid.
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// tract failed (or panicked) while translating or running a model that looked valid.
     Engine(anyhow::Error),
 }
 
@@ -26,6 +46,12 @@ impl Error {
     pub(crate) fn bad_model(msg: impl Into<String>) -> Self {
         Error::BadModel(msg.into())
     }
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -33,6 +59,7 @@ impl fmt::Display for Error {
         match self {
             Error::BadInput(m) => write!(f, "bad input: {m}"),
             Error::BadModel(m) => write!(f, "bad model: {m}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Engine(e) => write!(f, "engine error: {e:#}"),
         }
     }
@@ -42,6 +69,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Engine(e) => Some(e.as_ref()),
+            Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -50,5 +78,42 @@ impl std::error::Error for Error {
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {
         Error::Engine(e)
+    }
+}
+
+/// Runs `f`, turning a panic inside it (tract, the tokenizer) into [`Error::Engine`].
+///
+/// Every public entry point that calls into a dependency goes through this, so a panic
+/// there never unwinds into the caller (a long-running service keeps serving). With
+/// `panic = "abort"` nothing can be caught; the crate's profiles keep `unwind`.
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".into());
+            Err(Error::Engine(anyhow::anyhow!("{what} panicked: {msg}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_engine_error() {
+        let r: Result<()> = guard("test op", || panic!("index out of bounds"));
+        match r {
+            Err(Error::Engine(e)) => {
+                let m = e.to_string();
+                assert!(m.contains("test op panicked: index out of bounds"), "{m}");
+            }
+            other => panic!("expected Engine, got {other:?}"),
+        }
+        assert_eq!(guard("fine", || Ok(3)).unwrap(), 3);
     }
 }

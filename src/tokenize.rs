@@ -11,18 +11,17 @@
 //! `[PAD]` fill are done here. `tests/tokenizer.rs` checks this against a Python-generated
 //! golden corpus (`tests/data/tokenizer/goldens.jsonl`).
 //!
-//! The sequence length `N` is chosen per call (it is the length of the [`Encoded`]
+//! The sequence length `N` is chosen per call (it is the length of the [`Inputs`]
 //! buffers), so one tokenizer serves several compiled plan shapes.
 //!
-//! ```no_run
-//! use bert_edge::tokenize::{BertTokenizer, Encoded};
-//! # fn main() -> bert_edge::error::Result<()> {
+//! ```
+//! use bert_edge::{tokenize::BertTokenizer, Inputs};
 //! let tok = BertTokenizer::from_file("models/tokenizer.json")?;
-//! let mut buf = Encoded::new(128); // allocate once, reuse for every request
-//! let real = tok.encode_into("我爱学习", None, &mut buf)?;
-//! assert_eq!(&buf.input_ids[..real], &[101, 2769, 4263, 2110, 739, 102]);
-//! # Ok(())
-//! # }
+//! let mut buf = Inputs::new(128); // allocate once, reuse for every request
+//! let done = tok.encode_into("我爱学习", None, &mut buf)?;
+//! assert_eq!(&buf.input_ids[..done.tokens], &[101, 2769, 4263, 2110, 739, 102]);
+//! assert!(!done.truncated);
+//! # Ok::<(), bert_edge::Error>(())
 //! ```
 
 use std::path::Path;
@@ -32,43 +31,16 @@ use tokenizers::utils::truncation::{
 };
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
-use crate::error::{Error, Result};
+use crate::error::{guard, Error, Result};
+use crate::runtime::Inputs;
 
-/// One model input of fixed sequence length `N`: the three `int64` tensors of a BERT ONNX
-/// export, each of length `N`.
-///
-/// Real tokens come first; the tail is padding (`input_ids` = `[PAD]` = 0,
-/// `attention_mask` = 0, `token_type_ids` = 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
-    /// Token ids: `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`, then `[PAD]`s.
-    pub input_ids: Vec<i64>,
-    /// 1 for real tokens (special tokens included), 0 for padding.
-    pub attention_mask: Vec<i64>,
-    /// Segment ids: 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`, 0 for padding.
-    pub token_type_ids: Vec<i64>,
-}
-
-impl Encoded {
-    /// Zeroed buffers of sequence length `n` (all padding). Allocate once and reuse them
-    /// with [`BertTokenizer::encode_into`].
-    pub fn new(n: usize) -> Self {
-        Encoded {
-            input_ids: vec![0; n],
-            attention_mask: vec![0; n],
-            token_type_ids: vec![0; n],
-        }
-    }
-
-    /// Sequence length `N` (the length of `input_ids`).
-    pub fn len(&self) -> usize {
-        self.input_ids.len()
-    }
-
-    /// True if the buffers have length 0 (such buffers are rejected by the encoder).
-    pub fn is_empty(&self) -> bool {
-        self.input_ids.is_empty()
-    }
+/// What [`BertTokenizer::encode_into`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Real tokens written (special tokens included); the rest of the buffers is `[PAD]`.
+    pub tokens: usize,
+    /// Whether the text (or pair) had more tokens than fit and was cut (`longest_first`).
+    pub truncated: bool,
 }
 
 /// The bert-base-chinese tokenizer, loaded from a HuggingFace `tokenizer.json`.
@@ -146,8 +118,9 @@ impl BertTokenizer {
         added.max(1)
     }
 
-    /// Encode `text` (and optional second segment `pair`) into `out`, truncated and padded
-    /// to `N = out.len()`. Returns the number of real tokens (the rest is `[PAD]`).
+    /// Encode `text` (and optional second segment `pair`) into `out`'s token buffers,
+    /// truncated and padded to `N = out.len()`. Returns the number of real tokens (the rest
+    /// is `[PAD]`) and whether the input was truncated. `out.inputs_embeds` is left alone.
     ///
     /// Truncation is HuggingFace's `longest_first`: the longer segment loses tokens from its
     /// end first; `[CLS]`/`[SEP]` are always kept. Every element of `out` is overwritten,
@@ -156,11 +129,16 @@ impl BertTokenizer {
     /// Errors with [`Error::BadInput`] if the three buffers differ in length or `N` is
     /// smaller than [`BertTokenizer::min_len`] (`N < 2`, or `N < 3` with a pair); `out` is
     /// then left untouched.
-    pub fn encode_into(&self, text: &str, pair: Option<&str>, out: &mut Encoded) -> Result<usize> {
+    pub fn encode_into(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        out: &mut Inputs,
+    ) -> Result<Tokenized> {
         let n = out.input_ids.len();
         if out.attention_mask.len() != n || out.token_type_ids.len() != n {
             return Err(Error::bad_input(format!(
-                "Encoded buffers differ in length: input_ids {n}, attention_mask {}, \
+                "Inputs buffers differ in length: input_ids {n}, attention_mask {}, \
                  token_type_ids {}",
                 out.attention_mask.len(),
                 out.token_type_ids.len()
@@ -178,7 +156,7 @@ impl BertTokenizer {
                 }
             )));
         }
-        let enc = self.encode_raw(text, pair, n)?;
+        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, pair, n))?;
 
         let ids = enc.get_ids();
         let mask = enc.get_attention_mask();
@@ -202,20 +180,24 @@ impl BertTokenizer {
         out.input_ids[real..].fill(self.pad_id);
         out.attention_mask[real..].fill(0);
         out.token_type_ids[real..].fill(0);
-        Ok(real)
+        Ok(Tokenized {
+            tokens: real,
+            truncated,
+        })
     }
 
     /// Encode into freshly allocated buffers of length `n`; see
     /// [`BertTokenizer::encode_into`].
-    pub fn encode(&self, text: &str, pair: Option<&str>, n: usize) -> Result<Encoded> {
-        let mut out = Encoded::new(n);
+    pub fn encode(&self, text: &str, pair: Option<&str>, n: usize) -> Result<Inputs> {
+        let mut out = Inputs::new(n);
         self.encode_into(text, pair, &mut out)?;
         Ok(out)
     }
 
     /// Tokenize, truncate to `n` tokens in total (special tokens included) and apply the
-    /// `[CLS]`/`[SEP]` template; no padding. Requires `n >= added tokens`.
-    fn encode_raw(&self, text: &str, pair: Option<&str>, n: usize) -> Result<Encoding> {
+    /// `[CLS]`/`[SEP]` template; no padding; and whether anything was cut. Requires
+    /// `n >= added tokens`.
+    fn encode_raw(&self, text: &str, pair: Option<&str>, n: usize) -> Result<(Encoding, bool)> {
         let tok_err = |e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}"));
         // No truncation/padding is configured on `inner`, so these are the raw word pieces.
         let first = self.inner.encode_fast(text, false).map_err(tok_err)?;
@@ -235,6 +217,8 @@ impl BertTokenizer {
             stride: 0,
             direction: TruncationDirection::Right,
         };
+        let words = first.len() + second.as_ref().map_or(0, |s| s.len());
+        let truncated = words > params.max_length;
         let (mut first, mut second) =
             truncate_encodings(first, second, &params).map_err(tok_err)?;
         // The cut-off tails ("overflowing") are never used. Left in place, the post-processor's
@@ -245,11 +229,11 @@ impl BertTokenizer {
         if let Some(second) = second.as_mut() {
             drop(second.take_overflowing());
         }
-        let processor = self
-            .inner
-            .get_post_processor()
-            .expect("checked at construction");
-        processor.process(first, second, true).map_err(tok_err)
+        let processor = self.inner.get_post_processor().ok_or_else(|| {
+            Error::bad_model("tokenizer.json has no post_processor ([CLS]/[SEP] template)")
+        })?;
+        let enc = processor.process(first, second, true).map_err(tok_err)?;
+        Ok((enc, truncated))
     }
 
     /// Vocabulary size including added special tokens (21128 for bert-base-chinese).
@@ -271,26 +255,4 @@ impl BertTokenizer {
     pub fn pad_id(&self) -> i64 {
         self.pad_id
     }
-}
-
-/// Where the CLI and the server look for `tokenizer.json`: `explicit` if given, else beside
-/// the model file, else one directory up (`models/base/…` → `models/`), else
-/// `models/tokenizer.json` under the working directory. `None` if none exists.
-pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<std::path::PathBuf> {
-    if let Some(t) = explicit {
-        return Some(t.to_path_buf());
-    }
-    let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let up = model
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("tokenizer.json"));
-    [
-        beside,
-        up,
-        Some(std::path::PathBuf::from("models/tokenizer.json")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.is_file())
 }

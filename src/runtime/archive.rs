@@ -5,15 +5,15 @@
 //! applied, plus bert-edge properties ([`PlanInfo`]) and the tract version that wrote it.
 //! Loading only optimizes (kernel selection for the CPU at hand) and builds the plan.
 
-use super::f16_compute::F16Compute;
-use super::plan::{Flavour, Plan, PlanInfo};
+use super::options::LoadOptions;
+use super::plan::{Plan, PlanInfo};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 use tract_core::internal::*;
 
 /// The tract version this crate is built against; archives record it.
-pub const TRACT_VERSION: &str = "0.23.9";
+pub(crate) const TRACT_VERSION: &str = "0.23.9";
 const VERSION_KEY: &str = "bert_edge.tract_version";
 const DIGEST_KEY: &str = "bert_edge.weights_digest";
 
@@ -51,21 +51,21 @@ fn string_property(model: &TypedModel, key: &str) -> Option<String> {
 }
 
 /// tract's NNEF framework with every registry a BERT archive needs.
-pub fn nnef() -> tract_nnef::framework::Nnef {
+pub(crate) fn nnef() -> tract_nnef::framework::Nnef {
     use tract_onnx_opl::WithOnnx;
     use tract_transformers::WithTractTransformers;
     tract_nnef::nnef()
         .with_tract_transformers()
         .with_onnx()
-        .with_registry(super::nnef_ext::registry())
+        .with_registry(crate::passes::nnef_registry())
 }
 
 /// Writes a translated (decluttered, pinned) model as an NNEF archive: a plain tar when
 /// `path` ends in `.tar` (recommended: weights compress little — base int8 99 MB plain vs
 /// 86 MB gzipped, f32 390 vs 377 MB — and a start then skips ~0.4 s of inflating), tar.gz
-/// otherwise.
-pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
+/// otherwise. Written to a temporary file beside `path`, synced, then renamed over it: a
+/// crash or a full disk leaves the old file or none, never a truncated one.
+pub(crate) fn save_archive(model: &TypedModel, path: &Path) -> Result<()> {
     let mut model = model.clone();
     model.properties.insert(
         VERSION_KEY.into(),
@@ -75,51 +75,23 @@ pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
     model
         .properties
         .insert(DIGEST_KEY.into(), Arc::new(tensor0(digest)));
-    let tmp = path.with_extension("partial");
-    let io_err = |e: &dyn std::fmt::Display| {
-        Error::bad_input(format!("cannot write {}: {e}", tmp.display()))
-    };
-    let file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io_err(&e))?);
-    let plain = path.extension().is_some_and(|e| e == "tar");
-    if plain {
-        let mut w = nnef().write_to_tar(&model, file).map_err(Error::Engine)?;
-        std::io::Write::flush(&mut w).map_err(|e| io_err(&e))?;
-    } else {
-        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-        let gz = nnef().write_to_tar(&model, gz).map_err(Error::Engine)?;
-        gz.finish().map_err(|e| io_err(&e))?;
-    }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::bad_input(format!("cannot write {}: {e}", path.display())))?;
-    Ok(())
+    crate::runtime::atomic_write(path, |file| {
+        let file = std::io::BufWriter::new(file);
+        if path.extension().is_some_and(|e| e == "tar") {
+            let w = nnef().write_to_tar(&model, file).map_err(Error::Engine)?;
+            w.into_inner().map_err(|e| Error::io(path, e.into_error()))
+        } else {
+            let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+            let gz = nnef().write_to_tar(&model, gz).map_err(Error::Engine)?;
+            let file = gz.finish().map_err(|e| Error::io(path, e))?;
+            file.into_inner().map_err(|e| Error::io(path, e.into_error()))
+        }
+    })
 }
 
-/// Loads an archive written by [`save_archive`] (`bert-edge compile`) and optimizes it.
-///
-/// `seq` and `flavour`, when given, must match what the archive was compiled for: its
-/// shapes are fixed.
-pub fn load_archive(
-    path: impl AsRef<Path>,
-    seq: Option<usize>,
-    flavour: Option<Flavour>,
-) -> Result<Plan> {
-    load_archive_with(path, seq, flavour, F16Compute::Auto)
-}
-
-/// [`load_archive`] choosing what an f16 archive computes in ([`F16Compute`]).
-pub fn load_archive_with(
-    path: impl AsRef<Path>,
-    seq: Option<usize>,
-    flavour: Option<Flavour>,
-    f16: F16Compute,
-) -> Result<Plan> {
-    let path = path.as_ref();
-    if !path.is_file() {
-        return Err(Error::bad_model(format!(
-            "no model file at {}",
-            path.display()
-        )));
-    }
+/// Loads an archive written by [`save_archive`] (`bert-edge compile`) and optimizes it;
+/// `opts` must agree with what it was compiled for.
+pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
     let _memory = super::LoadMemory::begin();
     let model = nnef().model_for_path(path).map_err(|e| {
         Error::bad_model(format!(
@@ -147,23 +119,7 @@ pub fn load_archive_with(
         )));
     }
     let info = PlanInfo::from_properties(&model)?;
-    if let Some(s) = seq {
-        if s != info.seq {
-            return Err(Error::bad_model(format!(
-                "{}: compiled for sequence length {}, asked for {s}",
-                path.display(),
-                info.seq
-            )));
-        }
-    }
-    if let Some(f) = flavour {
-        if f != info.flavour {
-            return Err(Error::bad_model(format!(
-                "{}: compiled for the {} flavour, asked for {f}",
-                path.display(),
-                info.flavour
-            )));
-        }
-    }
-    Plan::from_translated(model, info, f16, true)
+    // Checked against the stored info before the expensive optimization.
+    info.check(opts, path)?;
+    Plan::from_translated(model, info, opts.f16_compute, true)
 }

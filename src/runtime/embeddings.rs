@@ -5,9 +5,18 @@
 //! `word_embeddings[ids]` fed to an embeds plan gives the ids plan's output.
 
 use crate::error::{Error, Result};
-use crate::runtime::TokenValue;
 
-/// A `[vocab, hidden]` f32 table.
+
+/// A `[vocab, hidden]` f32 table: `word_embeddings[ids]` is what an embeds plan takes.
+///
+/// ```
+/// use bert_edge::WordEmbeddings;
+/// let table = WordEmbeddings::new(3, 2, vec![0.0, 0.1, 1.0, 1.1, 2.0, 2.1])?;
+/// let mut out = [0f32; 4];
+/// table.lookup_into(&[2u32, 0], &mut out)?;
+/// assert_eq!(out, [2.0, 2.1, 0.0, 0.1]);
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct WordEmbeddings {
     vocab: usize,
@@ -47,7 +56,7 @@ impl WordEmbeddings {
     }
 
     /// Writes `word_embeddings[ids]` into `out` (ids.len() × hidden). No allocation.
-    pub fn lookup_into<T: TokenValue>(&self, ids: &[T], out: &mut [f32]) -> Result<()> {
+    pub fn lookup_into<T: Copy + Into<i64>>(&self, ids: &[T], out: &mut [f32]) -> Result<()> {
         if out.len() != ids.len() * self.hidden {
             return Err(Error::bad_input(format!(
                 "output buffer has {} values, {} ids × {} need {}",
@@ -58,7 +67,7 @@ impl WordEmbeddings {
             )));
         }
         for (i, (id, dst)) in ids.iter().zip(out.chunks_mut(self.hidden)).enumerate() {
-            let v = id.to_i64();
+            let v: i64 = (*id).into();
             let row = usize::try_from(v)
                 .ok()
                 .and_then(|u| self.row(u))

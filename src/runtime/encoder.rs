@@ -1,50 +1,20 @@
 //! `Encoder`: one reusable tract state over a shared [`Plan`], fed from caller buffers.
 //!
 //! The hot path validates the caller's buffers, copies them into input tensors allocated
-//! once in [`Encoder::new`], runs tract, and copies the two outputs into caller buffers.
+//! once in [`Encoder::new`], runs tract, and copies the outputs into the caller's [`Outputs`].
 //! Our own code allocates nothing per call (see `tests/alloc.rs`); what tract allocates
 //! inside `state.run` is measured there too.
 
+use super::io::{Input, Outputs};
 use super::plan::{Flavour, Plan};
 use crate::error::{Error, Result};
 use half::f16;
 use std::sync::Arc;
 use tract_core::internal::*;
 
-/// An integer type token ids, masks and token types can be given in.
-pub trait TokenValue: Copy {
-    /// The value as i64 (the graphs take int64).
-    fn to_i64(self) -> i64;
-}
-impl TokenValue for i64 {
-    fn to_i64(self) -> i64 {
-        self
-    }
-}
-impl TokenValue for i32 {
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-}
-impl TokenValue for u32 {
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-}
-impl TokenValue for u16 {
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-}
-impl TokenValue for u8 {
-    fn to_i64(self) -> i64 {
-        self as i64
-    }
-}
-
 /// Runs a [`Plan`] again and again with buffers the caller owns.
 ///
-/// One `Encoder` per worker thread; the plan is shared (`Arc`).
+/// One `Encoder` per worker thread; the plan is shared (`Arc`). Example: [`Encoder::run`].
 #[derive(Debug)]
 pub struct Encoder {
     plan: Arc<Plan>,
@@ -54,10 +24,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Allocates the input tensors and the tract state for `plan`.
+    /// Allocates the input tensors and the tract state for `plan` (see [`Encoder::run`]).
     pub fn new(plan: Arc<Plan>) -> Result<Encoder> {
         let state = plan.runnable.spawn().map_err(Error::Engine)?;
-        let model = plan.model();
+        let model = plan.runnable.model();
         let mut inputs: Vec<Arc<Tensor>> = Vec::with_capacity(3);
         for ix in 0..3 {
             let fact = model.input_fact(ix).map_err(Error::Engine)?;
@@ -83,91 +53,96 @@ impl Encoder {
         &self.plan
     }
 
-    /// Runs an `input_ids` plan.
+    /// Runs one call: checks `input` against the plan, runs it, and overwrites `out`
+    /// (from [`Plan::outputs`]). Allocates nothing in this crate's code.
     ///
-    /// `input_ids`, `attention_mask` and `token_type_ids` are batch × seq long; ids must be
-    /// below the vocabulary size, types below the type vocabulary, mask values 0 or 1 with at
-    /// least one 1 per row (a row with no real token has no meaningful embedding: error).
-    /// `last_hidden_state` (batch × seq × hidden) and `pooler_output` (batch × hidden) are
-    /// overwritten.
-    pub fn run_ids<T: TokenValue>(
-        &mut self,
-        input_ids: &[T],
-        attention_mask: &[T],
-        token_type_ids: &[T],
-        last_hidden_state: &mut [f32],
-        pooler_output: &mut [f32],
-    ) -> Result<()> {
-        self.expect_flavour(Flavour::Ids)?;
-        let vocab = self.plan.info.vocab_size.unwrap_or(usize::MAX);
-        check_tokens("input_ids", input_ids, self.plan.tokens_len(), vocab)?;
-        self.check_mask_types(attention_mask, token_type_ids)?;
-        self.check_outputs(last_hidden_state, pooler_output)?;
-        fill_tokens(&mut self.inputs[0], input_ids)?;
-        self.fill_mask_types(attention_mask, token_type_ids)?;
-        self.run(last_hidden_state, pooler_output)
+    /// Token buffers are batch × seq long: ids below the vocabulary size, types below the
+    /// type vocabulary, mask values 0 or 1 with at least one 1 per row (a row with no real
+    /// token has no meaningful embedding: error). `inputs_embeds` is batch × seq × hidden,
+    /// all finite. A panic inside tract is returned as [`Error::Engine`] and the encoder
+    /// starts over with a fresh state.
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{Encoder, Input, LoadOptions, Plan};
+    /// use std::sync::Arc;
+    /// let plan = Arc::new(Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?);
+    /// let mut encoder = Encoder::new(plan.clone())?;
+    /// let mut out = plan.outputs();
+    /// let ids = [101i64, 2769, 4263, 2110, 739, 102, 0, 0];
+    /// let mask = [1i64, 1, 1, 1, 1, 1, 0, 0];
+    /// encoder.run(Input::Ids { input_ids: &ids, attention_mask: &mask, token_type_ids: &[0; 8] }, &mut out)?;
+    /// assert!(out.pooler_output().iter().all(|v| v.is_finite()));
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn run<T: Copy + Into<i64>>(&mut self, input: Input<'_, T>, out: &mut Outputs) -> Result<()> {
+        self.check(&input, out)?;
+        let res = crate::error::guard("running the plan", || self.fill_and_run(&input, out));
+        if let Err(Error::Engine(_)) = &res {
+            // The tract state may be half-updated: start over with a fresh one.
+            if let Ok(state) = self.plan.runnable.spawn() {
+                self.state = state;
+            }
+        }
+        res
     }
 
-    /// Runs an `inputs_embeds` plan.
-    ///
-    /// `inputs_embeds` is batch × seq × hidden f32, all finite (e.g. `word_embeddings[ids]`
-    /// from [`crate::WordEmbeddings`], possibly edited). The other buffers are as in
-    /// [`Encoder::run_ids`].
-    pub fn run_embeds<T: TokenValue>(
-        &mut self,
-        inputs_embeds: &[f32],
-        attention_mask: &[T],
-        token_type_ids: &[T],
-        last_hidden_state: &mut [f32],
-        pooler_output: &mut [f32],
-    ) -> Result<()> {
-        self.expect_flavour(Flavour::Embeds)?;
-        let want = self.plan.hidden_len();
-        if inputs_embeds.len() != want {
-            return Err(Error::bad_input(format!(
-                "inputs_embeds has {} values, the plan takes batch×seq×hidden = {want}",
-                inputs_embeds.len()
-            )));
+    fn check<T: Copy + Into<i64>>(&self, input: &Input<'_, T>, out: &Outputs) -> Result<()> {
+        self.expect_flavour(input.flavour())?;
+        match *input {
+            Input::Ids { input_ids, .. } => {
+                let vocab = self.plan.info.vocab_size.unwrap_or(usize::MAX);
+                check_tokens("input_ids", input_ids, self.tokens_len(), vocab)?;
+            }
+            Input::Embeds { inputs_embeds, .. } => check_embeds(inputs_embeds, self.hidden_len())?,
         }
-        if let Some(i) = inputs_embeds.iter().position(|v| !v.is_finite()) {
-            return Err(Error::bad_input(format!(
-                "inputs_embeds[{i}] is {} (every value must be finite)",
-                inputs_embeds[i]
-            )));
+        let (mask, types) = input.mask_and_types();
+        self.check_mask_types(mask, types)?;
+        self.check_outputs(out)
+    }
+
+    fn fill_and_run<T: Copy + Into<i64>>(&mut self, input: &Input<'_, T>, out: &mut Outputs) -> Result<()> {
+        match *input {
+            Input::Ids { input_ids, .. } => fill_tokens(&mut self.inputs[0], input_ids)?,
+            Input::Embeds { inputs_embeds, .. } => fill_embeds(&mut self.inputs[0], inputs_embeds)?,
         }
-        self.check_mask_types(attention_mask, token_type_ids)?;
-        self.check_outputs(last_hidden_state, pooler_output)?;
-        let t = exclusive(&mut self.inputs[0])?;
-        match t.datum_type() {
-            DatumType::F32 => write::<f32>(t, |d| d.copy_from_slice(inputs_embeds))?,
-            DatumType::F16 => write::<f16>(t, |d| {
-                d.iter_mut()
-                    .zip(inputs_embeds)
-                    .for_each(|(d, s)| *d = f16::from_f32(*s))
-            })?,
-            dt => return Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
-        }
-        self.fill_mask_types(attention_mask, token_type_ids)?;
-        self.run(last_hidden_state, pooler_output)
+        let (mask, types) = input.mask_and_types();
+        let [_, m, t] = &mut self.inputs;
+        fill_tokens(m, mask)?;
+        fill_tokens(t, types)?;
+        self.run_state(out)
+    }
+
+    fn tokens_len(&self) -> usize {
+        self.plan.info.batch * self.plan.info.seq
+    }
+
+    fn hidden_len(&self) -> usize {
+        self.tokens_len() * self.plan.info.hidden
     }
 
     fn expect_flavour(&self, f: Flavour) -> Result<()> {
         if self.plan.info.flavour != f {
             return Err(Error::bad_input(format!(
-                "this is an {} plan: call run_{}",
-                self.plan.info.flavour, self.plan.info.flavour
+                "this is an {} plan, the input is for an {f} plan (Input::{})",
+                self.plan.info.flavour,
+                match self.plan.info.flavour {
+                    Flavour::Ids => "Ids",
+                    Flavour::Embeds => "Embeds",
+                }
             )));
         }
         Ok(())
     }
 
-    fn check_mask_types<T: TokenValue>(&self, mask: &[T], types: &[T]) -> Result<()> {
-        let n = self.plan.tokens_len();
+    fn check_mask_types<T: Copy + Into<i64>>(&self, mask: &[T], types: &[T]) -> Result<()> {
+        let n = self.tokens_len();
         check_tokens("attention_mask", mask, n, 2)?;
         check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
         let seq = self.plan.info.seq;
         for (row, m) in mask.chunks(seq).enumerate() {
-            if m.iter().all(|v| v.to_i64() == 0) {
+            if m.iter().all(|v| int(*v) == 0) {
                 return Err(Error::bad_input(format!(
                     "attention_mask row {row} is all zeros: no token to attend to"
                 )));
@@ -176,31 +151,22 @@ impl Encoder {
         Ok(())
     }
 
-    fn check_outputs(&self, hidden: &[f32], pooled: &[f32]) -> Result<()> {
-        if hidden.len() != self.plan.hidden_len() {
-            return Err(Error::bad_input(format!(
-                "last_hidden_state buffer has {} values, the plan writes {}",
-                hidden.len(),
-                self.plan.hidden_len()
-            )));
-        }
-        if pooled.len() != self.plan.pooled_len() {
-            return Err(Error::bad_input(format!(
-                "pooler_output buffer has {} values, the plan writes {}",
-                pooled.len(),
-                self.plan.pooled_len()
-            )));
+    fn check_outputs(&self, out: &Outputs) -> Result<()> {
+        let i = &self.plan.info;
+        for (name, got, want) in [
+            ("last_hidden_state", out.last_hidden_state.len(), self.hidden_len()),
+            ("pooler_output", out.pooler_output.len(), i.batch * i.hidden),
+        ] {
+            if got != want {
+                return Err(Error::bad_input(format!(
+                    "{name} buffer has {got} values, the plan writes {want} (use Plan::outputs)"
+                )));
+            }
         }
         Ok(())
     }
 
-    fn fill_mask_types<T: TokenValue>(&mut self, mask: &[T], types: &[T]) -> Result<()> {
-        let [_, m, t] = &mut self.inputs;
-        fill_tokens(m, mask)?;
-        fill_tokens(t, types)
-    }
-
-    fn run(&mut self, hidden: &mut [f32], pooled: &mut [f32]) -> Result<()> {
+    fn run_state(&mut self, out: &mut Outputs) -> Result<()> {
         let p = &self.plan;
         // Model input order; `tvec!` of 3 stays inline (no heap), cloning an Arc does not allocate.
         let mut ordered: [Option<TValue>; 3] = [None, None, None];
@@ -214,13 +180,46 @@ impl Encoder {
             ));
         };
         let outputs = self.state.run(tvec![a, b, c]).map_err(Error::Engine)?;
-        copy_out(&outputs[p.output_ix[0]], hidden)?;
-        copy_out(&outputs[p.output_ix[1]], pooled)?;
+        copy_out(&outputs[p.output_ix[0]], &mut out.last_hidden_state)?;
+        copy_out(&outputs[p.output_ix[1]], &mut out.pooler_output)?;
         Ok(())
     }
 }
 
-fn check_tokens<T: TokenValue>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
+fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
+    if embeds.len() != want {
+        return Err(Error::bad_input(format!(
+            "inputs_embeds has {} values, the plan takes batch×seq×hidden = {want}",
+            embeds.len()
+        )));
+    }
+    if let Some(i) = embeds.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_input(format!(
+            "inputs_embeds[{i}] is {} (every value must be finite)",
+            embeds[i]
+        )));
+    }
+    Ok(())
+}
+
+fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32]) -> Result<()> {
+    let t = exclusive(arc)?;
+    match t.datum_type() {
+        DatumType::F32 => write::<f32>(t, |d| d.copy_from_slice(embeds)),
+        DatumType::F16 => write::<f16>(t, |d| {
+            d.iter_mut()
+                .zip(embeds)
+                .for_each(|(d, s)| *d = f16::from_f32(*s))
+        }),
+        dt => Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
+    }
+}
+
+fn int<T: Into<i64>>(v: T) -> i64 {
+    v.into()
+}
+
+fn check_tokens<T: Copy + Into<i64>>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
     if v.len() != len {
         return Err(Error::bad_input(format!(
             "{name} has {} values, the plan takes batch×seq = {len}",
@@ -229,11 +228,11 @@ fn check_tokens<T: TokenValue>(name: &str, v: &[T], len: usize, bound: usize) ->
     }
     if let Some(i) = v
         .iter()
-        .position(|x| x.to_i64() < 0 || x.to_i64() as u64 >= bound as u64)
+        .position(|x| int(*x) < 0 || int(*x) as u64 >= bound as u64)
     {
         return Err(Error::bad_input(format!(
             "{name}[{i}] = {} is out of range 0..{bound}",
-            v[i].to_i64()
+            int(v[i])
         )));
     }
     Ok(())
@@ -257,16 +256,16 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
     Ok(())
 }
 
-fn fill_tokens<T: TokenValue>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
+fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
     let t = exclusive(arc)?;
     match t.datum_type() {
         DatumType::I64 => write::<i64>(t, |d| {
-            d.iter_mut().zip(v).for_each(|(d, s)| *d = s.to_i64())
+            d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s))
         })?,
         DatumType::I32 => write::<i32>(t, |d| {
             d.iter_mut()
                 .zip(v)
-                .for_each(|(d, s)| *d = s.to_i64() as i32)
+                .for_each(|(d, s)| *d = int(*s) as i32)
         })?,
         dt => return Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }

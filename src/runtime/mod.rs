@@ -3,20 +3,51 @@
 //! Nothing here imports ONNX: a device build links only this side (plus tract-core and
 //! tract-nnef for precompiled archives).
 
-mod archive;
-mod dyn_quant;
+pub(crate) mod archive;
 mod embeddings;
 mod encoder;
-mod f16_compute;
-pub mod fold;
+mod io;
 mod load_memory;
-mod nnef_ext;
+mod options;
 mod plan;
 
-pub use archive::{load_archive, load_archive_with, nnef, save_archive, TRACT_VERSION};
-pub use dyn_quant::DynQuantU8;
 pub use embeddings::WordEmbeddings;
-pub use encoder::{Encoder, TokenValue};
-pub use f16_compute::{widen_to_f32, F16Compute};
+pub use encoder::Encoder;
+pub use io::{Input, Inputs, Outputs};
 pub(crate) use load_memory::LoadMemory;
+pub use options::{F16Compute, LoadOptions, DEFAULT_SEQ};
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Writes `path` through a temporary file beside it: `write` fills the file, which is then
+/// synced, renamed over `path`, and the directory synced. A crash, a kill or a full disk at
+/// any point leaves the old `path` (or none) and at most a stray `*.partial` file, never a
+/// truncated `path`.
+pub(crate) fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<std::fs::File>,
+) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let file = write(file)?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        // Makes the rename itself durable; not every filesystem allows opening a directory.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

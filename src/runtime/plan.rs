@@ -1,11 +1,21 @@
-//! `Plan`: an optimized, shape-pinned tract model plus what callers need to know about it.
+//! `Plan`: an optimized, shape-pinned tract model plus what callers need to know about it
+//! (`PlanInfo`, also stored in archives as model properties).
 
+use super::options::{F16Compute, LoadOptions};
 use crate::error::{Error, Result};
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use tract_core::internal::*;
 
 /// Which first input the graph takes.
+///
+/// ```
+/// use bert_edge::Flavour;
+/// assert_eq!("embeds".parse::<Flavour>()?, Flavour::Embeds);
+/// assert_eq!(Flavour::Ids.input_name(), "input_ids");
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flavour {
     /// `input_ids` [batch, seq] int64: the graph looks up its own word embeddings.
@@ -47,6 +57,13 @@ impl std::str::FromStr for Flavour {
 }
 
 /// The numeric variant of a plan.
+///
+/// ```
+/// use bert_edge::Variant;
+/// assert_eq!("int8".parse::<Variant>()?, Variant::Int8);
+/// assert_eq!(Variant::F16.to_string(), "f16");
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// Everything in f32.
@@ -82,6 +99,17 @@ impl std::str::FromStr for Variant {
 }
 
 /// What a plan was built for: the numbers every call is checked against.
+///
+/// ```
+/// # #[cfg(feature = "onnx")] {
+/// use bert_edge::{LoadOptions, Plan};
+/// let plan = Plan::load("models/tiny/bert_embeds_f16.onnx", &LoadOptions::new().seq(8))?;
+/// let info = plan.info();
+/// assert_eq!((info.batch, info.seq, info.hidden), (1, 8, 64));
+/// assert_eq!(info.vocab_size, None); // an embeds graph has no word-embedding table
+/// # }
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanInfo {
     /// `input_ids` or `inputs_embeds` graph.
@@ -102,6 +130,30 @@ pub struct PlanInfo {
 
 impl PlanInfo {
     pub(crate) const PROPERTY_PREFIX: &'static str = "bert_edge.";
+
+    /// Checks an archive's info against what the options ask for (its shapes are fixed).
+    pub(crate) fn check(&self, opts: &LoadOptions, origin: &Path) -> Result<()> {
+        let i = self;
+        let mismatch = |what: String| {
+            Err(Error::bad_model(format!("{}: {what}", origin.display())))
+        };
+        if let Some(s) = opts.seq.filter(|s| *s != i.seq) {
+            return mismatch(format!("compiled for sequence length {}, asked for {s}", i.seq));
+        }
+        if let Some(b) = opts.batch.filter(|b| *b != i.batch) {
+            return mismatch(format!("compiled for batch {}, asked for {b}", i.batch));
+        }
+        if let Some(f) = opts.flavour.filter(|f| *f != i.flavour) {
+            return mismatch(format!("compiled for the {} flavour, asked for {f}", i.flavour));
+        }
+        if let Some(v) = opts.variant.filter(|v| *v != i.variant) {
+            return mismatch(format!("asked for {v}, the model is {}", i.variant));
+        }
+        if let Some(h) = opts.hidden_size.filter(|h| *h != i.hidden) {
+            return mismatch(format!("asked for hidden size {h}, the model has {}", i.hidden));
+        }
+        Ok(())
+    }
 
     /// Stores the info as model properties, so a precompiled archive carries it.
     #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // written at translate time only
@@ -167,7 +219,19 @@ impl PlanInfo {
     }
 }
 
-/// An optimized tract plan with fixed input shapes, shared by any number of [`crate::Encoder`]s.
+/// An optimized tract plan with fixed input shapes, shared by any number of
+/// [`crate::Encoder`]s (wrap it in an `Arc`).
+///
+/// ```
+/// # #[cfg(feature = "onnx")] {
+/// use bert_edge::{Flavour, LoadOptions, Plan, Variant};
+/// let plan = Plan::load("models/tiny/bert_ids_int8.onnx", &LoadOptions::new().seq(16))?;
+/// assert_eq!(plan.info().flavour, Flavour::Ids);
+/// assert_eq!(plan.info().variant, Variant::Int8);
+/// assert_eq!(plan.info().seq, 16);
+/// # }
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Plan {
     pub(crate) runnable: Arc<TypedRunnableModel>,
@@ -179,41 +243,101 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Loads a model: an ONNX export (translated and optimized; needs the `onnx` feature) or a
+    /// precompiled archive written by [`crate::compile`], told apart by the file's content.
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{LoadOptions, Plan};
+    /// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
+    /// assert_eq!(plan.info().hidden, 64);
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Plan> {
+        let path = path.as_ref();
+        crate::error::guard("loading the model", || match sniff(path)? {
+            Format::Archive => super::archive::load(path, opts),
+            #[cfg(feature = "onnx")]
+            Format::Onnx => crate::translate::load_onnx(path, opts),
+            #[cfg(not(feature = "onnx"))]
+            Format::Onnx => Err(Error::bad_model(format!(
+                "{}: not a bert-edge archive, and this build has no ONNX importer (feature \
+                 `onnx`): compile the model with `bert-edge compile` on a host",
+                path.display()
+            ))),
+        })
+    }
+
+    /// What this plan was built for.
+    pub fn info(&self) -> &PlanInfo {
+        &self.info
+    }
+
     /// Whether any tensor of the plan is f16 (an f16 plan widened to f32 by
-    /// [`F16Compute`](super::F16Compute) has none).
+    /// [`crate::F16Compute`] has none).
     pub fn computes_f16(&self) -> bool {
-        super::f16_compute::has_f16(self.runnable.model())
+        crate::passes::widen_f16::has_f16(self.runnable.model())
+    }
+
+    /// Op-name histogram of the optimized plan, most frequent first.
+    pub fn op_histogram(&self) -> Vec<(String, usize)> {
+        let mut h: HashMap<String, usize> = HashMap::new();
+        for n in self.runnable.model().nodes() {
+            *h.entry(n.op.name().to_string()).or_default() += 1;
+        }
+        let mut v: Vec<_> = h.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Number of scalar parameters held as constants in the plan.
+    pub fn parameter_count(&self) -> usize {
+        self.runnable
+            .model()
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<tract_core::ops::konst::Const>())
+            .map(|c| c.val().len())
+            .sum()
     }
 
     /// Makes a runnable plan from a translated (decluttered, inputs pinned) model, ONNX or
     /// archive alike: widens f16 to f32 if `f16` says so, optimizes for the CPU at hand, folds
-    /// the constant chains tract leaves (`fold_int8_sums`, see [`super::fold`]).
-    pub fn from_translated(
+    /// the constant chains tract leaves (`fold_int8_sums`, see [`crate::passes::fold`]).
+    pub(crate) fn from_translated(
         mut model: TypedModel,
         info: PlanInfo,
-        f16: super::F16Compute,
+        f16: F16Compute,
         fold_int8_sums: bool,
     ) -> Result<Plan> {
+        use crate::passes::{fold, widen_f16};
         if f16.widens() {
-            super::widen_to_f32(&mut model).map_err(Error::Engine)?;
+            widen_f16::widen_to_f32(&mut model).map_err(Error::Engine)?;
         }
         // = `into_optimized()`, with the int8 column-sum fold as the codegen's first pass.
         model.declutter().map_err(Error::Engine)?;
         let mut codegen = tract_core::optim::Optimizer::codegen();
         if fold_int8_sums {
-            codegen.add_pass(0, Box::<super::fold::FoldPass>::default());
+            codegen.add_pass(0, Box::<fold::FoldPass>::default());
         }
         model
             .optimize_with_session(&mut codegen.session())
             .map_err(Error::Engine)?;
         if fold_int8_sums {
-            super::fold::apply(&mut model).map_err(Error::Engine)?;
+            fold::apply(&mut model).map_err(Error::Engine)?;
         }
         Plan::from_optimized(model, info)
     }
 
     /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
-    pub fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
+    fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
+        if model.inputs.len() != 3 {
+            return Err(Error::bad_model(format!(
+                "expected 3 inputs, the graph has {}",
+                model.inputs.len()
+            )));
+        }
         let find_in = |name: &str| -> Result<usize> {
             model
                 .inputs
@@ -226,12 +350,6 @@ impl Plan {
             find_in("attention_mask")?,
             find_in("token_type_ids")?,
         ];
-        if model.inputs.len() != 3 {
-            return Err(Error::bad_model(format!(
-                "expected 3 inputs, the graph has {}",
-                model.inputs.len()
-            )));
-        }
         let find_out = |name: &str| -> Result<usize> {
             model
                 .outputs
@@ -264,71 +382,21 @@ impl Plan {
             output_ix,
         })
     }
+}
 
-    /// What this plan was built for.
-    pub fn info(&self) -> &PlanInfo {
-        &self.info
-    }
+enum Format {
+    Onnx,
+    Archive,
+}
 
-    /// The optimized tract model behind the plan (for inspection: op histogram, facts).
-    pub fn model(&self) -> &TypedModel {
-        self.runnable.model()
-    }
-
-    /// Op-name histogram of the optimized plan, most frequent first.
-    pub fn op_histogram(&self) -> Vec<(String, usize)> {
-        let mut h: HashMap<String, usize> = HashMap::new();
-        for n in self.model().nodes() {
-            *h.entry(n.op.name().to_string()).or_default() += 1;
-        }
-        let mut v: Vec<_> = h.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v
-    }
-
-    /// Number of scalar parameters held as constants in the plan.
-    pub fn parameter_count(&self) -> usize {
-        self.model()
-            .nodes()
-            .iter()
-            .filter_map(|n| n.op_as::<tract_core::ops::konst::Const>())
-            .map(|c| c.val().len())
-            .sum()
-    }
-
-    /// Length of the `last_hidden_state` buffer a call fills: batch × seq × hidden.
-    pub fn hidden_len(&self) -> usize {
-        self.info.batch * self.info.seq * self.info.hidden
-    }
-
-    /// Length of the `pooler_output` buffer a call fills: batch × hidden.
-    pub fn pooled_len(&self) -> usize {
-        self.info.batch * self.info.hidden
-    }
-
-    /// Length of the id / mask / type buffers: batch × seq.
-    pub fn tokens_len(&self) -> usize {
-        self.info.batch * self.info.seq
-    }
-
-    /// Checks the plan is what the caller expects.
-    pub fn expect(&self, flavour: Option<Flavour>, variant: Option<Variant>) -> Result<()> {
-        if let Some(f) = flavour {
-            if f != self.info.flavour {
-                return Err(Error::bad_model(format!(
-                    "asked for the {f} flavour, the model is an {} graph",
-                    self.info.flavour
-                )));
-            }
-        }
-        if let Some(v) = variant {
-            if v != self.info.variant {
-                return Err(Error::bad_model(format!(
-                    "asked for {v}, the model is {}",
-                    self.info.variant
-                )));
-            }
-        }
-        Ok(())
-    }
+/// ONNX (protobuf) or archive (tar, or gzip-compressed tar), from the first bytes.
+fn sniff(path: &Path) -> Result<Format> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(262);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(262).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let tar = head.get(257..262) == Some(b"ustar".as_slice());
+    Ok(if gzip || tar { Format::Archive } else { Format::Onnx })
 }

@@ -1,11 +1,11 @@
-//! How an f16 plan computes on the CPU at hand.
+//! Pass: widen an f16 plan to f32 at load ([`crate::F16Compute`] decides where).
 //!
 //! An f16 export halves the weights (download, flash, RAM). Whether it should also *compute*
 //! in f16 depends on the CPU: a Pi 5 (cortex-a76) has f16 arithmetic and tract has kernels
 //! for it. Without it (x86_64; the Pi 4's cortex-a72 and the Pi 3's a53) tract converts
 //! around every op: a base f16 plan ran at half the f32 speed on x86 (seq 32: 172 vs 88 ms),
 //! and the tiny f16 plan costs 2.2 M instructions per call under qemu cortex-a72 against
-//! 0.57 M for f32. With [`F16Compute::F32`] the plan widens the f16 weights to f32 once at
+//! 0.57 M for f32. With `F16Compute::F32` the plan widens the f16 weights to f32 once at
 //! load and computes in f32: f32 speed, accuracy at least as good (the weights keep their f16
 //! values), for the f32 plan's memory. `Auto` does that exactly where the CPU has no f16
 //! arithmetic; `Native` keeps f16 (half the memory) whatever the cost.
@@ -14,44 +14,6 @@ use tract_core::floats::FloatPrecisionTranslator;
 use tract_core::internal::*;
 use tract_core::ops::cast::Cast;
 use tract_core::transform::ModelTransform;
-
-/// What an f16 plan computes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum F16Compute {
-    /// [`F16Compute::F32`] where the running CPU has no f16 arithmetic (x86_64, cortex-a72,
-    /// a53), native f16 where it has (cortex-a76 / Pi 5: `tract_linalg::has_fp16()`).
-    #[default]
-    Auto,
-    /// Compute in f16 as the file says (tract emulates it where the CPU cannot).
-    Native,
-    /// Widen the f16 weights to f32 at load and compute in f32.
-    F32,
-}
-
-impl F16Compute {
-    /// Whether an f16 plan is widened to f32 on the running CPU.
-    pub fn widens(self) -> bool {
-        match self {
-            F16Compute::Auto => !tract_core::internal::tract_linalg::has_fp16(),
-            F16Compute::Native => false,
-            F16Compute::F32 => true,
-        }
-    }
-}
-
-impl std::str::FromStr for F16Compute {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> crate::error::Result<Self> {
-        match s {
-            "auto" => Ok(F16Compute::Auto),
-            "native" | "f16" => Ok(F16Compute::Native),
-            "f32" => Ok(F16Compute::F32),
-            _ => Err(crate::error::Error::bad_input(format!(
-                "f16 compute must be auto, native or f32, not {s:?}"
-            ))),
-        }
-    }
-}
 
 /// Whether any node of `model` outputs f16.
 pub(crate) fn has_f16(model: &TypedModel) -> bool {

@@ -1,7 +1,8 @@
 //! A counting global allocator, for measuring allocations per call.
 //!
 //! Install it in a binary or test with
-//! `#[global_allocator] static A: bert_edge::alloc_count::CountingAlloc = bert_edge::alloc_count::CountingAlloc;`
+//! `#[global_allocator] static A: CountingAlloc = CountingAlloc;` (the CLI does so with the
+//! feature `count-allocs`)
 //! and read [`snapshot`] before and after the code under measure. Counting is two relaxed
 //! atomic adds per allocation.
 
@@ -12,6 +13,7 @@ static COUNT: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The system allocator, counting allocations (and reallocations) and their bytes.
+#[cfg_attr(not(feature = "count-allocs"), allow(dead_code))]
 pub struct CountingAlloc;
 
 unsafe impl GlobalAlloc for CountingAlloc {

@@ -1,8 +1,8 @@
 //! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
 
 use crate::ModelArgs;
-use bert_edge::tokenize::{BertTokenizer, Encoded};
-use bert_edge::{Encoder, Flavour, Plan};
+use bert_edge::tokenize::BertTokenizer;
+use bert_edge::{Encoder, Flavour, Inputs, Outputs, Plan};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -27,16 +27,7 @@ impl Options {
 
 /// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model, else `models/`.
 fn find_tokenizer(opts: &Options, model: &std::path::Path) -> Option<PathBuf> {
-    bert_edge::tokenize::locate_tokenizer(opts.tokenizer.as_deref(), model)
-}
-
-/// Buffers allocated once and reused for every line.
-struct Buffers {
-    enc: Encoded,
-    embeds: Vec<f32>,
-    hidden: Vec<f32>,
-    pooled: Vec<f32>,
-    real: usize,
+    crate::locate_tokenizer(opts.tokenizer.as_deref(), model)
 }
 
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
@@ -58,14 +49,8 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         }
     };
     let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
-    let n = plan.info().seq;
-    let mut b = Buffers {
-        enc: Encoded::new(n),
-        embeds: vec![0.0; plan.hidden_len()],
-        hidden: vec![0.0; plan.hidden_len()],
-        pooled: vec![0.0; plan.pooled_len()],
-        real: 0,
-    };
+    // Allocated once, reused for every line.
+    let (mut inputs, mut outputs) = (plan.inputs(), plan.outputs());
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -82,10 +67,11 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
         }
-        let reply = match one_line(&line, &plan, tokenizer.as_ref(), &mut encoder, &mut b) {
-            Ok(()) => {
+        let tok = tokenizer.as_ref();
+        let reply = match one_line(&line, &plan, tok, &mut encoder, &mut inputs, &mut outputs) {
+            Ok(real) => {
                 ok += 1;
-                render(&plan, &b, opts.hidden_states)
+                render(&plan, &inputs, real, &outputs, opts.hidden_states)
             }
             Err(e) => {
                 failed += 1;
@@ -108,17 +94,20 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     })
 }
 
+/// Parses one line into `inputs`, runs it into `out`; the number of real tokens.
 fn one_line(
     raw: &[u8],
     plan: &Plan,
     tokenizer: Option<&BertTokenizer>,
     encoder: &mut Encoder,
-    b: &mut Buffers,
-) -> Result<(), String> {
+    inputs: &mut Inputs,
+    out: &mut Outputs,
+) -> Result<usize, String> {
     let text = std::str::from_utf8(raw).map_err(|e| format!("line is not valid UTF-8: {e}"))?;
     let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
     let obj = value.as_object().ok_or("each line must be a JSON object")?;
     let flavour = plan.info().flavour;
+    let real;
     if let Some(t) = obj.get("text") {
         let t = t.as_str().ok_or("\"text\" must be a string")?;
         let pair = match obj.get("text_pair") {
@@ -127,36 +116,28 @@ fn one_line(
             Some(_) => return Err("\"text_pair\" must be a string".into()),
         };
         let tok = tokenizer.ok_or("no tokenizer loaded (give --tokenizer FILE)")?;
-        b.real = tok
-            .encode_into(t, pair, &mut b.enc)
-            .map_err(|e| e.to_string())?;
         if flavour == Flavour::Embeds {
             return Err("this is an inputs_embeds model: give \"inputs_embeds\", not text".into());
         }
+        real = tok.encode_into(t, pair, inputs).map_err(|e| e.to_string())?.tokens;
     } else if let Some(ids) = obj.get("input_ids") {
         if flavour != Flavour::Ids {
             return Err("this is an inputs_embeds model: \"input_ids\" are not accepted".into());
         }
-        b.real = fill_ints("input_ids", ids, &mut b.enc.input_ids)?;
-        fill_mask_types(obj, b)?;
+        real = fill_ints("input_ids", ids, &mut inputs.input_ids)?;
+        fill_mask_types(obj, inputs, real)?;
     } else if let Some(rows) = obj.get("inputs_embeds") {
         if flavour != Flavour::Embeds {
             return Err("this is an input_ids model: \"inputs_embeds\" are not accepted".into());
         }
-        b.real = fill_embeds(rows, plan.info().hidden, &mut b.embeds)?;
-        b.enc.input_ids.fill(0);
-        fill_mask_types(obj, b)?;
+        real = fill_embeds(rows, plan.info().hidden, &mut inputs.inputs_embeds)?;
+        inputs.input_ids.fill(0);
+        fill_mask_types(obj, inputs, real)?;
     } else {
         return Err("a line needs \"text\", \"input_ids\" or \"inputs_embeds\"".into());
     }
-    let (e, h, p) = (&b.enc, &mut b.hidden, &mut b.pooled);
-    let r = match flavour {
-        Flavour::Ids => encoder.run_ids(&e.input_ids, &e.attention_mask, &e.token_type_ids, h, p),
-        Flavour::Embeds => {
-            encoder.run_embeds(&b.embeds, &e.attention_mask, &e.token_type_ids, h, p)
-        }
-    };
-    r.map_err(|e| e.to_string())
+    encoder.run(inputs.as_input(), out).map_err(|e| e.to_string())?;
+    Ok(real)
 }
 
 /// Copies a JSON integer array into `dst` (zero-padded); returns its length.
@@ -180,11 +161,10 @@ fn fill_ints(name: &str, v: &Value, dst: &mut [i64]) -> Result<usize, String> {
     Ok(arr.len())
 }
 
-fn fill_mask_types(obj: &Map<String, Value>, b: &mut Buffers) -> Result<(), String> {
-    let real = b.real;
+fn fill_mask_types(obj: &Map<String, Value>, b: &mut Inputs, real: usize) -> Result<(), String> {
     for (name, dst, default) in [
-        ("attention_mask", &mut b.enc.attention_mask, 1),
-        ("token_type_ids", &mut b.enc.token_type_ids, 0),
+        ("attention_mask", &mut b.attention_mask, 1),
+        ("token_type_ids", &mut b.token_type_ids, 0),
     ] {
         match obj.get(name) {
             None | Some(Value::Null) => {
@@ -236,18 +216,18 @@ fn fill_embeds(v: &Value, hidden: usize, dst: &mut [f32]) -> Result<usize, Strin
     Ok(rows.len())
 }
 
-fn render(plan: &Plan, b: &Buffers, hidden_states: bool) -> Value {
+fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, hidden_states: bool) -> Value {
     let mut o = Map::new();
     if plan.info().flavour == Flavour::Ids {
-        o.insert("input_ids".into(), json!(b.enc.input_ids));
+        o.insert("input_ids".into(), json!(b.input_ids));
     }
-    o.insert("attention_mask".into(), json!(b.enc.attention_mask));
-    o.insert("token_type_ids".into(), json!(b.enc.token_type_ids));
-    o.insert("tokens".into(), json!(b.real));
-    o.insert("pooler_output".into(), json!(b.pooled));
+    o.insert("attention_mask".into(), json!(b.attention_mask));
+    o.insert("token_type_ids".into(), json!(b.token_type_ids));
+    o.insert("tokens".into(), json!(real));
+    o.insert("pooler_output".into(), json!(out.pooler_output()));
     if hidden_states {
         let h = plan.info().hidden;
-        let rows: Vec<&[f32]> = b.hidden.chunks(h).collect();
+        let rows: Vec<&[f32]> = out.last_hidden_state().chunks(h).collect();
         o.insert("last_hidden_state".into(), json!(rows));
     }
     Value::Object(o)
@@ -256,14 +236,14 @@ fn render(plan: &Plan, b: &Buffers, hidden_states: bool) -> Value {
 /// `embed-lookup`: text lines → `word_embeddings[ids]` rows + mask + types, as JSON lines.
 #[cfg(feature = "onnx")]
 pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
-    let table = bert_edge::word_embeddings_from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
+    let table = bert_edge::WordEmbeddings::from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
     let path = find_tokenizer(opts, &m.model).ok_or((
         2,
         "no tokenizer.json found (give --tokenizer FILE)".to_string(),
     ))?;
     let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
     let h = table.hidden_size();
-    let mut enc = Encoded::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
+    let mut enc = Inputs::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
     let mut rows = vec![0f32; enc.len() * h];
     let mut failed = 0;
     for line in std::io::stdin().lock().lines() {
@@ -281,7 +261,8 @@ pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
             let pair = v.get("text_pair").and_then(Value::as_str);
             let real = tok
                 .encode_into(text, pair, &mut enc)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .tokens;
             let out = &mut rows[..real * h];
             table
                 .lookup_into(&enc.input_ids[..real], out)

@@ -23,12 +23,14 @@
 //! `multithread` (see bench/README.md); without it only `--threads 1` is accepted.
 #![allow(unexpected_cfgs)]
 
+use crate::alloc_count::{peak_rss_bytes, snapshot};
 use crate::ModelArgs;
-use bert_edge::alloc_count::{peak_rss_bytes, snapshot};
-use bert_edge::{Encoder, Error, Flavour, Plan};
+use bert_edge::unstable::{self, tract_core};
+use bert_edge::{Encoder, Error, Inputs, Outputs, Plan};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Instant;
+use tract_core::internal::*;
 
 pub struct Options {
     reps: usize,
@@ -96,98 +98,45 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[ix]
 }
 
-/// The deterministic inputs and the output buffers of one plan.
-struct Inputs {
-    flavour: Flavour,
-    ids: Vec<i64>,
-    mask: Vec<i64>,
-    types: Vec<i64>,
-    embeds: Vec<f32>,
-    hidden: Vec<f32>,
-    pooled: Vec<f32>,
+/// The deterministic input of `plan`: `[CLS] ids… [SEP]` over every row, mask all ones,
+/// types all zeros; for an embeds plan the embeddings `((i mod 97) − 48)·1e-3`.
+fn bench_inputs(plan: &Plan) -> Inputs {
+    let info = plan.info();
+    let mut inputs = plan.inputs();
+    let vocab = info.vocab_size.unwrap_or(21128) as i64;
+    for (i, id) in inputs.input_ids.iter_mut().enumerate() {
+        *id = 672 + (i as i64 * 7919) % (vocab - 700);
+    }
+    for row in inputs.input_ids.chunks_mut(info.seq) {
+        row[0] = 101;
+        row[info.seq - 1] = 102;
+    }
+    inputs.attention_mask.fill(1);
+    for (i, e) in inputs.inputs_embeds.iter_mut().enumerate() {
+        *e = ((i % 97) as f32 - 48.0) * 1e-3;
+    }
+    inputs
 }
 
-impl Inputs {
-    fn new(plan: &Plan) -> Inputs {
-        let info = plan.info();
-        let n = plan.tokens_len();
-        // A deterministic, valid input: [CLS] ids… [SEP] over the whole length.
-        let vocab = info.vocab_size.unwrap_or(21128) as i64;
-        let mut ids: Vec<i64> = (0..n as i64)
-            .map(|i| 672 + (i * 7919) % (vocab - 700))
-            .collect();
-        for row in ids.chunks_mut(info.seq) {
-            row[0] = 101;
-            row[info.seq - 1] = 102;
+/// The model inputs as tensors, in the model's input order (for `--profile`).
+fn tensors(plan: &Plan, inputs: &Inputs) -> Result<TVec<TValue>, Error> {
+    let model = unstable::model(plan);
+    let info = plan.info();
+    let (b, s) = (info.batch, info.seq);
+    let mut v = tvec![];
+    for (ix, o) in model.inputs.iter().enumerate() {
+        let fact = model.input_fact(ix).map_err(Error::Engine)?;
+        let t = match model.node(o.node).name.as_str() {
+            "attention_mask" => Tensor::from_shape(&[b, s], &inputs.attention_mask),
+            "token_type_ids" => Tensor::from_shape(&[b, s], &inputs.token_type_ids),
+            "input_ids" => Tensor::from_shape(&[b, s], &inputs.input_ids),
+            _ => Tensor::from_shape(&[b, s, info.hidden], &inputs.inputs_embeds),
         }
-        let embeds: Vec<f32> = (0..plan.hidden_len())
-            .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
-            .collect();
-        Inputs {
-            flavour: info.flavour,
-            ids,
-            mask: vec![1i64; n],
-            types: vec![0i64; n],
-            embeds,
-            hidden: vec![0f32; plan.hidden_len()],
-            pooled: vec![0f32; plan.pooled_len()],
-        }
+        .and_then(|t| Ok(t.cast_to_dt(fact.datum_type)?.into_owned()))
+        .map_err(Error::Engine)?;
+        v.push(t.into_tvalue());
     }
-
-    fn call(&mut self, enc: &mut Encoder) -> Result<(), Error> {
-        let Inputs {
-            flavour,
-            ids,
-            mask,
-            types,
-            embeds,
-            hidden,
-            pooled,
-        } = self;
-        match flavour {
-            Flavour::Ids => enc.run_ids(ids, mask, types, hidden, pooled),
-            Flavour::Embeds => enc.run_embeds(embeds, mask, types, hidden, pooled),
-        }
-    }
-
-    /// The model inputs as tensors, in the model's input order (for `--profile`).
-    fn tensors(
-        &self,
-        plan: &Plan,
-    ) -> Result<tract_core::prelude::TVec<tract_core::prelude::TValue>, Error> {
-        use tract_core::prelude::*;
-        let model = plan.model();
-        let info = plan.info();
-        let (b, s) = (info.batch, info.seq);
-        let mut v = tvec![];
-        for (ix, o) in model.inputs.iter().enumerate() {
-            let name = model.node(o.node).name.as_str();
-            let fact = model.input_fact(ix).map_err(Error::Engine)?;
-            let t = match name {
-                "attention_mask" => {
-                    tract_ndarray::Array2::from_shape_vec((b, s), self.mask.clone())
-                        .map(Tensor::from)
-                }
-                "token_type_ids" => {
-                    tract_ndarray::Array2::from_shape_vec((b, s), self.types.clone())
-                        .map(Tensor::from)
-                }
-                "input_ids" => tract_ndarray::Array2::from_shape_vec((b, s), self.ids.clone())
-                    .map(Tensor::from),
-                _ => {
-                    tract_ndarray::Array3::from_shape_vec((b, s, info.hidden), self.embeds.clone())
-                        .map(Tensor::from)
-                }
-            }
-            .map_err(|e| Error::BadInput(e.to_string()))?;
-            let t = t
-                .cast_to_dt(fact.datum_type)
-                .map_err(Error::Engine)?
-                .into_owned();
-            v.push(t.into_tvalue());
-        }
-        Ok(v)
-    }
+    Ok(v)
 }
 
 pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
@@ -197,15 +146,15 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     let load_s = t0.elapsed().as_secs_f64();
     let info = plan.info().clone();
     let mut enc = Encoder::new(plan.clone())?;
-    let mut inputs = Inputs::new(&plan);
+    let (inputs, mut out) = (bench_inputs(&plan), plan.outputs());
     let t1 = Instant::now();
-    inputs.call(&mut enc)?;
+    enc.run(inputs.as_input(), &mut out)?;
     let first_s = t1.elapsed().as_secs_f64();
     if o.stdin {
-        return serve_stdin(&plan, &mut enc, &mut inputs, load_s, first_s, o.threads);
+        return serve_stdin(&plan, &mut enc, &inputs, &mut out, (load_s, first_s), o.threads);
     }
     for _ in 0..o.warmup {
-        inputs.call(&mut enc)?;
+        enc.run(inputs.as_input(), &mut out)?;
     }
     if o.profile {
         return profile(&plan, &inputs, o);
@@ -214,13 +163,15 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     let (c0, b0) = snapshot();
     for _ in 0..o.reps {
         let t = Instant::now();
-        inputs.call(&mut enc)?;
+        enc.run(inputs.as_input(), &mut out)?;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let (c1, b1) = snapshot();
     lat.sort_by(f64::total_cmp);
-    let allocs = (c1 - c0) as f64 / o.reps as f64;
-    let bytes = (b1 - b0) as f64 / o.reps as f64;
+    // None without the counting allocator (feature `count-allocs`).
+    let counted = cfg!(feature = "count-allocs");
+    let allocs = counted.then(|| (c1 - c0) as f64 / o.reps as f64);
+    let bytes = counted.then(|| (b1 - b0) as f64 / o.reps as f64);
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
     let (med, p90, min) = (percentile(&lat, 0.5), percentile(&lat, 0.9), lat[0]);
     if o.json {
@@ -244,10 +195,13 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
             "latency      median {med:.2} ms, p90 {p90:.2} ms, min {min:.2} ms ({} reps)",
             o.reps
         );
-        println!(
-            "allocations  {allocs:.1} per call, {:.1} kB per call (all inside tract)",
-            bytes / 1e3
-        );
+        match (allocs, bytes) {
+            (Some(a), Some(b)) => println!(
+                "allocations  {a:.1} per call, {:.1} kB per call (all inside tract)",
+                b / 1e3
+            ),
+            _ => println!("allocations  not counted (build with --features count-allocs)"),
+        }
         println!("peak RSS     {rss:.1} MB");
     }
     Ok(())
@@ -257,14 +211,14 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
 fn serve_stdin(
     plan: &Plan,
     enc: &mut Encoder,
-    inputs: &mut Inputs,
-    load_s: f64,
-    first_s: f64,
+    inputs: &Inputs,
+    out: &mut Outputs,
+    (load_s, first_s): (f64, f64),
     threads: usize,
 ) -> Result<(), Error> {
     let info = plan.info();
-    let out = std::io::stdout();
-    let mut out = out.lock();
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
     let io = |e: std::io::Error| Error::BadInput(format!("stdout: {e}"));
     let ready = serde_json::json!({
         "ready": true, "flavour": info.flavour.to_string(), "variant": info.variant.to_string(),
@@ -272,72 +226,41 @@ fn serve_stdin(
         "load_s": load_s, "first_run_s": first_s, "inputs": "bert-edge bench v1",
         "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
     });
-    writeln!(out, "{ready}")
-        .and_then(|_| out.flush())
-        .map_err(io)?;
+    writeln!(w, "{ready}").and_then(|_| w.flush()).map_err(io)?;
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| Error::BadInput(format!("stdin: {e}")))?;
         match line.trim() {
             "" | "run" => {
                 let t = Instant::now();
-                inputs.call(enc)?;
+                enc.run(inputs.as_input(), out)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                writeln!(out, "{ms:.6}").map_err(io)?;
+                writeln!(w, "{ms:.6}").map_err(io)?;
             }
             "dump" => {
-                inputs.call(enc)?;
-                let j = serde_json::json!({"hidden": inputs.hidden, "pooled": inputs.pooled});
-                writeln!(out, "{j}").map_err(io)?;
+                enc.run(inputs.as_input(), out)?;
+                let j = serde_json::json!({
+                    "hidden": out.last_hidden_state(), "pooled": out.pooler_output()
+                });
+                writeln!(w, "{j}").map_err(io)?;
             }
             "quit" => break,
             other => {
                 let j = serde_json::json!({"error": format!("unknown command {other:?}")});
-                writeln!(out, "{j}").map_err(io)?;
+                writeln!(w, "{j}").map_err(io)?;
             }
         }
-        out.flush().map_err(io)?;
+        w.flush().map_err(io)?;
     }
     Ok(())
 }
 
-/// `--profile`: wall time per node over `reps` calls, summed by op kind.
+/// `--profile`: wall time per node over `reps` calls, summed by op kind, by matmul
+/// geometry, and the heaviest nodes.
 fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
-    use tract_core::internal::*;
-    let model = plan.model().clone();
+    let model = unstable::model(plan).clone();
     let splan = SimplePlan::new(model).map_err(Error::Engine)?;
-    let mut state = splan.spawn().map_err(Error::Engine)?;
-    let n = splan.model().nodes().len();
-    let mut per_node = vec![0f64; n];
-    let mut total = 0f64;
-    for rep in 0..o.reps + 1 {
-        let tv = inputs.tensors(plan)?;
-        let mut times = vec![0f64; n];
-        let t0 = Instant::now();
-        state
-            .run_plan_with_eval(tv, |ctx, st, node, inp| {
-                let t = Instant::now();
-                let r = tract_core::plan::eval(ctx, st, node, inp);
-                times[node.id] += t.elapsed().as_secs_f64();
-                r
-            })
-            .map_err(Error::Engine)?;
-        let el = t0.elapsed().as_secs_f64();
-        if rep > 0 {
-            // The first run of this second state is a warm-up.
-            total += el;
-            per_node.iter_mut().zip(&times).for_each(|(a, t)| *a += t);
-        }
-    }
+    let (per_node, total) = time_nodes(&splan, plan, inputs, o.reps)?;
     let reps = o.reps as f64;
-    let model = splan.model();
-    let mut by_op: HashMap<String, (f64, usize)> = HashMap::new();
-    for node in model.nodes() {
-        let e = by_op.entry(node.op.name().to_string()).or_default();
-        e.0 += per_node[node.id];
-        e.1 += 1;
-    }
-    let mut ops: Vec<_> = by_op.into_iter().collect();
-    ops.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     let nodes_sum: f64 = per_node.iter().sum();
     let info = plan.info();
     println!(
@@ -350,6 +273,55 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
         total / reps * 1e3,
         nodes_sum / reps * 1e3
     );
+    let model = splan.model();
+    print_by_op(model, &per_node, reps);
+    print_by_geometry(model, &per_node, reps);
+    print_heaviest(model, &per_node, reps);
+    Ok(())
+}
+
+/// Seconds per node summed over `reps` calls (after one warm-up call), and the wall total.
+fn time_nodes(
+    splan: &Arc<TypedSimplePlan>,
+    plan: &Plan,
+    inputs: &Inputs,
+    reps: usize,
+) -> Result<(Vec<f64>, f64), Error> {
+    let mut state = splan.spawn().map_err(Error::Engine)?;
+    let n = splan.model().nodes().len();
+    let mut per_node = vec![0f64; n];
+    let mut total = 0f64;
+    for rep in 0..reps + 1 {
+        let tv = tensors(plan, inputs)?;
+        let mut times = vec![0f64; n];
+        let t0 = Instant::now();
+        state
+            .run_plan_with_eval(tv, |ctx, st, node, inp| {
+                let t = Instant::now();
+                let r = tract_core::plan::eval(ctx, st, node, inp);
+                times[node.id] += t.elapsed().as_secs_f64();
+                r
+            })
+            .map_err(Error::Engine)?;
+        if rep > 0 {
+            // The first run of this second state is a warm-up.
+            total += t0.elapsed().as_secs_f64();
+            per_node.iter_mut().zip(&times).for_each(|(a, t)| *a += t);
+        }
+    }
+    Ok((per_node, total))
+}
+
+fn print_by_op(model: &TypedModel, per_node: &[f64], reps: f64) {
+    let nodes_sum: f64 = per_node.iter().sum();
+    let mut by_op: HashMap<String, (f64, usize)> = HashMap::new();
+    for node in model.nodes() {
+        let e = by_op.entry(node.op.name().to_string()).or_default();
+        e.0 += per_node[node.id];
+        e.1 += 1;
+    }
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     println!("{:>10} {:>6} {:>6}  op", "ms/call", "%", "nodes");
     for (op, (t, count)) in &ops {
         if *t / reps * 1e3 < 0.005 {
@@ -362,59 +334,59 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
             count
         );
     }
-    // Matmuls grouped by geometry and kernel ("Mult: m:768 k:3072 n:128 with [fma_mmm_f32_16x6]"
-    // in tract's op info), with the multiply-add rate each reaches: which shapes are slow.
-    let mut by_geometry: Vec<(String, f64, usize, f64)> = Vec::new(); // line, s, nodes, MACs
+}
+
+/// An optimized matmul's geometry and kernels ("m:768 k:3072 n:128 [fma_mmm_f32_16x6]") and
+/// its multiply-adds per call (k × every output element, batched products included).
+fn matmul_geometry(model: &TypedModel, node: &TypedNode) -> Option<(String, f64)> {
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let op = node.op_as::<OptMatMul>()?;
+    let k = op.guess_k()?;
+    let kernels: Vec<&str> = op.mmm.iter().map(|m| m.name()).collect();
+    let label = format!("m:{} k:{k} n:{} {kernels:?}", op.m(), op.n());
+    let outputs = model.outlet_fact(OutletId::new(node.id, 0)).ok()?;
+    let outputs = outputs.shape.as_concrete()?.iter().product::<usize>() as f64;
+    Some((label, k.to_i64().ok()? as f64 * outputs))
+}
+
+fn print_by_geometry(model: &TypedModel, per_node: &[f64], reps: f64) {
+    let nodes_sum: f64 = per_node.iter().sum();
+    let mut by_geometry: Vec<(String, f64, usize, f64)> = Vec::new(); // label, s, nodes, MACs
     for node in model.nodes() {
-        let info = node.op.info().unwrap_or_default();
-        let Some(line) = info.iter().find(|l| l.trim_start().starts_with("Mult: m:")) else {
+        let Some((label, macs)) = matmul_geometry(model, node) else {
             continue;
         };
-        let line = line.trim().to_string();
-        // multiply-adds = k × every output element (batched attention products included).
-        let k: Option<f64> = line
-            .split(" k:")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
-        let outputs: Option<f64> =
-            model
-                .outlet_fact(OutletId::new(node.id, 0))
-                .ok()
-                .and_then(|f| {
-                    f.shape
-                        .as_concrete()
-                        .map(|s| s.iter().product::<usize>() as f64)
-                });
-        let (Some(k), Some(outputs)) = (k, outputs) else {
-            continue;
-        };
-        let macs = k * outputs;
-        match by_geometry.iter_mut().find(|g| g.0 == line) {
+        match by_geometry.iter_mut().find(|g| g.0 == label) {
             Some(g) => {
                 g.1 += per_node[node.id];
                 g.2 += 1;
             }
-            None => by_geometry.push((line, per_node[node.id], 1, macs)),
+            None => by_geometry.push((label, per_node[node.id], 1, macs)),
         }
     }
-    if !by_geometry.is_empty() {
-        by_geometry.sort_by(|a, b| b.1.total_cmp(&a.1));
-        println!("matmuls by geometry (GMAC/s = multiply-adds per second inside the op):");
+    if by_geometry.is_empty() {
+        return;
+    }
+    by_geometry.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("matmuls by geometry (GMAC/s = multiply-adds per second inside the op):");
+    println!(
+        "{:>10} {:>6} {:>6} {:>8}  geometry",
+        "ms/call", "%", "nodes", "GMAC/s"
+    );
+    for (label, t, count, macs) in &by_geometry {
         println!(
-            "{:>10} {:>6} {:>6} {:>8}  geometry",
-            "ms/call", "%", "nodes", "GMAC/s"
+            "{:>10.3} {:>6.1} {:>6} {:>8.1}  {label}",
+            t / reps * 1e3,
+            100.0 * t / nodes_sum,
+            count,
+            macs * *count as f64 * reps / t / 1e9
         );
-        for (line, t, count, macs) in &by_geometry {
-            println!(
-                "{:>10.3} {:>6.1} {:>6} {:>8.1}  {line}",
-                t / reps * 1e3,
-                100.0 * t / nodes_sum,
-                count,
-                macs * *count as f64 * reps / t / 1e9
-            );
-        }
     }
-    let mut heavy: Vec<usize> = (0..n).collect();
+}
+
+fn print_heaviest(model: &TypedModel, per_node: &[f64], reps: f64) {
+    let nodes_sum: f64 = per_node.iter().sum();
+    let mut heavy: Vec<usize> = (0..per_node.len()).collect();
     heavy.sort_by(|a, b| per_node[*b].total_cmp(&per_node[*a]));
     println!("heaviest nodes:");
     for &id in heavy.iter().take(25) {
@@ -436,5 +408,4 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
             println!("{:>18}{line}", "");
         }
     }
-    Ok(())
 }

@@ -1,17 +1,21 @@
 //! `bert-edge`: the device command-line tool. Thin: argument parsing and calls into the
 //! library. See `bert-edge help`.
 
+mod alloc_count;
 mod bench;
 mod encode;
 #[cfg(feature = "serve")]
 mod serve;
 
-use bert_edge::{Error, Flavour, Variant};
-use std::path::PathBuf;
+use bert_edge::{Error, Flavour, LoadOptions, Variant};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `bench` reports allocations per call only in builds with this feature (two atomic adds per
+/// allocation; shipped binaries use the system allocator as is).
+#[cfg(feature = "count-allocs")]
 #[global_allocator]
-static ALLOC: bert_edge::alloc_count::CountingAlloc = bert_edge::alloc_count::CountingAlloc;
+static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 
 const HELP: &str = "\
 bert-edge: BERT-base-chinese on small ARM boards (tract)
@@ -69,6 +73,21 @@ impl ModelArgs {
         })
     }
 
+    /// The load options these arguments ask for.
+    pub fn options(&self) -> LoadOptions {
+        let mut o = LoadOptions::new().f16_compute(self.f16_compute);
+        if let Some(s) = self.seq {
+            o = o.seq(s);
+        }
+        if let Some(v) = self.variant {
+            o = o.variant(v);
+        }
+        if let Some(f) = self.flavour {
+            o = o.flavour(f);
+        }
+        o
+    }
+
     /// Loads the plan, with progress on stderr.
     pub fn load(&self) -> Result<bert_edge::Plan, Error> {
         let t = std::time::Instant::now();
@@ -76,13 +95,7 @@ impl ModelArgs {
             "bert-edge: loading {} (translate + optimize)…",
             self.model.display()
         );
-        let plan = bert_edge::load_model_with(
-            &self.model,
-            self.seq,
-            self.variant,
-            self.flavour,
-            self.f16_compute,
-        )?;
+        let plan = bert_edge::Plan::load(&self.model, &self.options())?;
         let i = plan.info();
         let widened = i.variant == Variant::F16 && !plan.computes_f16();
         eprintln!(
@@ -130,7 +143,7 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
         None => println!("vocab:       (embeds graph: no word-embedding table)"),
     }
     println!("type vocab:  {}", i.type_vocab_size);
-    let model = plan.model();
+    let model = bert_edge::unstable::model(&plan);
     for (ix, o) in model.inputs.iter().enumerate() {
         let f = model.input_fact(ix).map_err(Error::Engine)?;
         println!("input  {ix}:    {} {f:?}", model.node(o.node).name);
@@ -149,16 +162,11 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
 }
 
 #[cfg(feature = "onnx")]
-fn compile(m: &ModelArgs, batch: usize, out: &std::path::Path) -> Result<(), Error> {
-    let mut opts =
-        bert_edge::PlanOptions::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ)).batch(batch);
-    opts.variant = m.variant;
-    opts.flavour = m.flavour;
+fn compile(m: &ModelArgs, batch: usize, out: &Path) -> Result<(), Error> {
+    let opts = m.options().batch(batch);
     let t = std::time::Instant::now();
-    eprintln!("bert-edge: translating {}…", m.model.display());
-    let (model, info) = bert_edge::translate::translate_onnx(&m.model, &opts)?;
-    eprintln!("bert-edge: writing {}…", out.display());
-    bert_edge::save_archive(&model, out)?;
+    eprintln!("bert-edge: translating {} into {}…", m.model.display(), out.display());
+    let info = bert_edge::compile(&m.model, &opts, out)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "bert-edge: wrote {} ({} {} batch {} seq {}, {:.1} MB) in {:.1} s",
@@ -232,6 +240,24 @@ fn run() -> Result<ExitCode, (u8, String)> {
         }
         Some(other) => Err(usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// Where the CLI and the service look for `tokenizer.json`: `explicit` if given, else beside
+/// the model file, else one directory up (`models/base/…` → `models/`), else
+/// `models/tokenizer.json` under the working directory. `None` if none exists.
+pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<PathBuf> {
+    if let Some(t) = explicit {
+        return Some(t.to_path_buf());
+    }
+    let beside = model.parent().map(|d| d.join("tokenizer.json"));
+    let up = model
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("tokenizer.json"));
+    [beside, up, Some(PathBuf::from("models/tokenizer.json"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
 }
 
 fn main() -> ExitCode {

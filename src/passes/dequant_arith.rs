@@ -1,4 +1,4 @@
-//! Fix: express `DequantizeLinearF32` as `Cast → Sub → Mul`, so int8 plans serialize.
+//! Pass: express `DequantizeLinearF32` as `Cast → Sub → Mul`, so int8 plans serialize.
 //!
 //! Why: onnxruntime's quantizer stores the embedding tables as int8 and dequantizes after
 //! the `Gather`; tract 0.23.9 turns that into `DequantizeLinearF32`, which has no NNEF form,
@@ -43,17 +43,41 @@ pub fn apply(model: &mut TypedModel) -> TractResult<usize> {
     Ok(count)
 }
 
-/// Swaps tract-onnx's `DynamicQuantizeLinearU8` for [`crate::runtime::DynQuantU8`] (same
-/// arithmetic, but serializable and free of tract-onnx); returns how many.
-pub fn swap_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
-    let ids: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op.name() == "DynamicQuantizeLinearU8")
-        .map(|n| n.id)
-        .collect();
-    for &id in &ids {
-        model.node_mut(id).op = Box::new(crate::runtime::DynQuantU8);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `u8 table → DequantizeLinearF32`, as tract-onnx types onnxruntime's quantized
+    /// embedding tables.
+    fn dequant_model() -> TractResult<TypedModel> {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", u8::fact([2, 3]))?;
+        let op = DequantizeLinearF32 {
+            scale: 0.05,
+            zero_point: 128,
+        };
+        let y = model.wire_node("deq", op, &[x])?[0];
+        model.select_output_outlets(&[y])?;
+        Ok(model)
     }
-    Ok(ids.len())
+
+    /// Without the pass the model has no NNEF form (no archive); with it, it serializes and
+    /// computes the same values bit for bit.
+    #[test]
+    fn dequantize_becomes_serializable_arithmetic() -> TractResult<()> {
+        let model = dequant_model()?;
+        let err = crate::runtime::archive::nnef()
+            .write_to_tar(&model, Vec::new())
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("No serializer"), "{err:?}");
+        let input = tvec![Tensor::from_shape(&[2, 3], &[0u8, 1, 127, 128, 200, 255])?.into_tvalue()];
+        let before = model.clone().into_runnable()?.run(input.clone())?;
+        let mut rewritten = model;
+        assert_eq!(apply(&mut rewritten)?, 1);
+        assert!(!rewritten.nodes().iter().any(|n| n.op_is::<DequantizeLinearF32>()));
+        crate::runtime::archive::nnef().write_to_tar(&rewritten, Vec::new())?;
+        let after = rewritten.into_runnable()?.run(input)?;
+        assert_eq!(before[0], after[0]);
+        Ok(())
+    }
 }

@@ -1,5 +1,5 @@
-//! `DynQuantU8`: ONNX `DynamicQuantizeLinear` (f32 → u8, scale, zero point) as an op that
-//! lives on the run-time side and has an NNEF form.
+//! Pass: ONNX `DynamicQuantizeLinear` (f32 → u8, scale, zero point) as `DynQuantU8`, an op
+//! that lives on the run-time side and has an NNEF form.
 //!
 //! Why: onnxruntime's dynamic int8 export quantizes every matmul's activations at run time
 //! with `DynamicQuantizeLinear`. tract implements it in tract-onnx (the importer a device
@@ -87,7 +87,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
 }
 
 /// Adds the op's NNEF form to `registry`.
-pub fn register(registry: &mut Registry) {
+pub(crate) fn register(registry: &mut Registry) {
     registry.register_primitive(
         NAME,
         &[TypeName::Scalar.tensor().named("input")],
@@ -99,6 +99,37 @@ pub fn register(registry: &mut Registry) {
         load,
     );
     registry.register_dumper(dump);
+}
+
+/// tract-onnx's op type (`ops::quant::DynamicQuantizeLinearU8`) is private in 0.23.9, so it is
+/// recognised by its name and its signature (one input, three outputs: u8 data, f32 scale, u8
+/// zero point). `tests/passes.rs` checks the swap finds every one in the int8 fixtures, so a
+/// rename in tract fails a test instead of silently leaving tract-onnx's op in the plan.
+#[cfg(feature = "onnx")]
+fn is_onnx_dynamic_quantize(node: &TypedNode) -> bool {
+    let o = &node.outputs;
+    node.op.name() == "DynamicQuantizeLinearU8"
+        && node.inputs.len() == 1
+        && o.len() == 3
+        && o[0].fact.datum_type == u8::datum_type()
+        && o[1].fact.datum_type == f32::datum_type()
+        && o[2].fact.datum_type == u8::datum_type()
+}
+
+/// Swaps tract-onnx's `DynamicQuantizeLinearU8` for [`DynQuantU8`] (same arithmetic, but
+/// serializable and free of tract-onnx); returns how many.
+#[cfg(feature = "onnx")]
+pub fn swap_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
+    let ids: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| is_onnx_dynamic_quantize(n))
+        .map(|n| n.id)
+        .collect();
+    for &id in &ids {
+        model.node_mut(id).op = Box::new(DynQuantU8);
+    }
+    Ok(ids.len())
 }
 
 #[cfg(test)]

@@ -1,62 +1,17 @@
-//! ONNX import: protobuf checks, tract parsing, pinning, fixes, precision, optimization.
+//! Translate time (host, or once at start-up; feature `onnx`): ONNX export → decluttered
+//! tract model with pinned inputs and every import pass applied, then a [`Plan`] or an archive.
+//!
+//! Steps, in order: read the protobuf, check it is a BERT export and detect its flavour and
+//! variant from the graph itself, parse it with tract, pin the input shapes, apply the
+//! passes these exports need ([`crate::passes`]), convert precision if asked, declutter.
 
-use super::fixes;
 use crate::error::{Error, Result};
-use crate::runtime::{Flavour, Plan, PlanInfo, Variant};
+use crate::passes::{dequant_arith, dyn_quant, f16_convert, f16_gemm};
+use crate::runtime::{Flavour, LoadOptions, Plan, PlanInfo, Variant, WordEmbeddings};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
-
-/// How to build a plan from an ONNX export.
-#[derive(Debug, Clone)]
-pub struct PlanOptions {
-    /// Sequence length N every call will use.
-    pub seq: usize,
-    /// Batch size every call will use.
-    pub batch: usize,
-    /// Expected flavour; `None` accepts what the file is.
-    pub flavour: Option<Flavour>,
-    /// Wanted variant; `None` takes the file's own. `F16` from an f32 file uses tract's own
-    /// f32→f16 conversion; every other mismatch is an error.
-    pub variant: Option<Variant>,
-    /// Expected hidden size (from the config the caller uses); `None` accepts the file's.
-    pub hidden_size: Option<usize>,
-    /// Which graph fixes to apply (all by default; tests switch one off to show it matters).
-    pub fixes: fixes::Fixes,
-    /// What an f16 plan computes in (load time only: `compile` keeps f16 in the archive).
-    pub f16_compute: crate::runtime::F16Compute,
-}
-
-impl PlanOptions {
-    /// batch 1, sequence length `seq`, everything else taken from the file.
-    pub fn new(seq: usize) -> Self {
-        PlanOptions {
-            seq,
-            batch: 1,
-            flavour: None,
-            variant: None,
-            hidden_size: None,
-            fixes: fixes::Fixes::default(),
-            f16_compute: Default::default(),
-        }
-    }
-    /// Sets the batch size.
-    pub fn batch(mut self, batch: usize) -> Self {
-        self.batch = batch;
-        self
-    }
-    /// Requires the given flavour.
-    pub fn flavour(mut self, f: Flavour) -> Self {
-        self.flavour = Some(f);
-        self
-    }
-    /// Requires (or converts to) the given variant.
-    pub fn variant(mut self, v: Variant) -> Self {
-        self.variant = Some(v);
-        self
-    }
-}
 
 /// What the graph itself says it is, read from the protobuf before tract parses it.
 #[derive(Debug, Clone)]
@@ -82,8 +37,7 @@ pub struct OnnxFacts {
 const FLOAT16: i32 = 10;
 
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::bad_model(format!("cannot read {}: {e}", path.display())))?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     tract_onnx::onnx()
         .proto_model_for_read(&mut file)
         .map_err(|e| {
@@ -205,24 +159,74 @@ fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
 /// Reads what an ONNX export is (flavour, variant, sizes, ops) without building a plan.
 pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
     let path = path.as_ref();
-    inspect(&read_proto(path)?, path)
+    crate::error::guard("reading the ONNX file", || inspect(&read_proto(path)?, path))
 }
 
 /// ONNX file → decluttered typed model with pinned inputs and every fix applied, plus its
 /// [`PlanInfo`] (also stored in the model's properties). Not yet optimized: this is what an
 /// NNEF archive stores.
-pub fn translate_onnx(
-    path: impl AsRef<Path>,
-    opts: &PlanOptions,
-) -> Result<(TypedModel, PlanInfo)> {
-    let path = path.as_ref();
-    if opts.seq == 0 || opts.batch == 0 {
+pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, PlanInfo)> {
+    let (seq, batch) = (opts.seq_or_default(), opts.batch.unwrap_or(1));
+    if seq == 0 || batch == 0 {
         return Err(Error::bad_input(
             "batch and sequence length must be at least 1",
         ));
     }
     let mut proto = read_proto(path)?;
     let facts = inspect(&proto, path)?;
+    let info = plan_info(&facts, opts, path, seq, batch)?;
+    let variant = info.variant;
+
+    if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
+        f16_gemm::apply(&mut proto);
+    }
+    let onnx = tract_onnx::onnx().with_ignore_value_info(opts.fixes.ignore_value_info);
+    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| {
+        Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display()))
+    })?;
+    let (b, s, h) = (batch, seq, facts.hidden);
+    let first_fact: InferenceFact = match facts.flavour {
+        Flavour::Ids => i64::fact([b, s]).into(),
+        Flavour::Embeds => f32::fact([b, s, h]).into(),
+    };
+    for (name, fact) in [
+        (facts.flavour.input_name(), first_fact),
+        ("attention_mask", i64::fact([b, s]).into()),
+        ("token_type_ids", i64::fact([b, s]).into()),
+    ] {
+        let ix = model
+            .inputs
+            .iter()
+            .position(|o| model.node(o.node).name == name)
+            .ok_or_else(|| Error::bad_model(format!("tract sees no input {name}")))?;
+        model.set_input_fact(ix, fact).map_err(Error::Engine)?;
+    }
+    let mut typed = model.into_typed().map_err(|e| {
+        Error::Engine(e.context(format!(
+            "{}: typing the graph with pinned inputs",
+            path.display()
+        )))
+    })?;
+    if variant == Variant::F16 && facts.variant == Variant::F32 {
+        f16_convert::apply(&mut typed).map_err(Error::Engine)?;
+    }
+    let mut typed = typed.into_decluttered().map_err(Error::Engine)?;
+    if variant == Variant::Int8 {
+        dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
+        dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
+    }
+    info.write_properties(&mut typed);
+    Ok((typed, info))
+}
+
+/// The plan's info from what the file is and what the options ask for; refuses mismatches.
+fn plan_info(
+    facts: &OnnxFacts,
+    opts: &LoadOptions,
+    path: &Path,
+    seq: usize,
+    batch: usize,
+) -> Result<PlanInfo> {
     if let Some(f) = opts.flavour {
         if f != facts.flavour {
             return Err(Error::bad_model(format!(
@@ -253,77 +257,74 @@ pub fn translate_onnx(
         }
     }
     if let Some(max) = facts.max_positions {
-        if opts.seq > max {
+        if seq > max {
             return Err(Error::bad_input(format!(
-                "sequence length {} is over the model's {max} positions",
-                opts.seq
+                "sequence length {seq} is over the model's {max} positions"
             )));
         }
     }
-    let info = PlanInfo {
+    Ok(PlanInfo {
         flavour: facts.flavour,
         variant,
-        batch: opts.batch,
-        seq: opts.seq,
+        batch,
+        seq,
         hidden: facts.hidden,
         vocab_size: facts.vocab_size,
         type_vocab_size: facts.type_vocab_size,
-    };
-
-    if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
-        fixes::f16_gemm::apply(&mut proto);
-    }
-    let onnx = tract_onnx::onnx().with_ignore_value_info(opts.fixes.ignore_value_info);
-    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| {
-        Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display()))
-    })?;
-    let (b, s, h) = (opts.batch, opts.seq, facts.hidden);
-    let first_fact: InferenceFact = match facts.flavour {
-        Flavour::Ids => i64::fact([b, s]).into(),
-        Flavour::Embeds => f32::fact([b, s, h]).into(),
-    };
-    for (name, fact) in [
-        (facts.flavour.input_name(), first_fact),
-        ("attention_mask", i64::fact([b, s]).into()),
-        ("token_type_ids", i64::fact([b, s]).into()),
-    ] {
-        let ix = model
-            .inputs
-            .iter()
-            .position(|o| model.node(o.node).name == name)
-            .ok_or_else(|| Error::bad_model(format!("tract sees no input {name}")))?;
-        model.set_input_fact(ix, fact).map_err(Error::Engine)?;
-    }
-    let mut typed = model.into_typed().map_err(|e| {
-        Error::Engine(e.context(format!(
-            "{}: typing the graph with pinned inputs",
-            path.display()
-        )))
-    })?;
-    if variant == Variant::F16 && facts.variant == Variant::F32 {
-        fixes::f16_convert::apply(&mut typed).map_err(Error::Engine)?;
-    }
-    let mut typed = typed.into_decluttered().map_err(Error::Engine)?;
-    if variant == Variant::Int8 {
-        fixes::dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
-        fixes::dequant_arith::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
-    }
-    info.write_properties(&mut typed);
-    Ok((typed, info))
+    })
 }
 
-/// ONNX file → optimized runnable [`Plan`].
-pub fn load_onnx(path: impl AsRef<Path>, opts: &PlanOptions) -> Result<Plan> {
+/// ONNX file → optimized runnable [`Plan`] (what [`Plan::load`] does for an ONNX file).
+pub(crate) fn load_onnx(path: &Path, opts: &LoadOptions) -> Result<Plan> {
     let _memory = crate::runtime::LoadMemory::begin();
     let (model, info) = translate_onnx(path, opts)?;
     Plan::from_translated(model, info, opts.f16_compute, opts.fixes.fold_int8_sums)
 }
 
-/// Reads the `word_embeddings` table (`[vocab, hidden]`) out of an `input_ids` export, in
-/// f32 whatever the file stores (f16 tables are widened, int8 tables dequantized with the
-/// graph's own scale and zero point).
-pub fn word_embeddings_from_onnx(path: impl AsRef<Path>) -> Result<crate::WordEmbeddings> {
-    let path = path.as_ref();
+/// Translates an ONNX export (as [`Plan::load`] would, with `opts`) and writes it as a
+/// precompiled archive that a device loads without the ONNX importer (`Plan::load` on it).
+/// `out` ending in `.tar` is a plain tar (recommended: faster to load), anything else
+/// tar.gz. Written to a temporary file, synced, then renamed: never a truncated `out`.
+///
+/// ```
+/// use bert_edge::{compile, LoadOptions, Plan};
+/// let out = std::env::temp_dir().join(format!("doc-{}.nnef.tar", std::process::id()));
+/// let info = compile("models/tiny/bert_ids_int8.onnx", &LoadOptions::new().seq(8), &out)?;
+/// let plan = Plan::load(&out, &LoadOptions::new())?;
+/// assert_eq!(plan.info(), &info);
+/// # std::fs::remove_file(&out).ok();
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
+pub fn compile(
+    onnx: impl AsRef<Path>,
+    opts: &LoadOptions,
+    out: impl AsRef<Path>,
+) -> Result<PlanInfo> {
+    crate::error::guard("compiling the model", || {
+        let (model, info) = translate_onnx(onnx.as_ref(), opts)?;
+        crate::runtime::archive::save_archive(&model, out.as_ref())?;
+        Ok(info)
+    })
+}
+
+impl WordEmbeddings {
+    /// Reads the `word_embeddings` table (`[vocab, hidden]`) out of an `input_ids` export, in
+    /// f32 whatever the file stores (f16 tables are widened, int8 tables dequantized with the
+    /// graph's own scale and zero point). Feature `onnx`.
+    ///
+    /// ```
+    /// use bert_edge::WordEmbeddings;
+    /// let table = WordEmbeddings::from_onnx("models/tiny/bert_ids_f32.onnx")?;
+    /// assert_eq!((table.vocab_size(), table.hidden_size()), (21128, 64));
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn from_onnx(path: impl AsRef<Path>) -> Result<WordEmbeddings> {
+        let path = path.as_ref();
+        crate::error::guard("reading word embeddings", || word_embeddings(path))
+    }
+}
+
+fn word_embeddings(path: &Path) -> Result<WordEmbeddings> {
     let proto = read_proto(path)?;
     let g = proto
         .graph
@@ -378,5 +379,5 @@ pub fn word_embeddings_from_onnx(path: impl AsRef<Path>) -> Result<crate::WordEm
             .map_err(Error::Engine)?;
         q.into_iter().map(|x| (x - zero) * scale).collect()
     };
-    crate::WordEmbeddings::new(vocab, hidden, values)
+    WordEmbeddings::new(vocab, hidden, values)
 }

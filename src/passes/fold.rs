@@ -1,4 +1,4 @@
-//! Fix (applied to every optimized plan, ONNX or archive): fold constant chains whose
+//! Pass (applied to every optimized plan, ONNX or archive): fold constant chains whose
 //! *intermediate* is large but whose result is small.
 //!
 //! Why: onnxruntime's dynamic int8 export feeds each `MatMulInteger` weight through a chain
@@ -13,7 +13,7 @@
 //! each quantized EinSum), so the column sums are folded by a pass inside tract's codegen
 //! session (`FoldPass`) and the general walk runs once on the optimized model: on the base
 //! int8 plan it took a call from ~30 s (85 M weights cast to i32 every call) to the figures
-//! in the README.
+//! in docs/performance.md.
 
 use tract_core::internal::*;
 use tract_core::ops::dummy::Dummy;

@@ -1,0 +1,147 @@
+//! `/metrics`: request counts and latency histogram, inference counters, queue gauges
+//! (Prometheus text format).
+
+use super::{lock, Embedding, Failure, Shared};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+pub(super) struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    inferences: AtomicU64,
+    inference_errors: AtomicU64,
+    tokens: AtomicU64,
+    truncated: AtomicU64,
+}
+
+impl Metrics {
+    /// One answered request.
+    pub(super) fn record(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
+        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((endpoint, status)).or_default() += 1;
+        drop(map);
+        let secs = elapsed.as_secs_f64();
+        for (b, le) in self.buckets.iter().zip(BUCKETS) {
+            if secs <= le {
+                b.fetch_add(1, SeqCst);
+            }
+        }
+        self.count.fetch_add(1, SeqCst);
+        self.sum_us.fetch_add(elapsed.as_micros() as u64, SeqCst);
+    }
+
+    /// One text through a worker.
+    pub(super) fn inference_done(&self, res: &Result<Embedding, Failure>) {
+        match res {
+            Ok(e) => {
+                self.inferences.fetch_add(1, SeqCst);
+                self.tokens.fetch_add(e.tokens as u64, SeqCst);
+                self.truncated.fetch_add(e.truncated as u64, SeqCst);
+            }
+            Err(_) => {
+                self.inference_errors.fetch_add(1, SeqCst);
+            }
+        }
+    }
+}
+
+/// The `/metrics` page.
+pub(super) fn metrics_text(s: &Shared) -> String {
+    let mut o = String::new();
+    write_requests(&mut o, &s.metrics);
+    write_gauges(&mut o, s);
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_model_info The model being served.\n# TYPE bert_edge_model_info gauge"
+    );
+    let _ = writeln!(
+        o,
+        "bert_edge_model_info{{model=\"{}\",variant=\"{}\",seq=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
+        s.model_name.replace(['"', '\\', '\n'], "_"),
+        s.variant,
+        s.seq,
+        s.hidden,
+        s.pooling
+    );
+    o
+}
+
+/// Requests by endpoint and status, and the latency histogram.
+fn write_requests(o: &mut String, m: &Metrics) {
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_requests_total HTTP requests answered, by endpoint and status."
+    );
+    let _ = writeln!(o, "# TYPE bert_edge_requests_total counter");
+    for ((ep, st), n) in lock(&m.requests).iter() {
+        let _ = writeln!(
+            o,
+            "bert_edge_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_request_duration_seconds Time from receipt to response."
+    );
+    let _ = writeln!(o, "# TYPE bert_edge_request_duration_seconds histogram");
+    for (b, le) in m.buckets.iter().zip(BUCKETS) {
+        let _ = writeln!(
+            o,
+            "bert_edge_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+            b.load(SeqCst)
+        );
+    }
+    let count = m.count.load(SeqCst);
+    let _ = writeln!(
+        o,
+        "bert_edge_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(
+        o,
+        "bert_edge_request_duration_seconds_sum {}",
+        m.sum_us.load(SeqCst) as f64 / 1e6
+    );
+    let _ = writeln!(o, "bert_edge_request_duration_seconds_count {count}");
+}
+
+/// Queue and worker gauges, inference counters.
+fn write_gauges(o: &mut String, s: &Shared) {
+    let m = &s.metrics;
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
+    let gauges = [
+        ("queue_depth", "Texts waiting for a worker.", load(&s.queued), "gauge"),
+        ("queue_capacity", "Size of the inference queue (--queue).", s.queue_cap as u64, "gauge"),
+        ("workers", "Inference workers.", s.workers as u64, "gauge"),
+        ("workers_busy", "Workers running an inference now.", load(&s.busy), "gauge"),
+        ("inferences_total", "Texts embedded.", m.inferences.load(SeqCst), "counter"),
+        ("inference_errors_total", "Texts that failed.", m.inference_errors.load(SeqCst), "counter"),
+        (
+            "tokens_total",
+            "Tokens run through the model (special tokens included).",
+            m.tokens.load(SeqCst),
+            "counter",
+        ),
+        (
+            "truncated_inputs_total",
+            "Texts truncated to the sequence length.",
+            m.truncated.load(SeqCst),
+            "counter",
+        ),
+    ];
+    for (name, help, v, kind) in gauges {
+        let _ = writeln!(
+            o,
+            "# HELP bert_edge_{name} {help}\n# TYPE bert_edge_{name} {kind}\nbert_edge_{name} {v}"
+        );
+    }
+}

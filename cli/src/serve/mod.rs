@@ -1,0 +1,356 @@
+//! `bert-edge serve`: an HTTP embedding server over one shared plan.
+//!
+//! HTTP library: `tiny_http` (synchronous, pure Rust: ascii, chunked_transfer, httpdate, log; no
+//! TLS unless asked, so no openssl/C and it cross-compiles for aarch64/armv7 as is). Inference
+//! is CPU-bound and blocking, so an async stack (tokio + hyper/axum, several MB and ~100 crates)
+//! would buy nothing here but size and build time on a Pi. Shutdown signals: `signal-hook`
+//! (flags only, no iterator thread).
+//!
+//! Threads:
+//! - main: `recv_timeout` on the server, hands each request to the handler pool through a
+//!   bounded channel (full → 429 right away), watches the SIGTERM/SIGINT flag.
+//! - handlers (`http.rs`): read and check the body (size, JSON, types, limits), reserve room
+//!   for all of the request's texts in the inference queue at once (no room → 429 with
+//!   `Retry-After`), wait for the results, write the response. Only handlers touch sockets.
+//! - workers (`pool.rs`, `--workers`, one `Encoder` each over the shared `Arc<Plan>`): tokenize, run,
+//!   pool, normalize one text at a time from the bounded queue; never do I/O, so a slow client
+//!   can't stall one. A panic in an inference is caught, answered with 500, and the worker
+//!   gets a fresh `Encoder`.
+//!
+//! Shutdown: the flag stops the accept loop; requests already received are still served;
+//! the listener is closed; handlers and workers drain and are joined; exit 0. A second signal
+//! exits at once (status 1).
+//!
+//! Known limit: tiny_http has no socket read timeouts, so a client that sends its body very
+//! slowly keeps one handler busy. Bind to loopback / a trusted LAN or put a reverse proxy in
+//! front when exposing the board.
+
+mod http;
+mod metrics;
+mod pool;
+
+use crate::ModelArgs;
+use bert_edge::heads::Pooling;
+use bert_edge::tokenize::BertTokenizer;
+use bert_edge::{Encoder, Error, Flavour, Plan};
+use metrics::Metrics;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tiny_http::Request;
+
+/// `serve` options (after the shared model options).
+pub struct Options {
+    bind: String,
+    workers: usize,
+    queue: usize,
+    pooling: Pooling,
+    normalize: bool,
+    tokenizer: Option<PathBuf>,
+    max_items: usize,
+    max_text_bytes: usize,
+    max_body: usize,
+    test_delay: Duration,
+}
+
+impl Options {
+    pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let s = |e: pico_args::Error| e.to_string();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let o = Options {
+            bind: args
+                .opt_value_from_str("--bind")
+                .map_err(s)?
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            workers: args
+                .opt_value_from_str("--workers")
+                .map_err(s)?
+                .unwrap_or(cores),
+            queue: args.opt_value_from_str("--queue").map_err(s)?.unwrap_or(64),
+            pooling: crate::opt_parse(args, "--pooling")?.unwrap_or(Pooling::Cls),
+            normalize: args.contains("--normalize"),
+            tokenizer: args.opt_value_from_str("--tokenizer").map_err(s)?,
+            max_items: args
+                .opt_value_from_str("--max-items")
+                .map_err(s)?
+                .unwrap_or(32),
+            max_text_bytes: args
+                .opt_value_from_str("--max-text-bytes")
+                .map_err(s)?
+                .unwrap_or(16 * 1024),
+            max_body: args
+                .opt_value_from_str("--max-body")
+                .map_err(s)?
+                .unwrap_or(1024 * 1024),
+            test_delay: Duration::from_millis(
+                args.opt_value_from_str("--test-delay-ms")
+                    .map_err(s)?
+                    .unwrap_or(0),
+            ),
+        };
+        if o.workers == 0 || o.queue == 0 || o.max_items == 0 || o.max_body == 0 {
+            return Err("--workers, --queue, --max-items and --max-body must be at least 1".into());
+        }
+        Ok(o)
+    }
+}
+
+/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model or one directory up,
+/// else `models/tokenizer.json` (as `encode` looks for it).
+fn find_tokenizer(opts: &Options, model: &Path) -> Option<PathBuf> {
+    crate::locate_tokenizer(opts.tokenizer.as_deref(), model)
+}
+
+/// One text (or text pair) to embed; the worker sends its result to `reply`.
+struct Item {
+    text: String,
+    pair: Option<String>,
+    normalize: bool,
+    index: usize,
+    reply: mpsc::Sender<(usize, Result<Embedding, Failure>)>,
+}
+
+struct Embedding {
+    vector: Vec<f32>,
+    tokens: usize,
+    truncated: bool,
+}
+
+/// An HTTP error answer: status and message.
+#[derive(Debug)]
+struct Failure {
+    status: u16,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self.status {
+            400 | 404 | 405 => "invalid_request_error",
+            413 => "payload_too_large",
+            429 => "overloaded",
+            _ => "server_error",
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::BadInput(m) => Failure::new(400, m),
+            other => Failure::new(500, other.to_string()),
+        }
+    }
+}
+
+/// What handlers and workers share.
+struct Shared {
+    tokenizer: BertTokenizer,
+    seq: usize,
+    hidden: usize,
+    pooling: Pooling,
+    normalize: bool,
+    max_items: usize,
+    max_text_bytes: usize,
+    max_body: usize,
+    queue_cap: usize,
+    /// Texts admitted to the inference queue and not yet taken by a worker.
+    queued: AtomicUsize,
+    busy: AtomicUsize,
+    /// Requests handed to the handler pool and not yet answered.
+    handling: AtomicUsize,
+    workers: usize,
+    model_name: String,
+    variant: String,
+    test_delay: Duration,
+    metrics: Metrics,
+}
+
+impl Shared {
+    /// Reserves `k` queue slots, all or none.
+    fn reserve(&self, k: usize) -> bool {
+        self.queued
+            .fetch_update(SeqCst, SeqCst, |q| {
+                (q + k <= self.queue_cap).then_some(q + k)
+            })
+            .is_ok()
+    }
+}
+
+type Fail = (u8, String);
+
+fn fail(e: impl ToString) -> Fail {
+    (2, e.to_string())
+}
+
+/// `bert-edge serve`: loads, listens, serves until SIGTERM/SIGINT, drains, exits 0.
+pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
+    let (plan, shared) = setup(m, opts)?;
+    let server = tiny_http::Server::http(opts.bind.as_str())
+        .map_err(|e| fail(format!("cannot listen on {}: {e}", opts.bind)))?;
+    // Signals: the first SIGTERM/SIGINT sets `term` (graceful); a second one exits at once.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())
+            .and_then(|_| signal_hook::flag::register(sig, term.clone()))
+            .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
+    }
+    let (job_tx, job_rx) = mpsc::sync_channel::<Item>(opts.queue);
+    let workers = spawn_workers(&shared, &plan, job_rx, opts.workers)?;
+    // More handlers than texts can be admitted (queue + running), so the inference queue's
+    // all-or-none reservation is what answers 429 under load, with `--queue` as the real bound
+    // on waiting work; the hand-off channel only absorbs the moment between a handler finishing
+    // and taking the next request (full → 429 too).
+    let handlers_n = (opts.workers + opts.queue + 4).min(256);
+    let (req_tx, req_rx) = mpsc::sync_channel::<(Request, Instant)>(handlers_n);
+    let handlers = spawn_handlers(&shared, req_rx, job_tx, handlers_n)?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| opts.bind.clone());
+    eprintln!(
+        "bert-edge: listening on http://{addr} ({} workers, queue {}, pooling {}{})",
+        opts.workers,
+        opts.queue,
+        opts.pooling,
+        if opts.normalize { ", normalized" } else { "" }
+    );
+    let dispatcher = http::Dispatcher {
+        shared: &shared,
+        handlers: handlers_n,
+        tx: req_tx,
+    };
+    while !term.load(SeqCst) {
+        match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(rq)) => dispatcher.dispatch(rq, false),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("bert-edge: accept error: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    eprintln!("bert-edge: shutting down: finishing requests in flight");
+    // Requests already read (or being read) when the signal came are served, not dropped.
+    while let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(50)) {
+        dispatcher.dispatch(rq, true);
+    }
+    drop(server); // stop listening
+    drop(dispatcher);
+    handlers.into_iter().chain(workers).for_each(|h| {
+        let _ = h.join();
+    });
+    eprintln!("bert-edge: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tokenizer, plan and the shared state, checked for what the service needs.
+fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail> {
+    let tok_path = find_tokenizer(opts, &m.model)
+        .ok_or_else(|| fail("serve needs a tokenizer.json: pass --tokenizer FILE"))?;
+    let tokenizer = BertTokenizer::from_file(&tok_path).map_err(fail)?;
+    let plan = Arc::new(m.load().map_err(fail)?);
+    let info = plan.info().clone();
+    if info.flavour != Flavour::Ids {
+        return Err(fail(format!(
+            "{} is an inputs_embeds model: serve needs an input_ids model (bert_ids_*.onnx)",
+            m.model.display()
+        )));
+    }
+    if info.batch != 1 {
+        return Err(fail(format!(
+            "serve needs a batch-1 plan, this one has batch {}",
+            info.batch
+        )));
+    }
+    if info.seq < tokenizer.min_len(true) {
+        return Err(fail(format!(
+            "sequence length {} is too short for [CLS] A [SEP] B [SEP]",
+            info.seq
+        )));
+    }
+    let max_items = opts.max_items.min(opts.queue);
+    if max_items < opts.max_items {
+        eprintln!("bert-edge: --max-items lowered to the queue size, {max_items}");
+    }
+    let shared = Arc::new(Shared {
+        tokenizer,
+        seq: info.seq,
+        hidden: info.hidden,
+        pooling: opts.pooling,
+        normalize: opts.normalize,
+        max_items,
+        max_text_bytes: opts.max_text_bytes,
+        max_body: opts.max_body,
+        queue_cap: opts.queue,
+        queued: AtomicUsize::new(0),
+        busy: AtomicUsize::new(0),
+        handling: AtomicUsize::new(0),
+        workers: opts.workers,
+        model_name: m
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        variant: info.variant.to_string(),
+        test_delay: opts.test_delay,
+        metrics: Metrics::default(),
+    });
+    Ok((plan, shared))
+}
+
+fn spawn_workers(
+    shared: &Arc<Shared>,
+    plan: &Arc<Plan>,
+    rx: Receiver<Item>,
+    n: usize,
+) -> Result<Vec<JoinHandle<()>>, Fail> {
+    let rx = Arc::new(Mutex::new(rx));
+    (0..n)
+        .map(|ix| {
+            let encoder = Encoder::new(plan.clone()).map_err(fail)?;
+            let (shared, rx, plan) = (shared.clone(), rx.clone(), plan.clone());
+            std::thread::Builder::new()
+                .name(format!("worker-{ix}"))
+                .spawn(move || pool::worker(&shared, &rx, &plan, encoder))
+                .map_err(|e| fail(format!("cannot start worker: {e}")))
+        })
+        .collect()
+}
+
+/// Idle handlers sleep on the channel; small stacks (serde_json caps JSON nesting at 128).
+fn spawn_handlers(
+    shared: &Arc<Shared>,
+    rx: Receiver<(Request, Instant)>,
+    jobs: SyncSender<Item>,
+    n: usize,
+) -> Result<Vec<JoinHandle<()>>, Fail> {
+    let rx = Arc::new(Mutex::new(rx));
+    (0..n)
+        .map(|ix| {
+            let (shared, rx, jobs) = (shared.clone(), rx.clone(), jobs.clone());
+            std::thread::Builder::new()
+                .name(format!("http-{ix}"))
+                .stack_size(512 * 1024)
+                .spawn(move || http::handler(&shared, &rx, &jobs))
+                .map_err(|e| fail(format!("cannot start handler: {e}")))
+        })
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,63 @@
+//! Every graph rewrite bert-edge applies, one file each with its reason and its test.
+//!
+//! | pass | when | why |
+//! |---|---|---|
+//! | [`f16_gemm`] | ONNX import, f16 files (protobuf level) | tract types an f16 `Gemm`'s coefficients as f32 |
+//! | [`f16_convert`] | ONNX import, `variant(F16)` of an f32 file | tract's f32 → f16 conversion breaks the mask and the reductions |
+//! | [`dequant_arith`] | ONNX import, int8 | `DequantizeLinearF32` has no NNEF form |
+//! | [`dyn_quant`] | ONNX import, int8 | tract-onnx's `DynamicQuantizeLinear` has no NNEF form and lives in the importer |
+//! | [`gelu_nnef`] | archives | `GeluExact` has no NNEF form |
+//! | [`widen_f16`] | every load of an f16 plan on a CPU without f16 arithmetic | f16 emulated per op is 2–4× slower |
+//! | [`fold`] | every load of an int8 plan | tract recomputes the int8 weights' column sums on every call |
+//!
+//! The `ignore_value_info` import option is not a rewrite: it makes tract-onnx skip the
+//! `value_info` shapes the f16/int8 converters leave behind (see [`Fixes`]).
+
+#[cfg(feature = "onnx")]
+pub mod dequant_arith;
+pub mod dyn_quant;
+#[cfg(feature = "onnx")]
+pub mod f16_convert;
+#[cfg(feature = "onnx")]
+pub mod f16_gemm;
+pub mod fold;
+pub mod gelu_nnef;
+pub mod widen_f16;
+
+/// Which import-time rewrites [`crate::Plan::load`] applies. All on by default; a test turns
+/// one off to show what breaks without it.
+///
+/// ```
+/// use bert_edge::unstable::Fixes;
+/// let fixes = Fixes { f16_gemm: false, ..Fixes::default() };
+/// assert!(fixes.ignore_value_info);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixes {
+    /// Ignore the `value_info` the f16/int8 converters leave behind: their symbolic
+    /// shapes (`batch`, `sequence`) clash with pinned input shapes ("Impossible to unify
+    /// Sym(batch) with Val(1)").
+    pub ignore_value_info: bool,
+    /// Make the f16 graph's `Gemm` (pooler dense) stay f16 ([`f16_gemm`]).
+    pub f16_gemm: bool,
+    /// Fold the int8 weights' column sums into constants once ([`fold`]).
+    pub fold_int8_sums: bool,
+}
+
+impl Default for Fixes {
+    fn default() -> Self {
+        Fixes {
+            ignore_value_info: true,
+            f16_gemm: true,
+            fold_int8_sums: true,
+        }
+    }
+}
+
+/// The NNEF registry holding bert-edge's own op forms ([`gelu_nnef`], [`dyn_quant`]).
+pub(crate) fn nnef_registry() -> tract_nnef::internal::Registry {
+    let mut r = tract_nnef::internal::Registry::new("bert_edge");
+    gelu_nnef::register(&mut r);
+    dyn_quant::register(&mut r);
+    r
+}

@@ -1,0 +1,139 @@
+//! How to load a plan: [`LoadOptions`] (a builder) and [`F16Compute`].
+
+use super::plan::{Flavour, Variant};
+use crate::passes::Fixes;
+
+/// Sequence length used for an ONNX export when the options do not say (archives carry theirs).
+pub const DEFAULT_SEQ: usize = 128;
+
+/// How [`crate::Plan::load`] builds a plan. Every setting is optional: an ONNX export gets
+/// batch 1 and sequence length [`DEFAULT_SEQ`] and keeps its own flavour and variant; an
+/// archive keeps the shapes it was compiled for, and a setting that disagrees with it is an
+/// error.
+///
+/// ```
+/// use bert_edge::{F16Compute, LoadOptions, Variant};
+/// let opts = LoadOptions::new()
+///     .seq(32)
+///     .batch(1)
+///     .variant(Variant::F16)
+///     .f16_compute(F16Compute::Native);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub(crate) seq: Option<usize>,
+    pub(crate) batch: Option<usize>,
+    pub(crate) flavour: Option<Flavour>,
+    pub(crate) variant: Option<Variant>,
+    pub(crate) hidden_size: Option<usize>,
+    pub(crate) f16_compute: F16Compute,
+    pub(crate) fixes: Fixes,
+}
+
+impl LoadOptions {
+    /// Everything taken from the file (ONNX: batch 1, sequence length [`DEFAULT_SEQ`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sequence length N of every call (ONNX: pins it; archive: must match).
+    pub fn seq(mut self, seq: usize) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// Batch size of every call (ONNX: pins it; archive: must match).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// Requires an `input_ids` or an `inputs_embeds` graph.
+    pub fn flavour(mut self, flavour: Flavour) -> Self {
+        self.flavour = Some(flavour);
+        self
+    }
+
+    /// Requires this variant. `F16` from an f32 ONNX file converts it (tract's own f32 → f16
+    /// conversion); every other mismatch is an error.
+    pub fn variant(mut self, variant: Variant) -> Self {
+        self.variant = Some(variant);
+        self
+    }
+
+    /// Requires this hidden size (e.g. from the `config.json` the caller uses).
+    pub fn hidden_size(mut self, hidden: usize) -> Self {
+        self.hidden_size = Some(hidden);
+        self
+    }
+
+    /// What an f16 plan computes in (default [`F16Compute::Auto`]).
+    pub fn f16_compute(mut self, f16: F16Compute) -> Self {
+        self.f16_compute = f16;
+        self
+    }
+
+    /// Which graph rewrites the ONNX import applies (all by default). Unstable: for tests that
+    /// show what breaks without one.
+    pub fn unstable_fixes(mut self, fixes: crate::unstable::Fixes) -> Self {
+        self.fixes = fixes;
+        self
+    }
+
+    pub(crate) fn seq_or_default(&self) -> usize {
+        self.seq.unwrap_or(DEFAULT_SEQ)
+    }
+}
+
+/// What an f16 plan computes in.
+///
+/// An f16 export halves the weights (download, flash, RAM). Whether it should also
+/// *compute* in f16 depends on the CPU: a Pi 5 (cortex-a76) has f16 arithmetic and tract has
+/// kernels for it; x86_64 and the Pi 4's cortex-a72 / Pi 3's a53 do not, and tract then
+/// converts around every op (2× slower on x86, ~4× the instructions on a72).
+///
+/// ```
+/// use bert_edge::F16Compute;
+/// assert_eq!("auto".parse::<F16Compute>()?, F16Compute::Auto);
+/// assert!(F16Compute::F32.widens());
+/// assert!(!F16Compute::Native.widens());
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum F16Compute {
+    /// [`F16Compute::F32`] where the running CPU has no f16 arithmetic (x86_64, cortex-a72,
+    /// a53), native f16 where it has (cortex-a76 / Pi 5).
+    #[default]
+    Auto,
+    /// Compute in f16 as the file says (tract emulates it where the CPU cannot).
+    Native,
+    /// Widen the f16 weights to f32 at load and compute in f32 (f32 speed, 2× the memory,
+    /// accuracy at least f16's).
+    F32,
+}
+
+impl F16Compute {
+    /// Whether an f16 plan is widened to f32 on the running CPU.
+    pub fn widens(self) -> bool {
+        match self {
+            F16Compute::Auto => !tract_core::internal::tract_linalg::has_fp16(),
+            F16Compute::Native => false,
+            F16Compute::F32 => true,
+        }
+    }
+}
+
+impl std::str::FromStr for F16Compute {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "auto" => Ok(F16Compute::Auto),
+            "native" | "f16" => Ok(F16Compute::Native),
+            "f32" => Ok(F16Compute::F32),
+            _ => Err(crate::Error::bad_input(format!(
+                "f16 compute must be auto, native or f32, not {s:?}"
+            ))),
+        }
+    }
+}

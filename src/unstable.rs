@@ -1,0 +1,41 @@
+//! **Unstable**: tract-facing internals, for the CLI's `info`/`bench --profile`, tests and
+//! experiments. Everything here may change with any tract upgrade (tract's own types appear
+//! in these signatures); nothing else in the crate exposes a tract type.
+
+pub use crate::passes::dyn_quant::DynQuantU8;
+pub use crate::passes::Fixes;
+#[cfg(feature = "onnx")]
+pub use crate::translate::{inspect_onnx, translate_onnx, OnnxFacts};
+pub use tract_core;
+
+use crate::error::Result;
+use crate::{Plan, PlanInfo};
+use std::path::Path;
+use tract_core::prelude::TypedModel;
+
+/// The tract version this crate is built against; archives record it.
+pub const TRACT_VERSION: &str = crate::runtime::archive::TRACT_VERSION;
+
+/// The optimized tract model behind a plan (op histogram, facts, profiling).
+pub fn model(plan: &Plan) -> &TypedModel {
+    plan.runnable.model()
+}
+
+/// tract's NNEF framework with every registry a bert-edge archive needs.
+pub fn nnef() -> tract_nnef::framework::Nnef {
+    crate::runtime::archive::nnef()
+}
+
+/// Writes a translated model (from [`translate_onnx`]) as an archive, as `compile` does.
+pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
+    crate::runtime::archive::save_archive(model, path.as_ref())
+}
+
+/// Optimizes a translated model into a plan, as a load does (with the column-sum fold).
+pub fn plan_from_translated(
+    model: TypedModel,
+    info: PlanInfo,
+    f16: crate::F16Compute,
+) -> Result<Plan> {
+    Plan::from_translated(model, info, f16, true)
+}
