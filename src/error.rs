@@ -34,6 +34,14 @@ pub enum Error {
     },
     /// tract failed (or panicked) while translating or running a model that looked valid.
     Engine(anyhow::Error),
+    /// Loading the model would need more memory than the system has available (checked
+    /// before the load starts, so the process is not killed halfway by the OOM killer).
+    OutOfMemory {
+        /// Estimated peak of the load, in MiB.
+        need_mb: u64,
+        /// What the system (or the cgroup) has available, in MiB.
+        available_mb: u64,
+    },
 }
 
 /// `Result` with the crate's [`Error`].
@@ -61,6 +69,15 @@ impl fmt::Display for Error {
             Error::BadModel(m) => write!(f, "bad model: {m}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Engine(e) => write!(f, "engine error: {e:#}"),
+            Error::OutOfMemory {
+                need_mb,
+                available_mb,
+            } => write!(
+                f,
+                "out of memory: loading this model needs about {need_mb} MiB, only \
+                 {available_mb} MiB are available (a Raspberry Pi 3 has 1 GB in all: use an int8 \
+                 or f16 archive there)"
+            ),
         }
     }
 }

@@ -30,7 +30,9 @@ impl std::str::FromStr for Pooling {
         match s {
             "cls" => Ok(Pooling::Cls),
             "mean" => Ok(Pooling::Mean),
-            _ => Err(Error::bad_input(format!("unknown pooling {s:?} (cls | mean)"))),
+            _ => Err(Error::bad_input(format!(
+                "unknown pooling {s:?} (cls | mean)"
+            ))),
         }
     }
 }

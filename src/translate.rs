@@ -159,7 +159,9 @@ fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
 /// Reads what an ONNX export is (flavour, variant, sizes, ops) without building a plan.
 pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
     let path = path.as_ref();
-    crate::error::guard("reading the ONNX file", || inspect(&read_proto(path)?, path))
+    crate::error::guard("reading the ONNX file", || {
+        inspect(&read_proto(path)?, path)
+    })
 }
 
 /// ONNX file → decluttered typed model with pinned inputs and every fix applied, plus its

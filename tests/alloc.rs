@@ -1,20 +1,52 @@
 //! Zero heap allocations in the crate's own code per steady-state call.
 //!
 //! A counting global allocator counts everything the process allocates. For each plan we
-//! count (a) a full `Encoder::run_ids` / `run_embeds` call and (b) tract's own
+//! count (a) a full `Encoder::run` call and (b) tract's own
 //! `state.run` on the same optimized model with the same inputs. The crate's share,
 //! (a) − (b), must be zero; (b) is what tract allocates per call and is printed.
 //! One #[test] only: the counter is process-wide.
 
 mod common;
-use bert_edge::alloc_count::{snapshot, CountingAlloc};
-use bert_edge::{load_onnx, Encoder, Flavour, PlanOptions};
+use bert_edge::{unstable, Encoder, Input};
 use common::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tract_core::prelude::*;
 
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator, counting allocations (and reallocations) and their bytes.
+struct CountingAlloc;
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        COUNT.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        COUNT.fetch_add(1, Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        COUNT.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size as u64, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
 #[global_allocator]
 static A: CountingAlloc = CountingAlloc;
+
+fn snapshot() -> (u64, u64) {
+    (COUNT.load(Relaxed), BYTES.load(Relaxed))
+}
 
 fn per_call(reps: u64, mut f: impl FnMut()) -> (u64, u64) {
     f();
@@ -36,31 +68,34 @@ fn no_allocation_in_crate_code_per_call() {
         ("ids", "int8"),
         ("ids", "f16"),
     ] {
-        let plan = Arc::new(load_onnx(model(flavour, variant), &PlanOptions::new(seq)).unwrap());
+        let plan = Arc::new(load(&model(flavour, variant), seq, 1));
         let mut enc = Encoder::new(plan.clone()).unwrap();
-        let n = plan.tokens_len();
+        let n = seq;
         let ids: Vec<i64> = (0..n as i64).map(|i| 101 + i * 13).collect();
         let mask = vec![1i64; n];
         let types = vec![0i64; n];
-        let embeds = vec![0.01f32; plan.hidden_len()];
-        let mut hidden = vec![0f32; plan.hidden_len()];
-        let mut pooled = vec![0f32; plan.pooled_len()];
-        let is_ids = plan.info().flavour == Flavour::Ids;
-
-        let (crate_and_tract, bytes_total) = per_call(20, || {
-            if is_ids {
-                enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled)
-                    .unwrap();
-            } else {
-                enc.run_embeds(&embeds, &mask, &types, &mut hidden, &mut pooled)
-                    .unwrap();
+        let embeds = vec![0.01f32; n * plan.info().hidden];
+        let mut out = plan.outputs();
+        let input = if flavour == "ids" {
+            Input::Ids {
+                input_ids: &ids,
+                attention_mask: &mask,
+                token_type_ids: &types,
             }
-        });
+        } else {
+            Input::Embeds {
+                inputs_embeds: &embeds,
+                attention_mask: &mask,
+                token_type_ids: &types,
+            }
+        };
+
+        let (crate_and_tract, bytes_total) = per_call(20, || enc.run(input, &mut out).unwrap());
 
         // tract alone, same model and inputs, inputs prepared outside the count.
-        let raw = plan.model().clone().into_runnable().unwrap();
+        let model = unstable::model(&plan);
+        let raw = model.clone().into_runnable().unwrap();
         let mut state = raw.spawn().unwrap();
-        let model = plan.model();
         let input = |name: &str| -> TValue {
             let t: Tensor = match name {
                 "input_ids" => tract_ndarray::Array2::from_shape_vec((1, seq), ids.clone())

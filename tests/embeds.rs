@@ -3,19 +3,18 @@
 //! And padding invariance: padding a sentence does not change its real tokens' states.
 
 mod common;
-use bert_edge::{load_onnx, word_embeddings_from_onnx, Encoder, PlanOptions};
+use bert_edge::{Encoder, WordEmbeddings};
 use common::*;
 use std::sync::Arc;
 
 fn encoder(file: &std::path::Path, seq: usize, batch: usize) -> Encoder {
-    let plan = load_onnx(file, &PlanOptions::new(seq).batch(batch)).unwrap();
-    Encoder::new(Arc::new(plan)).unwrap()
+    Encoder::new(Arc::new(load(file, seq, batch))).unwrap()
 }
 
 #[test]
 fn ids_path_equals_embeds_path_fed_word_embeddings() {
     let dir = tiny();
-    let table = word_embeddings_from_onnx(model("ids", "f32")).unwrap();
+    let table = WordEmbeddings::from_onnx(model("ids", "f32")).unwrap();
     assert_eq!(table.vocab_size(), 21128);
     for case in cases(&dir).cases.iter().filter(|c| c.flavour == "ids") {
         let ids = read_i64(&dir, &case.inputs["input_ids"]);
@@ -23,13 +22,8 @@ fn ids_path_equals_embeds_path_fed_word_embeddings() {
         let types = read_i64(&dir, &case.inputs["token_type_ids"]);
         let mut ids_enc = encoder(&model("ids", "f32"), case.seq, case.batch);
         let mut emb_enc = encoder(&model("embeds", "f32"), case.seq, case.batch);
-        let n = ids_enc.plan().hidden_len();
-        let (mut h1, mut p1) = (vec![0f32; n], vec![0f32; ids_enc.plan().pooled_len()]);
-        let (mut h2, mut p2) = (h1.clone(), p1.clone());
-        ids_enc
-            .run_ids(&ids, &mask, &types, &mut h1, &mut p1)
-            .unwrap();
-        let mut embeds = vec![0f32; n];
+        let (h1, p1) = run_ids(&mut ids_enc, &ids, &mask, &types).unwrap();
+        let mut embeds = vec![0f32; h1.len()];
         table.lookup_into(&ids, &mut embeds).unwrap();
         // The lookup is the same table PyTorch used for the committed embeds reference.
         let want_embeds = read_f32(
@@ -47,9 +41,7 @@ fn ids_path_equals_embeds_path_fed_word_embeddings() {
             "{}: lookup differs from PyTorch's",
             case.name
         );
-        emb_enc
-            .run_embeds(&embeds, &mask, &types, &mut h2, &mut p2)
-            .unwrap();
+        let (h2, p2) = run_embeds(&mut emb_enc, &embeds, &mask, &types).unwrap();
         let (dh, dp) = (max_abs(&h1, &h2), max_abs(&p1, &p2));
         eprintln!(
             "{}: ids vs embeds max abs hidden {dh:.2e} pooled {dp:.2e}",
@@ -62,25 +54,18 @@ fn ids_path_equals_embeds_path_fed_word_embeddings() {
 #[test]
 fn edited_embeddings_change_the_output() {
     // The embeds path really uses what the caller gives: edit one token's vector.
-    let table = word_embeddings_from_onnx(model("ids", "f32")).unwrap();
+    let table = WordEmbeddings::from_onnx(model("ids", "f32")).unwrap();
     let ids = [101i64, 2769, 4263, 2110, 739, 102, 0, 0];
     let mask = [1i64, 1, 1, 1, 1, 1, 0, 0];
     let types = [0i64; 8];
     let mut enc = encoder(&model("embeds", "f32"), 8, 1);
-    let mut embeds = vec![0f32; enc.plan().hidden_len()];
+    let mut embeds = vec![0f32; 8 * table.hidden_size()];
     table.lookup_into(&ids, &mut embeds).unwrap();
-    let (mut h1, mut p1) = (
-        vec![0f32; embeds.len()],
-        vec![0f32; enc.plan().pooled_len()],
-    );
-    let (mut h2, mut p2) = (h1.clone(), p1.clone());
-    enc.run_embeds(&embeds, &mask, &types, &mut h1, &mut p1)
-        .unwrap();
+    let (_, p1) = run_embeds(&mut enc, &embeds, &mask, &types).unwrap();
     let h = table.hidden_size();
     let learn = table.row(3300).unwrap().to_vec();
     embeds[3 * h..4 * h].copy_from_slice(&learn);
-    enc.run_embeds(&embeds, &mask, &types, &mut h2, &mut p2)
-        .unwrap();
+    let (_, p2) = run_embeds(&mut enc, &embeds, &mask, &types).unwrap();
     assert!(
         max_abs(&p1, &p2) > 1e-4,
         "editing an embedding must change the pooled output"
@@ -92,19 +77,14 @@ fn padding_does_not_change_real_tokens() {
     let ids = [101i64, 2769, 4263, 2110, 739, 102];
     let h = 64;
     let mut short = encoder(&model("ids", "f32"), 6, 1);
-    let (mut hs, mut ps) = (vec![0f32; 6 * h], vec![0f32; h]);
-    short
-        .run_ids(&ids, &[1i64; 6], &[0i64; 6], &mut hs, &mut ps)
-        .unwrap();
+    let (hs, ps) = run_ids(&mut short, &ids, &[1i64; 6], &[0i64; 6]).unwrap();
     for n in [8usize, 32, 128] {
         let mut long = encoder(&model("ids", "f32"), n, 1);
         let mut pid = vec![0i64; n];
         pid[..6].copy_from_slice(&ids);
         let mut mask = vec![0i64; n];
         mask[..6].fill(1);
-        let (mut hl, mut pl) = (vec![0f32; n * h], vec![0f32; h]);
-        long.run_ids(&pid, &mask, &vec![0i64; n], &mut hl, &mut pl)
-            .unwrap();
+        let (hl, pl) = run_ids(&mut long, &pid, &mask, &vec![0i64; n]).unwrap();
         let d = max_abs(&hs, &hl[..6 * h]);
         let dp = max_abs(&ps, &pl);
         eprintln!("padded to {n}: real-token max abs {d:.2e}, pooled {dp:.2e}");

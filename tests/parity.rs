@@ -4,7 +4,7 @@
 //! The same checks on the generated base model: `cargo test --release --test parity -- --ignored`.
 
 mod common;
-use bert_edge::{load_onnx, F16Compute, PlanOptions, Variant};
+use bert_edge::{F16Compute, LoadOptions, Plan, Variant};
 use common::*;
 use std::path::Path;
 
@@ -25,7 +25,7 @@ fn check_variant_with(
     check: impl Fn(&str, &Outcome),
 ) {
     let cases = cases(dir);
-    let mut n = 0;
+    let mut covered = std::collections::BTreeSet::new();
     for case in &cases.cases {
         let file = dir.join(format!("bert_{}_{file_variant}.onnx", case.flavour));
         let o = run_reference_case_with(dir, case, &file, plan_variant, f16);
@@ -35,9 +35,19 @@ fn check_variant_with(
             o.hidden_max_abs, o.hidden_cos, o.pooled_max_abs, o.pooled_cos
         );
         check(&label, &o);
-        n += 1;
+        covered.insert((case.flavour.clone(), case.seq, case.batch));
     }
-    assert_eq!(n, cases.cases.len());
+    // The reference set must exercise both flavours at short, medium and long lengths and a
+    // padded batch: a cases.json that lost some would otherwise pass with fewer checks.
+    for flavour in ["ids", "embeds"] {
+        for (seq, batch) in [(8, 1), (32, 1), (128, 1), (32, 3)] {
+            assert!(
+                covered.contains(&(flavour.to_string(), seq, batch)),
+                "{}: no {flavour} case at seq {seq} batch {batch} was checked",
+                dir.display()
+            );
+        }
+    }
 }
 
 fn f32_ok(label: &str, o: &Outcome) {
@@ -100,17 +110,21 @@ fn f16_native_and_widened_compute_match_pytorch() {
 #[test]
 fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
     for (file, variant) in [("f16", None), ("f32", Some(Variant::F16))] {
-        let mut opts = PlanOptions::new(8);
-        opts.variant = variant;
-        opts.f16_compute = F16Compute::F32;
-        let wide = load_onnx(model("ids", file), &opts).unwrap();
+        let mut opts = LoadOptions::new().seq(8);
+        if let Some(v) = variant {
+            opts = opts.variant(v);
+        }
+        let wide = Plan::load(
+            model("ids", file),
+            &opts.clone().f16_compute(F16Compute::F32),
+        )
+        .unwrap();
         assert_eq!(wide.info().variant, Variant::F16);
         assert!(
             !wide.computes_f16(),
             "{file}: widened plan still has f16 tensors"
         );
-        opts.f16_compute = F16Compute::Native;
-        let native = load_onnx(model("ids", file), &opts).unwrap();
+        let native = Plan::load(model("ids", file), &opts.f16_compute(F16Compute::Native)).unwrap();
         assert!(
             native.computes_f16(),
             "{file}: native plan has no f16 tensor"

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use bert_edge::error::Error;
-use bert_edge::tokenize::{BertTokenizer, Encoded};
+use bert_edge::tokenize::BertTokenizer;
+use bert_edge::{Error, Inputs as Encoded};
 use serde_json::Value;
 
 /// The corpus must hold at least this many distinct inputs, each at N = 32 and N = 128.
@@ -72,6 +72,7 @@ fn golden_parity_with_python_tokenizers() {
             input_ids: ints(&case["ids"]),
             attention_mask: ints(&case["attention_mask"]),
             token_type_ids: ints(&case["type_ids"]),
+            inputs_embeds: Vec::new(),
         };
         let want_real = want.attention_mask.iter().filter(|&&m| m == 1).count();
         // Path 1: fresh buffers.
@@ -89,8 +90,8 @@ fn golden_parity_with_python_tokenizers() {
             e
         });
         match tok.encode_into(a, b, buf) {
-            Ok(real) if *buf == want && real == want_real => {}
-            Ok(real) => failures.push(format!("{what}: encode_into differs (real={real})")),
+            Ok(done) if *buf == want && done.tokens == want_real => {}
+            Ok(done) => failures.push(format!("{what}: encode_into differs ({done:?})")),
             Err(e) => failures.push(format!("{what}: encode_into error {e}")),
         }
         compared += 1;
@@ -142,8 +143,23 @@ fn wo_ai_xuexi_at_8() {
 fn pair_layout() {
     let tok = tok();
     let mut out = Encoded::new(12);
-    let real = tok.encode_into("我爱学习", Some("学习"), &mut out).unwrap();
-    assert_eq!(real, 9);
+    let done = tok.encode_into("我爱学习", Some("学习"), &mut out).unwrap();
+    assert_eq!(done.tokens, 9);
+    assert!(!done.truncated);
+    // Cut to 6 (longest_first: the longer text loses its tail first): reported as truncated.
+    let mut short = Encoded::new(6);
+    let cut = tok
+        .encode_into("我爱学习", Some("学习"), &mut short)
+        .unwrap();
+    assert_eq!((cut.tokens, cut.truncated), (6, true));
+    assert_eq!(short.input_ids, [101, 2769, 4263, 102, 2110, 102]);
+    // Exactly full is not truncated.
+    let mut exact = Encoded::new(9);
+    assert!(
+        !tok.encode_into("我爱学习", Some("学习"), &mut exact)
+            .unwrap()
+            .truncated
+    );
     assert_eq!(
         out.input_ids,
         [101, 2769, 4263, 2110, 739, 102, 2110, 739, 102, 0, 0, 0]
@@ -277,7 +293,8 @@ fn check_invariants(tok: &BertTokenizer, a: &str, b: Option<&str>, n: usize) {
     let mut out = Encoded::new(n);
     let real = tok
         .encode_into(a, b, &mut out)
-        .unwrap_or_else(|e| panic!("n={n} {:?}: {e}", a.chars().take(20).collect::<String>()));
+        .unwrap_or_else(|e| panic!("n={n} {:?}: {e}", a.chars().take(20).collect::<String>()))
+        .tokens;
     assert!(real >= tok.min_len(b.is_some()) && real <= n);
     assert_eq!(out.input_ids[0], 101);
     assert_eq!(out.input_ids[real - 1], 102);

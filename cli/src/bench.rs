@@ -151,7 +151,14 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     enc.run(inputs.as_input(), &mut out)?;
     let first_s = t1.elapsed().as_secs_f64();
     if o.stdin {
-        return serve_stdin(&plan, &mut enc, &inputs, &mut out, (load_s, first_s), o.threads);
+        return serve_stdin(
+            &plan,
+            &mut enc,
+            &inputs,
+            &mut out,
+            (load_s, first_s),
+            o.threads,
+        );
     }
     for _ in 0..o.warmup {
         enc.run(inputs.as_input(), &mut out)?;

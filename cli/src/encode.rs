@@ -119,7 +119,10 @@ fn one_line(
         if flavour == Flavour::Embeds {
             return Err("this is an inputs_embeds model: give \"inputs_embeds\", not text".into());
         }
-        real = tok.encode_into(t, pair, inputs).map_err(|e| e.to_string())?.tokens;
+        real = tok
+            .encode_into(t, pair, inputs)
+            .map_err(|e| e.to_string())?
+            .tokens;
     } else if let Some(ids) = obj.get("input_ids") {
         if flavour != Flavour::Ids {
             return Err("this is an inputs_embeds model: \"input_ids\" are not accepted".into());
@@ -136,7 +139,9 @@ fn one_line(
     } else {
         return Err("a line needs \"text\", \"input_ids\" or \"inputs_embeds\"".into());
     }
-    encoder.run(inputs.as_input(), out).map_err(|e| e.to_string())?;
+    encoder
+        .run(inputs.as_input(), out)
+        .map_err(|e| e.to_string())?;
     Ok(real)
 }
 

@@ -165,7 +165,11 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
 fn compile(m: &ModelArgs, batch: usize, out: &Path) -> Result<(), Error> {
     let opts = m.options().batch(batch);
     let t = std::time::Instant::now();
-    eprintln!("bert-edge: translating {} into {}…", m.model.display(), out.display());
+    eprintln!(
+        "bert-edge: translating {} into {}…",
+        m.model.display(),
+        out.display()
+    );
     let info = bert_edge::compile(&m.model, &opts, out)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(

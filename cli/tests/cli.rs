@@ -1,5 +1,6 @@
 //! The `bert-edge` binary end to end: encode (text, ids, embeds, bad lines), info, exit codes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::Value;
@@ -125,9 +126,13 @@ fn bad_model_path_is_one_message_and_exit_2() {
     let (code, lines, err) = bert_edge(&["encode", "--model", "/nonexistent.onnx"], b"");
     assert_eq!(code, 2);
     assert!(lines.is_empty());
-    assert!(err.contains("no model file"), "{err}");
+    assert!(
+        err.contains("/nonexistent.onnx: No such file or directory"),
+        "{err}"
+    );
     let (code, _, err) = bert_edge(&["encode", "--model", "models/tokenizer.json"], b"");
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not an ONNX model"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -6,9 +6,10 @@
 //! malformed requests can be sent as well. Every socket has timeouts; every wait is bounded.
 #![cfg(all(feature = "serve", feature = "onnx"))]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use bert_edge::tokenize::BertTokenizer;
-use bert_edge::{load_model, Encoder};
+use bert_edge::Encoder;
 use common::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -229,7 +230,7 @@ struct Reference {
 
 impl Reference {
     fn new() -> Reference {
-        let plan = Arc::new(load_model(model("ids", "f32"), Some(SEQ), None, None).unwrap());
+        let plan = Arc::new(load(&model("ids", "f32"), SEQ, 1));
         let hidden = plan.info().hidden;
         let tok = BertTokenizer::from_file(root().join("models/tokenizer.json")).unwrap();
         Reference {
@@ -243,17 +244,13 @@ impl Reference {
     fn embed(&mut self, text: &str, pair: Option<&str>) -> (Vec<f32>, Vec<f32>, usize) {
         let e = self.tok.encode(text, pair, SEQ).unwrap();
         let real = e.attention_mask.iter().filter(|&&m| m == 1).count();
-        let mut last = vec![0f32; SEQ * self.hidden];
-        let mut pooled = vec![0f32; self.hidden];
-        self.enc
-            .run_ids(
-                &e.input_ids,
-                &e.attention_mask,
-                &e.token_type_ids,
-                &mut last,
-                &mut pooled,
-            )
-            .unwrap();
+        let (last, pooled) = run_ids(
+            &mut self.enc,
+            &e.input_ids,
+            &e.attention_mask,
+            &e.token_type_ids,
+        )
+        .unwrap();
         let mut mean = vec![0f32; self.hidden];
         for t in 0..real {
             for (m, v) in mean

@@ -70,11 +70,15 @@ mod tests {
             .write_to_tar(&model, Vec::new())
             .unwrap_err();
         assert!(format!("{err:?}").contains("No serializer"), "{err:?}");
-        let input = tvec![Tensor::from_shape(&[2, 3], &[0u8, 1, 127, 128, 200, 255])?.into_tvalue()];
+        let input =
+            tvec![Tensor::from_shape(&[2, 3], &[0u8, 1, 127, 128, 200, 255])?.into_tvalue()];
         let before = model.clone().into_runnable()?.run(input.clone())?;
         let mut rewritten = model;
         assert_eq!(apply(&mut rewritten)?, 1);
-        assert!(!rewritten.nodes().iter().any(|n| n.op_is::<DequantizeLinearF32>()));
+        assert!(!rewritten
+            .nodes()
+            .iter()
+            .any(|n| n.op_is::<DequantizeLinearF32>()));
         crate::runtime::archive::nnef().write_to_tar(&rewritten, Vec::new())?;
         let after = rewritten.into_runnable()?.run(input)?;
         assert_eq!(before[0], after[0]);

@@ -86,8 +86,12 @@ mod tests {
 
     fn run(model: TypedModel) -> TractResult<Vec<f32>> {
         let dt = |ix: usize| -> TractResult<DatumType> { Ok(model.input_fact(ix)?.datum_type) };
-        let mask = tensor2(&[[1f32, 1.0, 0.0, 0.0]]).cast_to_dt(dt(0)?)?.into_owned();
-        let scores = tensor2(&[[0.5f32, -1.0, 2.0, 0.25]]).cast_to_dt(dt(1)?)?.into_owned();
+        let mask = tensor2(&[[1f32, 1.0, 0.0, 0.0]])
+            .cast_to_dt(dt(0)?)?
+            .into_owned();
+        let scores = tensor2(&[[0.5f32, -1.0, 2.0, 0.25]])
+            .cast_to_dt(dt(1)?)?
+            .into_owned();
         let inputs = tvec![mask.into_tvalue(), scores.into_tvalue()];
         let out = model.into_runnable()?.run(inputs)?;
         let out = out[0].cast_to::<f32>()?;
@@ -99,8 +103,12 @@ mod tests {
     #[test]
     fn the_mask_survives_the_conversion() -> TractResult<()> {
         let mut plain = mask_model()?;
-        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type()).transform(&mut plain)?;
-        assert!(run(plain)?[0].is_nan(), "expected the unclamped conversion to give NaN");
+        FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type())
+            .transform(&mut plain)?;
+        assert!(
+            run(plain)?[0].is_nan(),
+            "expected the unclamped conversion to give NaN"
+        );
         let mut model = mask_model()?;
         apply(&mut model)?;
         let out = run(model)?;

@@ -150,7 +150,12 @@ mod tests {
 
     /// `y = x · wᵀ + b` as a torch `Linear` exports it (`Gemm`, transB = 1), all in f16.
     fn linear_f16() -> pb::ModelProto {
-        let mut gemm = node("gemm".into(), "Gemm", vec!["x".into(), "w".into(), "b".into()], "y".into());
+        let mut gemm = node(
+            "gemm".into(),
+            "Gemm",
+            vec!["x".into(), "w".into(), "b".into()],
+            "y".into(),
+        );
         gemm.attribute.push(pb::AttributeProto {
             name: "transB".into(),
             r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -179,10 +184,18 @@ mod tests {
     }
 
     fn run(proto: &pb::ModelProto) -> TractResult<Vec<f32>> {
-        let model = tract_onnx::onnx().model_for_proto_model(proto)?.into_typed()?;
-        let x = tensor2(&[[1f32, 2.0, -1.0, 0.5]]).cast_to::<f16>()?.into_owned();
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(proto)?
+            .into_typed()?;
+        let x = tensor2(&[[1f32, 2.0, -1.0, 0.5]])
+            .cast_to::<f16>()?
+            .into_owned();
         let y = model.into_runnable()?.run(tvec![x.into_tvalue()])?;
-        anyhow::ensure!(y[0].datum_type() == f16::datum_type(), "y is {:?}", y[0].datum_type());
+        anyhow::ensure!(
+            y[0].datum_type() == f16::datum_type(),
+            "y is {:?}",
+            y[0].datum_type()
+        );
         let y = y[0].cast_to::<f32>()?;
         Ok(y.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
     }
@@ -192,10 +205,20 @@ mod tests {
     #[test]
     fn f16_gemm_stays_f16() {
         let proto = linear_f16();
-        assert!(run(&proto).is_err(), "tract 0.23.9 is expected to fail on an f16 Gemm");
+        assert!(
+            run(&proto).is_err(),
+            "tract 0.23.9 is expected to fail on an f16 Gemm"
+        );
         let mut fixed = proto.clone();
         assert_eq!(apply(&mut fixed), 1);
-        let ops: Vec<&str> = fixed.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+        let ops: Vec<&str> = fixed
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
         assert_eq!(ops, ["Transpose", "MatMul", "Add"]);
         let y = run(&fixed).expect("the rewritten graph runs in f16");
         // x · wᵀ + b, rows of w: [-1, -0.75, -0.5, -0.25], [0, .25, .5, .75], [1, 1.25, 1.5, 1.75]

@@ -38,9 +38,9 @@ pub struct Fixes {
     /// shapes (`batch`, `sequence`) clash with pinned input shapes ("Impossible to unify
     /// Sym(batch) with Val(1)").
     pub ignore_value_info: bool,
-    /// Make the f16 graph's `Gemm` (pooler dense) stay f16 ([`f16_gemm`]).
+    /// Make the f16 graph's `Gemm` (pooler dense) stay f16 (`src/passes/f16_gemm.rs`).
     pub f16_gemm: bool,
-    /// Fold the int8 weights' column sums into constants once ([`fold`]).
+    /// Fold the int8 weights' column sums into constants once (`src/passes/fold.rs`).
     pub fold_int8_sums: bool,
 }
 

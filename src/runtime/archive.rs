@@ -75,16 +75,23 @@ pub(crate) fn save_archive(model: &TypedModel, path: &Path) -> Result<()> {
     model
         .properties
         .insert(DIGEST_KEY.into(), Arc::new(tensor0(digest)));
+    // tract reports write failures (full disk, …) inside its own error: I/O is I/O.
+    let tract_err =
+        |e: anyhow::Error| match e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+            Some(io) => Error::io(path, std::io::Error::new(io.kind(), io.to_string())),
+            None => Error::Engine(e),
+        };
     crate::runtime::atomic_write(path, |file| {
         let file = std::io::BufWriter::new(file);
         if path.extension().is_some_and(|e| e == "tar") {
-            let w = nnef().write_to_tar(&model, file).map_err(Error::Engine)?;
+            let w = nnef().write_to_tar(&model, file).map_err(tract_err)?;
             w.into_inner().map_err(|e| Error::io(path, e.into_error()))
         } else {
             let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-            let gz = nnef().write_to_tar(&model, gz).map_err(Error::Engine)?;
+            let gz = nnef().write_to_tar(&model, gz).map_err(tract_err)?;
             let file = gz.finish().map_err(|e| Error::io(path, e))?;
-            file.into_inner().map_err(|e| Error::io(path, e.into_error()))
+            file.into_inner()
+                .map_err(|e| Error::io(path, e.into_error()))
         }
     })
 }

@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 
-
 /// A `[vocab, hidden]` f32 table: `word_embeddings[ids]` is what an embeds plan takes.
 ///
 /// ```

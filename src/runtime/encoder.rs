@@ -76,7 +76,11 @@ impl Encoder {
     /// # }
     /// # Ok::<(), bert_edge::Error>(())
     /// ```
-    pub fn run<T: Copy + Into<i64>>(&mut self, input: Input<'_, T>, out: &mut Outputs) -> Result<()> {
+    pub fn run<T: Copy + Into<i64>>(
+        &mut self,
+        input: Input<'_, T>,
+        out: &mut Outputs,
+    ) -> Result<()> {
         self.check(&input, out)?;
         let res = crate::error::guard("running the plan", || self.fill_and_run(&input, out));
         if let Err(Error::Engine(_)) = &res {
@@ -102,7 +106,11 @@ impl Encoder {
         self.check_outputs(out)
     }
 
-    fn fill_and_run<T: Copy + Into<i64>>(&mut self, input: &Input<'_, T>, out: &mut Outputs) -> Result<()> {
+    fn fill_and_run<T: Copy + Into<i64>>(
+        &mut self,
+        input: &Input<'_, T>,
+        out: &mut Outputs,
+    ) -> Result<()> {
         match *input {
             Input::Ids { input_ids, .. } => fill_tokens(&mut self.inputs[0], input_ids)?,
             Input::Embeds { inputs_embeds, .. } => fill_embeds(&mut self.inputs[0], inputs_embeds)?,
@@ -154,7 +162,11 @@ impl Encoder {
     fn check_outputs(&self, out: &Outputs) -> Result<()> {
         let i = &self.plan.info;
         for (name, got, want) in [
-            ("last_hidden_state", out.last_hidden_state.len(), self.hidden_len()),
+            (
+                "last_hidden_state",
+                out.last_hidden_state.len(),
+                self.hidden_len(),
+            ),
             ("pooler_output", out.pooler_output.len(), i.batch * i.hidden),
         ] {
             if got != want {
@@ -259,13 +271,9 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
 fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::I64 => write::<i64>(t, |d| {
-            d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s))
-        })?,
+        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s)))?,
         DatumType::I32 => write::<i32>(t, |d| {
-            d.iter_mut()
-                .zip(v)
-                .for_each(|(d, s)| *d = int(*s) as i32)
+            d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s) as i32)
         })?,
         dt => return Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }

@@ -8,6 +8,7 @@ mod embeddings;
 mod encoder;
 mod io;
 mod load_memory;
+pub(crate) mod memory_check;
 mod options;
 mod plan;
 

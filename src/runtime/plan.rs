@@ -134,23 +134,31 @@ impl PlanInfo {
     /// Checks an archive's info against what the options ask for (its shapes are fixed).
     pub(crate) fn check(&self, opts: &LoadOptions, origin: &Path) -> Result<()> {
         let i = self;
-        let mismatch = |what: String| {
-            Err(Error::bad_model(format!("{}: {what}", origin.display())))
-        };
+        let mismatch =
+            |what: String| Err(Error::bad_model(format!("{}: {what}", origin.display())));
         if let Some(s) = opts.seq.filter(|s| *s != i.seq) {
-            return mismatch(format!("compiled for sequence length {}, asked for {s}", i.seq));
+            return mismatch(format!(
+                "compiled for sequence length {}, asked for {s}",
+                i.seq
+            ));
         }
         if let Some(b) = opts.batch.filter(|b| *b != i.batch) {
             return mismatch(format!("compiled for batch {}, asked for {b}", i.batch));
         }
         if let Some(f) = opts.flavour.filter(|f| *f != i.flavour) {
-            return mismatch(format!("compiled for the {} flavour, asked for {f}", i.flavour));
+            return mismatch(format!(
+                "compiled for the {} flavour, asked for {f}",
+                i.flavour
+            ));
         }
         if let Some(v) = opts.variant.filter(|v| *v != i.variant) {
             return mismatch(format!("asked for {v}, the model is {}", i.variant));
         }
         if let Some(h) = opts.hidden_size.filter(|h| *h != i.hidden) {
-            return mismatch(format!("asked for hidden size {h}, the model has {}", i.hidden));
+            return mismatch(format!(
+                "asked for hidden size {h}, the model has {}",
+                i.hidden
+            ));
         }
         Ok(())
     }
@@ -257,9 +265,15 @@ impl Plan {
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Plan> {
         let path = path.as_ref();
         crate::error::guard("loading the model", || match sniff(path)? {
-            Format::Archive => super::archive::load(path, opts),
+            Format::Archive => {
+                super::memory_check::check(path, false)?;
+                super::archive::load(path, opts)
+            }
             #[cfg(feature = "onnx")]
-            Format::Onnx => crate::translate::load_onnx(path, opts),
+            Format::Onnx => {
+                super::memory_check::check(path, true)?;
+                crate::translate::load_onnx(path, opts)
+            }
             #[cfg(not(feature = "onnx"))]
             Format::Onnx => Err(Error::bad_model(format!(
                 "{}: not a bert-edge archive, and this build has no ONNX importer (feature \
@@ -398,5 +412,9 @@ fn sniff(path: &Path) -> Result<Format> {
         .map_err(|e| Error::io(path, e))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let tar = head.get(257..262) == Some(b"ustar".as_slice());
-    Ok(if gzip || tar { Format::Archive } else { Format::Onnx })
+    Ok(if gzip || tar {
+        Format::Archive
+    } else {
+        Format::Onnx
+    })
 }

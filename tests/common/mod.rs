@@ -1,14 +1,66 @@
 //! Shared test helpers: the committed fixtures and their PyTorch reference outputs.
 #![allow(dead_code)]
 
-use bert_edge::{load_onnx, Encoder, F16Compute, Plan, PlanOptions, Variant};
+use bert_edge::{Encoder, Error, F16Compute, Input, LoadOptions, Plan, Variant};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The repository root (the library's package; the CLI's tests live one level down).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if dir.join("models").is_dir() {
+        dir
+    } else {
+        dir.parent().expect("cli/ has a parent").to_path_buf()
+    }
+}
+
+/// An ONNX (or archive) file loaded at (seq, batch).
+pub fn load(file: &Path, seq: usize, batch: usize) -> Plan {
+    Plan::load(file, &LoadOptions::new().seq(seq).batch(batch))
+        .unwrap_or_else(|e| panic!("{file:?}: {e}"))
+}
+
+/// One call of an ids plan: (last_hidden_state, pooler_output).
+pub fn run_ids(
+    enc: &mut Encoder,
+    ids: &[i64],
+    mask: &[i64],
+    types: &[i64],
+) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    let mut out = enc.plan().outputs();
+    let input = Input::Ids {
+        input_ids: ids,
+        attention_mask: mask,
+        token_type_ids: types,
+    };
+    enc.run(input, &mut out)?;
+    Ok((
+        out.last_hidden_state().to_vec(),
+        out.pooler_output().to_vec(),
+    ))
+}
+
+/// One call of an embeds plan: (last_hidden_state, pooler_output).
+pub fn run_embeds(
+    enc: &mut Encoder,
+    embeds: &[f32],
+    mask: &[i64],
+    types: &[i64],
+) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    let mut out = enc.plan().outputs();
+    let input = Input::Embeds {
+        inputs_embeds: embeds,
+        attention_mask: mask,
+        token_type_ids: types,
+    };
+    enc.run(input, &mut out)?;
+    Ok((
+        out.last_hidden_state().to_vec(),
+        out.pooler_output().to_vec(),
+    ))
 }
 
 /// `models/tiny`: 2 layers, hidden 64, the real 21128-word vocabulary (models/export.py).
@@ -122,22 +174,16 @@ pub struct Outcome {
 
 /// Runs one reference case through `plan`: (last_hidden_state, pooler_output).
 pub fn run_plan(plan: Plan, dir: &Path, case: &Case) -> (Vec<f32>, Vec<f32>) {
-    let plan = Arc::new(plan);
-    let mut enc = Encoder::new(plan.clone()).unwrap();
-    let mut hidden = vec![0f32; plan.hidden_len()];
-    let mut pooled = vec![0f32; plan.pooled_len()];
+    let mut enc = Encoder::new(Arc::new(plan)).unwrap();
     let mask = read_i64(dir, &case.inputs["attention_mask"]);
     let types = read_i64(dir, &case.inputs["token_type_ids"]);
     if case.flavour == "ids" {
         let ids = read_i64(dir, &case.inputs["input_ids"]);
-        enc.run_ids(&ids, &mask, &types, &mut hidden, &mut pooled)
-            .unwrap();
+        run_ids(&mut enc, &ids, &mask, &types).unwrap()
     } else {
         let emb = read_f32(dir, &case.inputs["inputs_embeds"]);
-        enc.run_embeds(&emb, &mask, &types, &mut hidden, &mut pooled)
-            .unwrap();
+        run_embeds(&mut enc, &emb, &mask, &types).unwrap()
     }
-    (hidden, pooled)
 }
 
 pub fn run_reference_case(
@@ -156,10 +202,14 @@ pub fn run_reference_case_with(
     variant: Option<Variant>,
     f16: F16Compute,
 ) -> Outcome {
-    let mut opts = PlanOptions::new(case.seq).batch(case.batch);
-    opts.variant = variant;
-    opts.f16_compute = f16;
-    let plan = load_onnx(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    let mut opts = LoadOptions::new()
+        .seq(case.seq)
+        .batch(case.batch)
+        .f16_compute(f16);
+    if let Some(v) = variant {
+        opts = opts.variant(v);
+    }
+    let plan = Plan::load(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
     let w = plan.info().hidden;
     let (hidden, pooled) = run_plan(plan, dir, case);
     let want_h = read_f32(dir, &case.outputs["last_hidden_state"]);

@@ -51,7 +51,10 @@ impl Dispatcher<'_> {
         if let Err(mpsc::SendError((rq, t0))) = self.tx.send((rq, t0)) {
             // No handler left (cannot happen before shutdown).
             shared.handling.fetch_sub(1, SeqCst);
-            let _ = rq.respond(error_response(endpoint, &Failure::new(503, "shutting down")));
+            let _ = rq.respond(error_response(
+                endpoint,
+                &Failure::new(503, "shutting down"),
+            ));
             shared.metrics.record(endpoint, 503, t0.elapsed());
         }
     }
@@ -108,7 +111,11 @@ fn error_response(endpoint: &str, f: &Failure) -> Response<std::io::Cursor<Vec<u
 }
 
 /// A handler thread: reads, checks and answers requests until the channel closes.
-pub(super) fn handler(shared: &Shared, rx: &Mutex<Receiver<(Request, Instant)>>, jobs: &SyncSender<Item>) {
+pub(super) fn handler(
+    shared: &Shared,
+    rx: &Mutex<Receiver<(Request, Instant)>>,
+    jobs: &SyncSender<Item>,
+) {
     loop {
         let next = lock(rx).recv();
         let Ok((mut rq, t0)) = next else { break };

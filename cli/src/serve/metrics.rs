@@ -119,12 +119,37 @@ fn write_gauges(o: &mut String, s: &Shared) {
     let m = &s.metrics;
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
     let gauges = [
-        ("queue_depth", "Texts waiting for a worker.", load(&s.queued), "gauge"),
-        ("queue_capacity", "Size of the inference queue (--queue).", s.queue_cap as u64, "gauge"),
+        (
+            "queue_depth",
+            "Texts waiting for a worker.",
+            load(&s.queued),
+            "gauge",
+        ),
+        (
+            "queue_capacity",
+            "Size of the inference queue (--queue).",
+            s.queue_cap as u64,
+            "gauge",
+        ),
         ("workers", "Inference workers.", s.workers as u64, "gauge"),
-        ("workers_busy", "Workers running an inference now.", load(&s.busy), "gauge"),
-        ("inferences_total", "Texts embedded.", m.inferences.load(SeqCst), "counter"),
-        ("inference_errors_total", "Texts that failed.", m.inference_errors.load(SeqCst), "counter"),
+        (
+            "workers_busy",
+            "Workers running an inference now.",
+            load(&s.busy),
+            "gauge",
+        ),
+        (
+            "inferences_total",
+            "Texts embedded.",
+            m.inferences.load(SeqCst),
+            "counter",
+        ),
+        (
+            "inference_errors_total",
+            "Texts that failed.",
+            m.inference_errors.load(SeqCst),
+            "counter",
+        ),
         (
             "tokens_total",
             "Tokens run through the model (special tokens included).",

@@ -10,7 +10,12 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 /// Takes texts from `rx` until the queue closes; answers each on its item's channel.
-pub(super) fn worker(shared: &Shared, rx: &Mutex<Receiver<Item>>, plan: &Arc<Plan>, mut encoder: Encoder) {
+pub(super) fn worker(
+    shared: &Shared,
+    rx: &Mutex<Receiver<Item>>,
+    plan: &Arc<Plan>,
+    mut encoder: Encoder,
+) {
     // Allocated once, reused for every text.
     let (mut inputs, mut out) = (plan.inputs(), plan.outputs());
     loop {
@@ -48,7 +53,14 @@ fn infer(
     let done = shared.tokenizer.encode_into(&item.text, pair, inputs)?;
     encoder.run(inputs.as_input(), out)?;
     let mut vector = vec![0f32; out.hidden_size()];
-    pool_into(shared.pooling, out, &inputs.attention_mask, 0, item.normalize, &mut vector)?;
+    pool_into(
+        shared.pooling,
+        out,
+        &inputs.attention_mask,
+        0,
+        item.normalize,
+        &mut vector,
+    )?;
     Ok(Embedding {
         vector,
         tokens: done.tokens,
