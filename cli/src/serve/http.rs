@@ -1,37 +1,54 @@
-//! The HTTP side: dispatching requests to the handler threads, reading and checking bodies,
-//! the endpoints (`/embed`, `/v1/embeddings`, `/health`, `/metrics`), writing answers.
+//! The service's requests: dispatching complete requests (from the I/O thread, `front.rs`)
+//! to the handler threads, checking bodies, the endpoints (`/embed`, `/v1/embeddings`,
+//! `/health`, `/metrics`), and the answers' bytes.
 
+use super::front::Answer;
 use super::metrics::metrics_text;
+use super::wire::{self, Request};
 use super::{lock, Embedding, Failure, Item, Shared};
 use serde::Serialize;
 use serde_json::Value;
-use std::io::Read;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 use std::time::Instant;
-use tiny_http::{Header, Method, Request, Response};
 
-/// Hands requests from the accept loop to the handler threads.
+/// A request for a handler thread: where its answer goes, the request, when it arrived.
+pub(super) struct Job {
+    pub slot: usize,
+    pub gen: u64,
+    pub req: Request,
+    pub t0: Instant,
+}
+
+/// Hands complete requests from the I/O thread to the handler threads.
 pub(super) struct Dispatcher<'a> {
     pub shared: &'a Shared,
     /// Number of handler threads.
     pub handlers: usize,
-    pub tx: SyncSender<(Request, Instant)>,
+    pub tx: SyncSender<Job>,
 }
 
 impl Dispatcher<'_> {
-    /// Answers probes at once; queues anything else for a free handler (none free → 429,
-    /// unless `wait`: during shutdown every request already received is served).
-    pub fn dispatch(&self, rq: Request, wait: bool) {
+    /// Answers probes at once and refuses with 429 when no handler is free (the answer is
+    /// returned); anything else goes to a handler (None: its answer comes later).
+    pub fn dispatch(&self, slot: usize, gen: u64, req: Request) -> Option<Answer> {
         let (shared, t0) = (self.shared, Instant::now());
-        let endpoint = endpoint_label(rq.url());
-        if matches!(endpoint, "/health" | "/metrics") && *rq.method() == Method::Get {
+        let endpoint = endpoint_label(&req.path);
+        let close = !req.keep_alive;
+        if matches!(endpoint, "/health" | "/metrics") && req.method == "GET" {
             // Cheap and small: answered here, so probes never wait behind embedding requests.
-            let status = respond(rq, endpoint, Ok(probe(shared, endpoint)));
+            let (status, bytes) = answer(endpoint, Ok(probe(shared, endpoint)), !close);
             shared.metrics.record(endpoint, status, t0.elapsed());
-            return;
+            return Some(Answer {
+                slot,
+                gen,
+                bytes,
+                close,
+            });
         }
         // A request goes to the handlers only if one is free (counted from here until the
         // handler has answered), so the channel never holds more than there are handlers.
@@ -39,28 +56,74 @@ impl Dispatcher<'_> {
             .handling
             .fetch_update(SeqCst, SeqCst, |n| (n < self.handlers).then_some(n + 1))
             .is_ok();
-        if wait && !free {
-            shared.handling.fetch_add(1, SeqCst);
-        }
-        if !(free || wait) {
+        if !free {
             let f = Failure::new(429, "server busy: too many requests waiting, retry later");
-            let _ = rq.respond(error_response(endpoint, &f));
-            shared.metrics.record(endpoint, 429, t0.elapsed());
-            return;
+            let (status, bytes) = answer(endpoint, Err(f), !close);
+            shared.metrics.record(endpoint, status, t0.elapsed());
+            return Some(Answer {
+                slot,
+                gen,
+                bytes,
+                close,
+            });
         }
-        if let Err(mpsc::SendError((rq, t0))) = self.tx.send((rq, t0)) {
-            // No handler left (cannot happen before shutdown).
-            shared.handling.fetch_sub(1, SeqCst);
-            let _ = rq.respond(error_response(
-                endpoint,
-                &Failure::new(503, "shutting down"),
-            ));
-            shared.metrics.record(endpoint, 503, t0.elapsed());
+        match self.tx.send(Job { slot, gen, req, t0 }) {
+            Ok(()) => None,
+            Err(mpsc::SendError(_)) => {
+                // No handler left (cannot happen before shutdown).
+                shared.handling.fetch_sub(1, SeqCst);
+                let (status, bytes) =
+                    answer(endpoint, Err(Failure::new(503, "shutting down")), false);
+                shared.metrics.record(endpoint, status, t0.elapsed());
+                Some(Answer {
+                    slot,
+                    gen,
+                    bytes,
+                    close: true,
+                })
+            }
         }
     }
 }
 
-fn endpoint_label(url: &str) -> &'static str {
+/// The whole request handling without sockets: what a handler thread does with one
+/// request, as the bytes of the answer (and its status). The `http_request` fuzz target
+/// calls it through `handle_bytes`.
+pub(super) fn process(shared: &Shared, jobs: &SyncSender<Item>, req: &Request) -> (u16, Vec<u8>) {
+    let endpoint = endpoint_label(&req.path);
+    let res = catch_unwind(AssertUnwindSafe(|| handle(shared, jobs, req, endpoint)))
+        .unwrap_or_else(|_| Err(Failure::new(500, "internal error: handler panicked")));
+    answer(endpoint, res, req.keep_alive)
+}
+
+/// A handler thread: answers requests until the channel closes.
+pub(super) fn handler(
+    shared: &Shared,
+    rx: &Mutex<Receiver<Job>>,
+    jobs: &SyncSender<Item>,
+    replies: &Sender<Answer>,
+    wake: &UnixStream,
+) {
+    loop {
+        let next = lock(rx).recv();
+        let Ok(job) = next else { break };
+        let endpoint = endpoint_label(&job.req.path);
+        let (status, bytes) = process(shared, jobs, &job.req);
+        shared.metrics.record(endpoint, status, job.t0.elapsed());
+        shared.handling.fetch_sub(1, SeqCst);
+        let close = !job.req.keep_alive;
+        let _ = replies.send(Answer {
+            slot: job.slot,
+            gen: job.gen,
+            bytes,
+            close,
+        });
+        let _ = (&*wake).write(&[1]);
+    }
+}
+
+/// The metrics label of a request path.
+pub(super) fn endpoint_label(url: &str) -> &'static str {
     match url.split('?').next().unwrap_or("") {
         "/embed" => "/embed",
         "/v1/embeddings" => "/v1/embeddings",
@@ -91,64 +154,41 @@ impl Reply {
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
-}
-
-fn error_response(endpoint: &str, f: &Failure) -> Response<std::io::Cursor<Vec<u8>>> {
-    let body = if endpoint.starts_with("/v1/") {
-        serde_json::json!({"error": {"message": f.message, "type": f.kind(), "code": f.status}})
-    } else {
-        serde_json::json!({"error": f.message, "error_type": f.kind()})
-    };
-    let mut r = Response::from_data(body.to_string().into_bytes())
-        .with_status_code(f.status)
-        .with_header(header("Content-Type", "application/json"));
-    if f.status == 429 {
-        r.add_header(header("Retry-After", "1"));
-    }
-    r
-}
-
-/// A handler thread: reads, checks and answers requests until the channel closes.
-pub(super) fn handler(
-    shared: &Shared,
-    rx: &Mutex<Receiver<(Request, Instant)>>,
-    jobs: &SyncSender<Item>,
-) {
-    loop {
-        let next = lock(rx).recv();
-        let Ok((mut rq, t0)) = next else { break };
-        let endpoint = endpoint_label(rq.url());
-        let res = catch_unwind(AssertUnwindSafe(|| handle(shared, jobs, &mut rq, endpoint)))
-            .unwrap_or_else(|_| Err(Failure::new(500, "internal error: handler panicked")));
-        let status = respond(rq, endpoint, res);
-        shared.metrics.record(endpoint, status, t0.elapsed());
-        shared.handling.fetch_sub(1, SeqCst);
-    }
-}
-
-/// Writes the answer; its status.
-fn respond(rq: Request, endpoint: &str, res: Result<Reply, Failure>) -> u16 {
+/// The bytes of an answer (status, headers, JSON error bodies) and its status.
+fn answer(endpoint: &str, res: Result<Reply, Failure>, keep_alive: bool) -> (u16, Vec<u8>) {
     match res {
         Ok(reply) => {
-            // Content-Length rather than chunked for large bodies: simplest for clients.
-            let mut r = Response::from_data(reply.body)
-                .with_chunked_threshold(usize::MAX)
-                .with_status_code(reply.status)
-                .with_header(header("Content-Type", reply.content_type));
-            for (k, v) in &reply.headers {
-                r.add_header(header(k, v));
-            }
-            let _ = rq.respond(r);
-            reply.status
+            let bytes = wire::response(
+                reply.status,
+                reply.content_type,
+                &reply.headers,
+                &reply.body,
+                keep_alive,
+            );
+            (reply.status, bytes)
         }
         Err(f) => {
             if f.status >= 500 {
                 eprintln!("bert-edge: {} {endpoint}: {}", f.status, f.message);
             }
-            let _ = rq.respond(error_response(endpoint, &f));
-            f.status
+            let body = if endpoint.starts_with("/v1/") {
+                serde_json::json!({"error": {"message": f.message, "type": f.kind(), "code": f.status}})
+            } else {
+                serde_json::json!({"error": f.message, "error_type": f.kind()})
+            };
+            let retry: Headers = if f.status == 429 {
+                vec![("Retry-After", "1".into())]
+            } else {
+                Vec::new()
+            };
+            let bytes = wire::response(
+                f.status,
+                "application/json",
+                &retry,
+                body.to_string().as_bytes(),
+                keep_alive,
+            );
+            (f.status, bytes)
         }
     }
 }
@@ -173,15 +213,14 @@ fn probe(shared: &Shared, endpoint: &str) -> Reply {
 fn handle(
     shared: &Shared,
     jobs: &SyncSender<Item>,
-    rq: &mut Request,
+    rq: &Request,
     endpoint: &'static str,
 ) -> Result<Reply, Failure> {
-    let method = rq.method().clone();
-    match (endpoint, method) {
-        ("/health" | "/metrics", Method::Get) => Ok(probe(shared, endpoint)),
-        ("/embed", Method::Post) => embed(shared, jobs, &read_json(shared, rq)?),
-        ("/v1/embeddings", Method::Post) => openai(shared, jobs, &read_json(shared, rq)?),
-        ("other", _) => Err(Failure::new(404, format!("no such endpoint: {}", rq.url()))),
+    match (endpoint, rq.method.as_str()) {
+        ("/health" | "/metrics", "GET") => Ok(probe(shared, endpoint)),
+        ("/embed", "POST") => embed(shared, jobs, &read_json(shared, rq)?),
+        ("/v1/embeddings", "POST") => openai(shared, jobs, &read_json(shared, rq)?),
+        ("other", _) => Err(Failure::new(404, format!("no such endpoint: {}", rq.path))),
         (e, m) => Err(Failure::new(405, format!("{m} is not allowed on {e}"))),
     }
 }
@@ -276,22 +315,16 @@ struct Usage {
 }
 
 /// Reads the body (at most `max_body` bytes, else 413) and parses it as a JSON object.
-fn read_json(shared: &Shared, rq: &mut Request) -> Result<Value, Failure> {
-    let max = shared.max_body;
-    let too_big = || Failure::new(413, format!("request body is larger than {max} bytes"));
-    if rq.body_length().is_some_and(|n| n > max) {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    rq.as_reader()
-        .take(max as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Failure::new(400, format!("cannot read the request body: {e}")))?;
+fn read_json(shared: &Shared, rq: &Request) -> Result<Value, Failure> {
+    let (max, body) = (shared.max_body, &rq.body);
     if body.len() > max {
-        return Err(too_big());
+        return Err(Failure::new(
+            413,
+            format!("request body is larger than {max} bytes"),
+        ));
     }
     // from_slice checks UTF-8 (and rejects lone surrogates in escapes).
-    let v: Value = serde_json::from_slice(&body)
+    let v: Value = serde_json::from_slice(body)
         .map_err(|e| Failure::new(400, format!("malformed JSON: {e}")))?;
     if !v.is_object() {
         return Err(Failure::new(400, "the body must be a JSON object"));

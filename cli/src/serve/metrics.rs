@@ -12,8 +12,20 @@ const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// What the I/O thread counts (`front.rs`).
+#[derive(Default)]
+pub(super) struct FrontCounters {
+    pub open: std::sync::atomic::AtomicUsize,
+    pub rejected: AtomicU64,
+    pub header_timeouts: AtomicU64,
+    pub body_timeouts: AtomicU64,
+    pub write_timeouts: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
 #[derive(Default)]
 pub(super) struct Metrics {
+    pub front: FrontCounters,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -118,7 +130,39 @@ fn write_requests(o: &mut String, m: &Metrics) {
 fn write_gauges(o: &mut String, s: &Shared) {
     let m = &s.metrics;
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
+    let f = &m.front;
     let gauges = [
+        ("connections_open", "Open client connections.", load(&f.open), "gauge"),
+        (
+            "connections_rejected_total",
+            "Connections refused with 503 at --max-connections.",
+            f.rejected.load(SeqCst),
+            "counter",
+        ),
+        (
+            "header_timeouts_total",
+            "Connections closed without a complete request head within --header-timeout (slow or idle clients).",
+            f.header_timeouts.load(SeqCst),
+            "counter",
+        ),
+        (
+            "body_timeouts_total",
+            "Requests answered 408: body not complete within --body-timeout.",
+            f.body_timeouts.load(SeqCst),
+            "counter",
+        ),
+        (
+            "write_timeouts_total",
+            "Connections closed because the client did not read its answer in time.",
+            f.write_timeouts.load(SeqCst),
+            "counter",
+        ),
+        (
+            "bad_requests_total",
+            "Requests refused by the HTTP parser (400, 413, 431, 501).",
+            f.bad_requests.load(SeqCst),
+            "counter",
+        ),
         (
             "queue_depth",
             "Texts waiting for a worker.",

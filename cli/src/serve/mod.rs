@@ -1,47 +1,48 @@
 //! `bert-edge serve`: an HTTP embedding server over one shared plan.
 //!
-//! HTTP library: `tiny_http` (synchronous, pure Rust: ascii, chunked_transfer, httpdate, log; no
-//! TLS unless asked, so no openssl/C and it cross-compiles for aarch64/armv7 as is). Inference
-//! is CPU-bound and blocking, so an async stack (tokio + hyper/axum, several MB and ~100 crates)
-//! would buy nothing here but size and build time on a Pi. Shutdown signals: `signal-hook`
-//! (flags only, no iterator thread).
+//! HTTP: our own small HTTP/1.1 front (`front.rs`: one `poll(2)` I/O thread over
+//! non-blocking sockets; `wire.rs`: parsing with `httparse`, hyper's parser), because
+//! tiny_http read every connection on a thread of its own with no read deadline: 1,000
+//! connections trickling their body one byte a second starved the service (issue #18).
+//! Inference is CPU-bound and blocking, so an async stack (tokio + hyper, several MB and ~100
+//! crates) would buy nothing here but size and build time on a Pi. Signals: `signal-hook`.
 //!
 //! Threads:
-//! - main: `recv_timeout` on the server, hands each request to the handler pool through a
-//!   bounded channel (full → 429 right away), watches the SIGTERM/SIGINT flag.
-//! - handlers (`http.rs`): read and check the body (size, JSON, types, limits), reserve room
-//!   for all of the request's texts in the inference queue at once (no room → 429 with
-//!   `Retry-After`), wait for the results, write the response. Only handlers touch sockets.
-//! - workers (`pool.rs`, `--workers`, one `Encoder` each over the shared `Arc<Plan>`): tokenize, run,
-//!   pool, normalize one text at a time from the bounded queue; never do I/O, so a slow client
-//!   can't stall one. A panic in an inference is caught, answered with 500, and the worker
-//!   gets a fresh `Encoder`.
+//! - I/O (the main thread, `front.rs`): accepts, reads requests under deadlines, answers
+//!   probes and 429s itself, hands complete requests to the handlers, writes their answers.
+//! - handlers (`http.rs`): check the body (JSON, types, limits), reserve room for all of the
+//!   request's texts in the inference queue at once (no room → 429 with `Retry-After`), wait
+//!   for the results, build the answer. They never touch a socket.
+//! - workers (`pool.rs`, `--workers`, one `Encoder` each over the shared `Arc<Plan>`):
+//!   tokenize, run, pool, normalize one text at a time from the bounded queue. A panic in an
+//!   inference is caught, answered with 500, and the worker gets a fresh `Encoder`.
 //!
-//! Shutdown: the flag stops the accept loop; requests already received are still served;
-//! the listener is closed; handlers and workers drain and are joined; exit 0. A second signal
-//! exits at once (status 1).
+//! Shutdown: the first SIGTERM/SIGINT stops listening and closes idle connections; requests
+//! already received (or being received) are answered; then handlers and workers drain and
+//! are joined; exit 0. A second signal exits at once (status 1).
 //!
-//! Known limit: tiny_http has no socket read timeouts, so a client that sends its body very
-//! slowly keeps one handler busy. Bind to loopback / a trusted LAN or put a reverse proxy in
-//! front when exposing the board.
+//! Slow or idle clients: see `front.rs` (deadlines for head and body, a connection cap; no
+//! thread per connection). `wire.rs` parses and writes HTTP/1.1 without sockets.
 
+mod front;
 mod http;
 mod metrics;
 mod pool;
+pub mod wire;
 
 use crate::ModelArgs;
 use bert_edge::heads::Pooling;
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Error, Flavour, Plan};
 use metrics::Metrics;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use tiny_http::Request;
+use std::time::Duration;
 
 /// `serve` options (after the shared model options).
 pub struct Options {
@@ -54,6 +55,7 @@ pub struct Options {
     max_items: usize,
     max_text_bytes: usize,
     max_body: usize,
+    limits: front::Limits,
     test_delay: Duration,
 }
 
@@ -88,17 +90,47 @@ impl Options {
                 .opt_value_from_str("--max-body")
                 .map_err(s)?
                 .unwrap_or(1024 * 1024),
+            limits: front::Limits {
+                header_timeout: secs(args, "--header-timeout", 5.0)?,
+                body_timeout: secs(args, "--body-timeout", 10.0)?,
+                max_connections: args
+                    .opt_value_from_str("--max-connections")
+                    .map_err(s)?
+                    .unwrap_or(1024),
+            },
             test_delay: Duration::from_millis(
                 args.opt_value_from_str("--test-delay-ms")
                     .map_err(s)?
                     .unwrap_or(0),
             ),
         };
-        if o.workers == 0 || o.queue == 0 || o.max_items == 0 || o.max_body == 0 {
-            return Err("--workers, --queue, --max-items and --max-body must be at least 1".into());
+        if o.workers == 0
+            || o.queue == 0
+            || o.max_items == 0
+            || o.max_body == 0
+            || o.limits.max_connections == 0
+        {
+            return Err(
+                "--workers, --queue, --max-items, --max-body and --max-connections must be at least 1"
+                    .into(),
+            );
         }
         Ok(o)
     }
+}
+
+/// A duration option in seconds (fractions allowed), at least 0.1 s.
+fn secs(
+    args: &mut pico_args::Arguments,
+    key: &'static str,
+    default: f64,
+) -> Result<Duration, String> {
+    let v: Option<f64> = args.opt_value_from_str(key).map_err(|e| e.to_string())?;
+    let v = v.unwrap_or(default);
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{key} must be between 0.1 and 3600 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 /// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model or one directory up,
@@ -198,7 +230,8 @@ fn fail(e: impl ToString) -> Fail {
 /// `bert-edge serve`: loads, listens, serves until SIGTERM/SIGINT, drains, exits 0.
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     let (plan, shared) = setup(m, opts)?;
-    let server = tiny_http::Server::http(opts.bind.as_str())
+    let listener = std::net::TcpListener::bind(opts.bind.as_str())
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| fail(format!("cannot listen on {}: {e}", opts.bind)))?;
     // Signals: the first SIGTERM/SIGINT sets `term` (graceful); a second one exits at once.
     let term = Arc::new(AtomicBool::new(false));
@@ -214,13 +247,15 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     // on waiting work; the hand-off channel only absorbs the moment between a handler finishing
     // and taking the next request (full → 429 too).
     let handlers_n = (opts.workers + opts.queue + 4).min(256);
-    let (req_tx, req_rx) = mpsc::sync_channel::<(Request, Instant)>(handlers_n);
-    let handlers = spawn_handlers(&shared, req_rx, job_tx, handlers_n)?;
-    let addr = server
-        .server_addr()
-        .to_ip()
+    let (req_tx, req_rx) = mpsc::sync_channel::<http::Job>(handlers_n);
+    let (answer_tx, answer_rx) = mpsc::channel::<front::Answer>();
+    let (wake_rx, wake_tx) = UnixStream::pair().map_err(fail)?;
+    wake_rx.set_nonblocking(true).map_err(fail)?;
+    let handlers = spawn_handlers(&shared, req_rx, job_tx, answer_tx, wake_tx, handlers_n)?;
+    let addr = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| opts.bind.clone());
+        .unwrap_or_else(|_| opts.bind.clone());
     eprintln!(
         "bert-edge: listening on http://{addr} ({} workers, queue {}, pooling {}{})",
         opts.workers,
@@ -233,23 +268,10 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         handlers: handlers_n,
         tx: req_tx,
     };
-    while !term.load(SeqCst) {
-        match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(rq)) => dispatcher.dispatch(rq, false),
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("bert-edge: accept error: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    eprintln!("bert-edge: shutting down: finishing requests in flight");
-    // Requests already read (or being read) when the signal came are served, not dropped.
-    while let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(50)) {
-        dispatcher.dispatch(rq, true);
-    }
-    drop(server); // stop listening
-    drop(dispatcher);
+    let mut front = front::Front::new(&shared, dispatcher, opts.limits, answer_rx, wake_rx);
+    front.run(listener, &term);
+    eprintln!("bert-edge: shutting down: requests in flight answered");
+    drop(front); // closes the handlers' channel
     handlers.into_iter().chain(workers).for_each(|h| {
         let _ = h.join();
     });
@@ -334,18 +356,22 @@ fn spawn_workers(
 /// Idle handlers sleep on the channel; small stacks (serde_json caps JSON nesting at 128).
 fn spawn_handlers(
     shared: &Arc<Shared>,
-    rx: Receiver<(Request, Instant)>,
+    rx: Receiver<http::Job>,
     jobs: SyncSender<Item>,
+    answers: mpsc::Sender<front::Answer>,
+    wake: UnixStream,
     n: usize,
 ) -> Result<Vec<JoinHandle<()>>, Fail> {
     let rx = Arc::new(Mutex::new(rx));
+    let wake = Arc::new(wake);
     (0..n)
         .map(|ix| {
             let (shared, rx, jobs) = (shared.clone(), rx.clone(), jobs.clone());
+            let (answers, wake) = (answers.clone(), wake.clone());
             std::thread::Builder::new()
                 .name(format!("http-{ix}"))
                 .stack_size(512 * 1024)
-                .spawn(move || http::handler(&shared, &rx, &jobs))
+                .spawn(move || http::handler(&shared, &rx, &jobs, &answers, &wake))
                 .map_err(|e| fail(format!("cannot start handler: {e}")))
         })
         .collect()
