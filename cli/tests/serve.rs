@@ -28,7 +28,10 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let model = model("ids", "f32");
+        Server::start_on(&model("ids", "f32"), extra)
+    }
+
+    fn start_on(model: &std::path::Path, extra: &[&str]) -> Server {
         let mut args = vec![
             "serve",
             "--model",
@@ -758,4 +761,162 @@ fn embeds_model_is_refused_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("input_ids model"), "{err}");
+}
+
+/// `/proc/PID/status` field in its unit (kB for VmRSS, a count for Threads).
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Slow clients that keep their connections open, refreshed as the server drops them.
+struct Slowloris {
+    addr: SocketAddr,
+    body_trickle: Vec<Option<TcpStream>>,
+    head_trickle: Vec<(Option<TcpStream>, usize)>,
+}
+
+const SLOW_HEAD: &[u8] =
+    b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n";
+
+impl Slowloris {
+    fn open_body(addr: SocketAddr) -> Option<TcpStream> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.write_all(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+            .ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    }
+
+    fn open_head(addr: SocketAddr) -> Option<TcpStream> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    }
+
+    /// One byte more on every connection; reopens the ones the server closed.
+    fn tick(&mut self) {
+        for s in self.body_trickle.iter_mut() {
+            let alive = s.as_mut().is_some_and(|s| s.write(b" ").is_ok());
+            if !alive {
+                *s = Self::open_body(self.addr);
+            }
+        }
+        for (s, sent) in self.head_trickle.iter_mut() {
+            let alive = s
+                .as_mut()
+                .is_some_and(|s| s.write(&SLOW_HEAD[*sent % SLOW_HEAD.len()..][..1]).is_ok());
+            if alive {
+                *sent += 1;
+            } else {
+                *s = Self::open_head(self.addr);
+                *sent = 0;
+            }
+        }
+    }
+}
+
+/// Issue #18: 1,000 connections with complete headers trickling a body one byte a second,
+/// and 200 trickling their header, must not starve a normal client, nor grow the server's
+/// threads or memory with the connections.
+#[test]
+fn slowloris_does_not_starve_the_service() {
+    let srv = Server::start(&[
+        "--workers",
+        "2",
+        "--header-timeout",
+        "2",
+        "--body-timeout",
+        "2",
+    ]);
+    let a = srv.addr;
+    let pid = srv.child.id();
+    let (rss0, threads0) = (proc_status(pid, "VmRSS:"), proc_status(pid, "Threads:"));
+    let mut attack = Slowloris {
+        addr: a,
+        body_trickle: (0..1000).map(|_| Slowloris::open_body(a)).collect(),
+        head_trickle: (0..200).map(|_| (Slowloris::open_head(a), 0)).collect(),
+    };
+    let opened = attack.body_trickle.iter().flatten().count();
+    assert!(opened >= 900, "only {opened} attack connections opened");
+    let (mut worst, mut max_threads, mut max_rss) = (Duration::ZERO, 0, 0);
+    let body = json!({"inputs": "慢速攻击期间的正常请求"}).to_string();
+    let t = Instant::now();
+    let mut served = 0;
+    while t.elapsed() < Duration::from_secs(8) {
+        attack.tick();
+        let t0 = Instant::now();
+        let resp = http(a, "POST", "/embed", &[], body.as_bytes());
+        worst = worst.max(t0.elapsed());
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        served += 1;
+        max_threads = max_threads.max(proc_status(pid, "Threads:"));
+        max_rss = max_rss.max(proc_status(pid, "VmRSS:"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    let metric = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "slowloris: {served} normal requests, slowest {worst:?}; server threads {threads0} -> max \
+         {max_threads}, RSS {} -> max {} MiB; header timeouts {}, body timeouts {}, open {}",
+        rss0 / 1024,
+        max_rss / 1024,
+        metric("bert_edge_header_timeouts_total"),
+        metric("bert_edge_body_timeouts_total"),
+        metric("bert_edge_connections_open"),
+    );
+    assert!(served >= 5, "{served}");
+    assert!(
+        worst < Duration::from_secs(3),
+        "a normal request took {worst:?}"
+    );
+    assert!(
+        max_threads <= threads0 + 2,
+        "threads grew: {threads0} -> {max_threads}"
+    );
+    assert!(
+        max_rss < rss0 + 100 * 1024,
+        "RSS grew: {rss0} -> {max_rss} kB"
+    );
+    assert!(metric("bert_edge_header_timeouts_total") > 0, "{m}");
+    assert!(metric("bert_edge_body_timeouts_total") > 0, "{m}");
+}
+
+/// The plan lives in memory once loaded: the model file replaced or deleted under a running
+/// service (an update, a full SD card being cleaned) changes nothing until a restart.
+#[test]
+fn model_file_replaced_or_deleted_while_serving() {
+    let dir = std::env::temp_dir().join(format!("bert-edge-serve-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bert_ids_f32.onnx");
+    std::fs::copy(model("ids", "f32"), &file).unwrap();
+    let srv = Server::start_on(
+        &file,
+        &["--workers", "1", "--tokenizer", "models/tokenizer.json"],
+    );
+    let body = json!({"inputs": "模型文件被替换"});
+    let before = srv.post("/embed", &body);
+    assert_eq!(before.status, 200);
+    std::fs::write(&file, b"garbage: a half-copied update").unwrap();
+    let replaced = srv.post("/embed", &body);
+    std::fs::remove_file(&file).unwrap();
+    let deleted = srv.post("/embed", &body);
+    for r in [&replaced, &deleted] {
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json(),
+            before.json(),
+            "same answer from the plan in memory"
+        );
+    }
+    assert_eq!(srv.get("/health").status, 200);
+    std::fs::remove_dir_all(&dir).ok();
 }

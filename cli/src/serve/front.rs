@@ -2,8 +2,10 @@
 //! non-blocking. A connection costs a small buffer, not a thread, so slow or idle clients
 //! (slowloris) cannot hold the service: each has a deadline for its request head
 //! (`--header-timeout`, from accept or from the previous answer) and one for its body
-//! (`--body-timeout`, from the end of the head), and at most `--max-connections` are open
-//! (above that a new connection gets 503 and is closed). Only complete requests leave this
+//! (`--body-timeout`, from the end of the head), and at most `--max-connections` are open.
+//! At the cap a new connection takes the place of the oldest one still sending its request
+//! (evicted, counted): slow clients make room for new ones instead of locking them out; only
+//! when every open connection has a request in progress does a new one get 503. Only complete requests leave this
 //! thread (to the handlers, through `Dispatcher`); answers come back as bytes through
 //! `replies` and are written here, with a write deadline too.
 
@@ -53,6 +55,8 @@ struct Conn {
     buf: Vec<u8>,
     state: State,
     deadline: Instant,
+    /// When the current request started (accept, or the end of the previous answer).
+    since: Instant,
 }
 
 pub(super) struct Front<'a> {
@@ -164,7 +168,9 @@ impl<'a> Front<'a> {
                 }
             };
             let open = self.conns.iter().filter(|c| c.is_some()).count();
-            if open >= self.limits.max_connections {
+            if open >= self.limits.max_connections && self.evict_slowest() {
+                self.shared.metrics.front.evicted.fetch_add(1, SeqCst);
+            } else if open >= self.limits.max_connections {
                 self.shared.metrics.front.rejected.fetch_add(1, SeqCst);
                 let body = br#"{"error":"too many open connections, retry later","error_type":"overloaded"}"#;
                 let bytes = wire::response(
@@ -189,11 +195,37 @@ impl<'a> Front<'a> {
                 buf: Vec::new(),
                 state: State::Reading { head_done: false },
                 deadline: Instant::now() + self.limits.header_timeout,
+                since: Instant::now(),
             };
             match self.conns.iter().position(Option::is_none) {
                 Some(slot) => self.conns[slot] = Some(conn),
                 None => self.conns.push(Some(conn)),
             }
+        }
+    }
+
+    /// Closes the connection that has been sending its request the longest (head first, then
+    /// body); false if every connection has a request with a handler or an answer going out.
+    fn evict_slowest(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Some(Conn {
+                    state: State::Reading { head_done },
+                    since,
+                    ..
+                }) => Some((*head_done, *since, i)),
+                _ => None,
+            })
+            .min();
+        match victim {
+            Some((_, _, slot)) => {
+                self.close(slot);
+                true
+            }
+            None => false,
         }
     }
 
@@ -257,6 +289,7 @@ impl<'a> Front<'a> {
             Some(false) => {
                 c.state = State::Reading { head_done: false };
                 c.deadline = Instant::now() + self.limits.header_timeout;
+                c.since = Instant::now();
                 // A pipelined request may already be in the buffer.
                 self.parse(slot);
             }

@@ -17,6 +17,7 @@ const BUCKETS: [f64; 12] = [
 pub(super) struct FrontCounters {
     pub open: std::sync::atomic::AtomicUsize,
     pub rejected: AtomicU64,
+    pub evicted: AtomicU64,
     pub header_timeouts: AtomicU64,
     pub body_timeouts: AtomicU64,
     pub write_timeouts: AtomicU64,
@@ -137,6 +138,12 @@ fn write_gauges(o: &mut String, s: &Shared) {
             "connections_rejected_total",
             "Connections refused with 503 at --max-connections.",
             f.rejected.load(SeqCst),
+            "counter",
+        ),
+        (
+            "connections_evicted_total",
+            "Slow connections closed at --max-connections to make room for a new one.",
+            f.evicted.load(SeqCst),
             "counter",
         ),
         (

@@ -268,7 +268,16 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         handlers: handlers_n,
         tx: req_tx,
     };
-    let mut front = front::Front::new(&shared, dispatcher, opts.limits, answer_rx, wake_rx);
+    let mut limits = opts.limits;
+    let fds = raise_fd_limit();
+    if fds < limits.max_connections as u64 + 64 {
+        limits.max_connections = (fds.saturating_sub(64) as usize).max(1);
+        eprintln!(
+            "bert-edge: --max-connections lowered to {} (open-file limit {fds})",
+            limits.max_connections
+        );
+    }
+    let mut front = front::Front::new(&shared, dispatcher, limits, answer_rx, wake_rx);
     front.run(listener, &term);
     eprintln!("bert-edge: shutting down: requests in flight answered");
     drop(front); // closes the handlers' channel
@@ -375,6 +384,31 @@ fn spawn_handlers(
                 .map_err(|e| fail(format!("cannot start handler: {e}")))
         })
         .collect()
+}
+
+/// Raises the soft open-file limit to the hard one (a Pi's default soft limit is 1,024);
+/// returns the soft limit now in force.
+fn raise_fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid, owned rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    r.rlim_cur as u64
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
