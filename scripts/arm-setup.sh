@@ -10,11 +10,12 @@
 #     The spawned qemu takes its CPU model and sysroot from QEMU_CPU / QEMU_LD_PREFIX, which
 #     the runners in .cargo/config.toml set and the child inherits.
 #   - rustup targets
+#   - g++ for the native fuzz stage (cargo-fuzz builds libFuzzer from C++ source)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo
 
-pkgs=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross)
+pkgs=(g++ gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross)
 if ! dpkg -s "${pkgs[@]}" qemu-user >/dev/null 2>&1 || [[ ${FORCE_APT:-} == 1 ]]; then
     if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release \
         && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then

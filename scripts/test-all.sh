@@ -10,6 +10,8 @@
 #   native        scripts/check-vendor.sh (vendor/ = crates.io release + vendor/*/patches),
 #                 cargo test (the workspace: library + CLI, default features, doctests included),
 #                 scripts/check-device-deps.sh (the library's device build links no HTTP/CLI crate)
+#   fuzz          scripts/fuzz.sh: every fuzz target natively on its seeds for FUZZ_SECONDS (60)
+#                 each; a crash (a panic that escapes the crate boundary) fails the stage
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
 #   aarch64-fp16  the f16 tests again (`-- f16` filter: the binaries are already built, only the
@@ -26,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${STAGES:-"native aarch64 aarch64-fp16 armv7"}
+STAGES=${STAGES:-"native fuzz aarch64 aarch64-fp16 armv7"}
 A64=aarch64-unknown-linux-gnu
 ARM=armv7-unknown-linux-gnueabihf
 A64_RUNNER_VAR=CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER
@@ -43,7 +45,7 @@ declare -a TIMES=()
 # sees neither NEON (armv7) nor fp16 (aarch64) there; force them with tract's knobs so the
 # stages still test the kernels a Pi uses. With qemu >= 9 (bookworm-backports) the real probe runs.
 QEMU_MAJOR=0
-if [[ " $STAGES " != " native " ]]; then
+if [[ " $STAGES " =~ " aarch64" || " $STAGES " =~ " armv7 " ]]; then
     command -v qemu-aarch64 >/dev/null || { echo "qemu-user missing: run .ci/run or see deploy/rpi.md" >&2; exit 1; }
     QEMU_MAJOR=$(qemu-aarch64 --version | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')
     echo "qemu-user: $(qemu-aarch64 --version | head -1)"
@@ -99,6 +101,10 @@ native() {
     run cargo run --quiet --example kernels
 }
 
+fuzz() {
+    run env SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
+}
+
 aarch64() {
     cross_tests qemu-aarch64
     run cargo test --target $A64 "${CROSS_TESTS[@]}"
@@ -129,6 +135,7 @@ PRUNE=${PRUNE:-$([[ ${CI:-} == true ]] && echo 1 || echo 0)}
 stage_dir() {
     case $1 in
         native) echo target/debug ;;
+        fuzz) echo fuzz/target ;;
         aarch64 | aarch64-fp16) echo "target/$A64" ;;
         armv7) echo "target/$ARM" ;;
     esac
@@ -142,6 +149,7 @@ for i in "${!ALL[@]}"; do
     s=${ALL[$i]}
     case $s in
         native) stage native native ;;
+        fuzz) stage fuzz fuzz ;;
         aarch64) stage aarch64 aarch64 ;;
         aarch64-fp16) stage aarch64-fp16 aarch64_fp16 ;;
         armv7) stage armv7 armv7 ;;

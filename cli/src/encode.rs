@@ -94,8 +94,10 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     })
 }
 
-/// Parses one line into `inputs`, runs it into `out`; the number of real tokens.
-fn one_line(
+/// Parses one JSON line (text, ids or embeds) into `inputs`, checks and runs it into `out`;
+/// the number of real tokens, or the error message the line's answer carries. Public for the
+/// `encode_line` fuzz target.
+pub fn one_line(
     raw: &[u8],
     plan: &Plan,
     tokenizer: Option<&BertTokenizer>,

@@ -414,3 +414,43 @@ fn raise_fd_limit() -> u64 {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The request handling of `serve` without sockets or handler threads: a plan, its workers
+/// and one call from request bytes to answer bytes. For the `http_request` fuzz target and
+/// tests; the service itself runs the same `wire::parse_request` and `http::process`.
+pub struct Harness {
+    shared: Arc<Shared>,
+    jobs: SyncSender<Item>,
+    _workers: Vec<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Loads `model` (tokenizer found as `serve` finds it) with `serve`'s default options
+    /// plus `args` (e.g. `["--max-body", "4096"]`), and starts one worker.
+    pub fn new(model: &Path, args: &[&str]) -> Result<Harness, String> {
+        let mut all: Vec<std::ffi::OsString> = vec!["--model".into(), model.into()];
+        all.extend(args.iter().map(|a| a.into()));
+        all.extend(["--workers".into(), "1".into()]);
+        let mut pa = pico_args::Arguments::from_vec(all);
+        let m = ModelArgs::parse(&mut pa)?;
+        let opts = Options::parse(&mut pa)?;
+        let (plan, shared) = setup(&m, &opts).map_err(|(_, e)| e)?;
+        let (jobs, rx) = mpsc::sync_channel::<Item>(opts.queue);
+        let workers = spawn_workers(&shared, &plan, rx, 1).map_err(|(_, e)| e)?;
+        Ok(Harness {
+            shared,
+            jobs,
+            _workers: workers,
+        })
+    }
+
+    /// The answer's status and bytes for `raw` request bytes; None if they are not a whole
+    /// request yet.
+    pub fn handle_bytes(&self, raw: &[u8]) -> Option<(u16, Vec<u8>)> {
+        match wire::parse_request(raw, self.shared.max_body) {
+            Ok(None) => None,
+            Err(r) => Some((r.status, r.message.into_bytes())),
+            Ok(Some((req, _))) => Some(http::process(&self.shared, &self.jobs, &req)),
+        }
+    }
+}

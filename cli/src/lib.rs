@@ -1,0 +1,272 @@
+//! `bert-edge`: the device command-line tool. Thin: argument parsing and calls into the
+//! library. See `bert-edge help`.
+
+pub mod alloc_count;
+mod bench;
+pub mod encode;
+#[cfg(feature = "serve")]
+pub mod serve;
+
+use bert_edge::{Error, Flavour, LoadOptions, Variant};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const HELP: &str = "\
+bert-edge: BERT-base-chinese on small ARM boards (tract)
+
+USAGE:
+  bert-edge encode  --model FILE [--seq N] [--tokenizer FILE] [--variant f32|f16|int8] [--hidden-states]
+                    JSON Lines on stdin: {\"text\": ..., \"text_pair\": ...?}
+                    or {\"input_ids\": [...], \"attention_mask\": [...]?, \"token_type_ids\": [...]?}
+                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; one JSON line out per line in.
+  bert-edge info    --model FILE [--seq N] [--variant V]
+  bert-edge bench   --model FILE [--seq N] [--variant V] [--reps R] [--warmup W] [--json]
+  bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
+                    text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
+                    (feed them, edited or not, to `encode` on the inputs_embeds model)
+  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] -o FILE.nnef.tar
+  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean]
+                    [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
+                    [--max-body 1048576] [--header-timeout 5] [--body-timeout 10] [--max-connections 1024]
+                    HTTP: POST /embed, POST /v1/embeddings, GET /health, GET /metrics
+
+--f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
+auto = f32 where the CPU has no f16 arithmetic (x86_64, cortex-a72/a53: 2-4x faster, 2x the
+weight memory), native f16 where it has (cortex-a76).
+FILE is an ONNX export (.onnx) or an archive written by `bert-edge compile` (.nnef.tar plain,
+recommended: loads up to ~1.5 s faster; any other name is written gzipped).
+Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
+";
+
+/// Options shared by the subcommands that load a model.
+pub struct ModelArgs {
+    pub model: PathBuf,
+    pub seq: Option<usize>,
+    pub variant: Option<Variant>,
+    pub flavour: Option<Flavour>,
+    pub f16_compute: bert_edge::F16Compute,
+}
+
+impl ModelArgs {
+    fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let model: PathBuf = args
+            .opt_value_from_str("--model")
+            .map_err(|e| e.to_string())?
+            .ok_or("--model FILE is required")?;
+        let seq = args
+            .opt_value_from_str("--seq")
+            .map_err(|e| e.to_string())?;
+        let variant = opt_parse(args, "--variant")?;
+        let flavour = opt_parse(args, "--flavour")?;
+        let f16_compute = opt_parse(args, "--f16-compute")?.unwrap_or_default();
+        Ok(ModelArgs {
+            model,
+            seq,
+            variant,
+            flavour,
+            f16_compute,
+        })
+    }
+
+    /// The load options these arguments ask for.
+    pub fn options(&self) -> LoadOptions {
+        let mut o = LoadOptions::new().f16_compute(self.f16_compute);
+        if let Some(s) = self.seq {
+            o = o.seq(s);
+        }
+        if let Some(v) = self.variant {
+            o = o.variant(v);
+        }
+        if let Some(f) = self.flavour {
+            o = o.flavour(f);
+        }
+        o
+    }
+
+    /// Loads the plan, with progress on stderr.
+    pub fn load(&self) -> Result<bert_edge::Plan, Error> {
+        let t = std::time::Instant::now();
+        eprintln!(
+            "bert-edge: loading {} (translate + optimize)…",
+            self.model.display()
+        );
+        let plan = bert_edge::Plan::load(&self.model, &self.options())?;
+        let i = plan.info();
+        let widened = i.variant == Variant::F16 && !plan.computes_f16();
+        eprintln!(
+            "bert-edge: plan ready in {:.2} s: {} {}{} batch {} seq {} hidden {}",
+            t.elapsed().as_secs_f64(),
+            i.flavour,
+            i.variant,
+            if widened { " (computed in f32)" } else { "" },
+            i.batch,
+            i.seq,
+            i.hidden
+        );
+        Ok(plan)
+    }
+}
+
+fn opt_parse<T: std::str::FromStr<Err = Error>>(
+    args: &mut pico_args::Arguments,
+    key: &'static str,
+) -> Result<Option<T>, String> {
+    let raw: Option<String> = args.opt_value_from_str(key).map_err(|e| e.to_string())?;
+    raw.map(|s| s.parse::<T>().map_err(|e| format!("{key}: {e}")))
+        .transpose()
+}
+
+fn finish(args: pico_args::Arguments) -> Result<(), String> {
+    let rest = args.finish();
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unexpected arguments: {rest:?}"))
+    }
+}
+
+fn info(m: &ModelArgs) -> Result<(), Error> {
+    let plan = m.load()?;
+    let i = plan.info();
+    println!("file:        {}", m.model.display());
+    println!("flavour:     {}", i.flavour);
+    println!("variant:     {}", i.variant);
+    println!("batch, seq:  {}, {}", i.batch, i.seq);
+    println!("hidden:      {}", i.hidden);
+    match i.vocab_size {
+        Some(v) => println!("vocab:       {v}"),
+        None => println!("vocab:       (embeds graph: no word-embedding table)"),
+    }
+    println!("type vocab:  {}", i.type_vocab_size);
+    let model = bert_edge::unstable::model(&plan);
+    for (ix, o) in model.inputs.iter().enumerate() {
+        let f = model.input_fact(ix).map_err(Error::Engine)?;
+        println!("input  {ix}:    {} {f:?}", model.node(o.node).name);
+    }
+    for (ix, o) in model.outputs.iter().enumerate() {
+        let f = model.output_fact(ix).map_err(Error::Engine)?;
+        let label = model.outlet_label(*o).unwrap_or(&model.node(o.node).name);
+        println!("output {ix}:    {label} {f:?}");
+    }
+    println!("parameters:  {}", plan.parameter_count());
+    println!("optimized plan ops:");
+    for (op, n) in plan.op_histogram() {
+        println!("  {n:>5}  {op}");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "onnx")]
+fn compile(m: &ModelArgs, batch: usize, out: &Path) -> Result<(), Error> {
+    let opts = m.options().batch(batch);
+    let t = std::time::Instant::now();
+    eprintln!(
+        "bert-edge: translating {} into {}…",
+        m.model.display(),
+        out.display()
+    );
+    let info = bert_edge::compile(&m.model, &opts, out)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "bert-edge: wrote {} ({} {} batch {} seq {}, {:.1} MB) in {:.1} s",
+        out.display(),
+        info.flavour,
+        info.variant,
+        info.batch,
+        info.seq,
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run() -> Result<ExitCode, (u8, String)> {
+    let mut args = pico_args::Arguments::from_env();
+    let usage = |e: String| (2u8, format!("{e}\n\n{HELP}"));
+    let cmd = args.subcommand().map_err(|e| usage(e.to_string()))?;
+    let model_err = |e: Error| (2u8, e.to_string());
+    match cmd.as_deref() {
+        Some("encode") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = encode::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            encode::run(&m, &opts)
+        }
+        Some("info") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            info(&m).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = bench::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            bench::run(&m, &opts).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "onnx")]
+        Some("embed-lookup") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = encode::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            encode::lookup(&m, &opts)
+        }
+        #[cfg(feature = "onnx")]
+        Some("compile") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let batch = args
+                .opt_value_from_str("--batch")
+                .map_err(|e| usage(e.to_string()))?;
+            let out: PathBuf = args
+                .opt_value_from_str("-o")
+                .map_err(|e| usage(e.to_string()))?
+                .ok_or_else(|| usage("-o FILE is required".into()))?;
+            finish(args).map_err(usage)?;
+            compile(&m, batch.unwrap_or(1), &out).map_err(model_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "serve")]
+        Some("serve") => {
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = serve::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            serve::run(&m, &opts)
+        }
+        Some("help") | None => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+/// Where the CLI and the service look for `tokenizer.json`: `explicit` if given, else beside
+/// the model file, else one directory up (`models/base/…` → `models/`), else
+/// `models/tokenizer.json` under the working directory. `None` if none exists.
+pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<PathBuf> {
+    if let Some(t) = explicit {
+        return Some(t.to_path_buf());
+    }
+    let beside = model.parent().map(|d| d.join("tokenizer.json"));
+    let up = model
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("tokenizer.json"));
+    [beside, up, Some(PathBuf::from("models/tokenizer.json"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
+/// The `bert-edge` command line: parses the process's arguments, runs the command, and
+/// returns its exit status (0 ok, 1 some input line failed, 2 bad model or usage).
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            eprintln!("bert-edge: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
