@@ -7,7 +7,7 @@
 #   DURATION=5m MODEL=models/tiny/bert_ids_int8.onnx bench/soak.sh   # smoke
 #
 # Needs wrk and gnuplot (apt-get install -y wrk gnuplot-nox), models/generate base.
-# Output: docs/soak-<date>.csv, docs/soak-<date>.png, a summary on stdout.
+# Output: docs/soak-<date>.{csv,png,log,metrics.txt}: samples, plot, the run's output, final counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/base/bert_ids_int8.onnx}
@@ -18,6 +18,7 @@ WORKERS=${WORKERS:-$(nproc)}
 PORT=${PORT:-18181}
 BIN=${BIN:-target/release/bert-edge}
 OUT=${OUT:-docs/soak-$(date +%Y%m%d)}
+exec > >(tee "$OUT.log") 2>&1   # the whole run, wrk's report included
 [ -x "$BIN" ] || cargo build --release --bin bert-edge
 URL="http://127.0.0.1:$PORT"
 TMP=$(mktemp -d)
@@ -72,10 +73,10 @@ curl -s "$URL/metrics" | grep -E '^bert_edge_(requests_total|inference_errors_to
 kill -0 "$SERVER_PID" && echo "server pid $SERVER_PID alive throughout: 0 restarts"
 awk -F, 'NR>2 {if (min=="" || $2<min) min=$2; if ($2>max) max=$2} END {printf "RSS after minute 1: min %.1f max %.1f MiB, spread %.2f %%\n", min, max, 100*(max-min)/min}' "$OUT.csv" | tee -a "$OUT.metrics.txt"
 gnuplot <<GP
-set terminal png size 900,420
+set terminal png size 900,420 noenhanced
 set output "$OUT.png"
 set datafile separator ","
-set title "bert-edge serve soak: $(basename "$MODEL") seq $SEQ, $CLIENTS clients, $WORKERS workers"
+set title "bert-edge serve soak: $(basename "$MODEL") seq $SEQ, $CLIENTS clients, $WORKERS workers ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date +%F))"
 set xlabel "minute"; set ylabel "RSS (MiB)"; set y2label "threads"; set y2tics; set grid
 set yrange [0:*]; set y2range [0:*]
 plot "$OUT.csv" every ::1 using 1:2 with linespoints title "RSS", "" every ::1 using 1:3 axes x1y2 with lines title "threads"

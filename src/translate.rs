@@ -98,6 +98,7 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
             )));
         }
     }
+    refuse_ort_fused(g, path)?;
     let mut op_histogram = BTreeMap::new();
     for n in &g.node {
         *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
@@ -144,6 +145,27 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         opset,
         op_histogram,
     })
+}
+
+/// onnxruntime's fused `com.microsoft.Attention` (from its transformer optimizer:
+/// `optimum-cli export onnx --optimize O2`/`O3`, `onnxruntime.transformers.optimizer`) shares
+/// its name with ONNX's own `Attention` (opset 23, separate Q, K, V), and tract-onnx reads it
+/// as that one and panics on the packed QKV input. Refused here with the way out.
+fn refuse_ort_fused(g: &pb::GraphProto, path: &Path) -> Result<()> {
+    let fused = g
+        .node
+        .iter()
+        .filter(|n| n.domain == "com.microsoft" && n.op_type == "Attention")
+        .count();
+    if fused == 0 {
+        return Ok(());
+    }
+    Err(Error::bad_model(format!(
+        "{}: {fused} onnxruntime-fused com.microsoft.Attention node(s), from onnxruntime's \
+         transformer optimizer (optimum --optimize O2 or O3): tract cannot run them. Export \
+         without --optimize (or with O1)",
+        path.display()
+    )))
 }
 
 fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {

@@ -9,44 +9,17 @@
 mod common;
 use bert_edge::{unstable, Encoder, Input};
 use common::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tract_core::prelude::*;
 
-static COUNT: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// The system allocator, counting allocations (and reallocations) and their bytes.
-struct CountingAlloc;
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        COUNT.fetch_add(1, Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        COUNT.fetch_add(1, Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Relaxed);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        COUNT.fetch_add(1, Relaxed);
-        BYTES.fetch_add(new_size as u64, Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+/// The CLI's counting allocator (one implementation for `bench` and this test).
+#[path = "../cli/src/alloc_count.rs"]
+#[allow(dead_code, unexpected_cfgs)]
+mod alloc_count;
+use alloc_count::{snapshot, CountingAlloc};
 
 #[global_allocator]
 static A: CountingAlloc = CountingAlloc;
-
-fn snapshot() -> (u64, u64) {
-    (COUNT.load(Relaxed), BYTES.load(Relaxed))
-}
 
 fn per_call(reps: u64, mut f: impl FnMut()) -> (u64, u64) {
     f();

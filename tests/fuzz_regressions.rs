@@ -36,3 +36,26 @@ fn a_panic_inside_tract_during_a_load_is_an_engine_error() {
     .unwrap();
     assert_eq!(plan.info().seq, 8);
 }
+
+/// Every input committed under tests/data/fuzz/ loads to a typed error (the process goes on);
+/// none loads as a model.
+#[test]
+fn every_committed_fuzz_input_is_a_typed_error() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("onnx" | "tar")
+        ) {
+            continue;
+        }
+        match Plan::load(&path, &LoadOptions::new().seq(8)) {
+            Err(Error::Engine(_) | Error::BadModel(_)) => n += 1,
+            Err(other) => panic!("{}: unexpected error kind: {other}", path.display()),
+            Ok(_) => panic!("{}: a fuzzed input loaded as a model", path.display()),
+        }
+    }
+    assert!(n >= 1, "no inputs found in {}", dir.display());
+}

@@ -118,3 +118,33 @@ fn a_failed_or_killed_compile_keeps_the_old_archive() {
     assert_eq!(r.status.code(), None);
     assert!(!fresh.exists());
 }
+
+/// A load that cannot fit is refused before it starts, naming what it needs, instead of being
+/// killed halfway by the OOM killer. `BERT_EDGE_MEM_AVAILABLE_MB` stands in for a small board's
+/// MemAvailable (or a cgroup's `MemoryMax=`), which the check reads otherwise.
+#[test]
+fn a_model_too_big_for_memory_is_refused_before_loading() {
+    let info = |avail_mb: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+            .args(["info", "--seq", "8", "--model"])
+            .arg(model("ids", "f32"))
+            .env("BERT_EDGE_MEM_AVAILABLE_MB", avail_mb)
+            .output()
+            .unwrap()
+    };
+    let r = info("4");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("out of memory"), "{err}");
+    assert!(err.contains("only 4 MiB are available"), "{err}");
+    let need: u64 = err
+        .split("needs about ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no need in {err}"));
+    // The tiny f32 ids export is 5.6 MiB: ONNX loads peak at ~2.2x the file + 32 MiB.
+    assert!((40..=50).contains(&need), "need {need} MiB: {err}");
+    let r = info("1000");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}

@@ -23,6 +23,16 @@ pub fn load(file: &Path, seq: usize, batch: usize) -> Plan {
         .unwrap_or_else(|e| panic!("{file:?}: {e}"))
 }
 
+/// One call: (last_hidden_state, pooler_output), in outputs sized by the encoder's plan.
+pub fn run(enc: &mut Encoder, input: Input) -> Result<(Vec<f32>, Vec<f32>), Error> {
+    let mut out = enc.plan().outputs();
+    enc.run(input, &mut out)?;
+    Ok((
+        out.last_hidden_state().to_vec(),
+        out.pooler_output().to_vec(),
+    ))
+}
+
 /// One call of an ids plan: (last_hidden_state, pooler_output).
 pub fn run_ids(
     enc: &mut Encoder,
@@ -30,17 +40,12 @@ pub fn run_ids(
     mask: &[i64],
     types: &[i64],
 ) -> Result<(Vec<f32>, Vec<f32>), Error> {
-    let mut out = enc.plan().outputs();
     let input = Input::Ids {
         input_ids: ids,
         attention_mask: mask,
         token_type_ids: types,
     };
-    enc.run(input, &mut out)?;
-    Ok((
-        out.last_hidden_state().to_vec(),
-        out.pooler_output().to_vec(),
-    ))
+    run(enc, input)
 }
 
 /// One call of an embeds plan: (last_hidden_state, pooler_output).
@@ -50,17 +55,12 @@ pub fn run_embeds(
     mask: &[i64],
     types: &[i64],
 ) -> Result<(Vec<f32>, Vec<f32>), Error> {
-    let mut out = enc.plan().outputs();
     let input = Input::Embeds {
         inputs_embeds: embeds,
         attention_mask: mask,
         token_type_ids: types,
     };
-    enc.run(input, &mut out)?;
-    Ok((
-        out.last_hidden_state().to_vec(),
-        out.pooler_output().to_vec(),
-    ))
+    run(enc, input)
 }
 
 /// `models/tiny`: 2 layers, hidden 64, the real 21128-word vocabulary (models/export.py).

@@ -5,9 +5,9 @@
 //! (`--body-timeout`, from the end of the head), and at most `--max-connections` are open.
 //! At the cap a new connection takes the place of the oldest one still sending its request
 //! (evicted, counted): slow clients make room for new ones instead of locking them out; only
-//! when every open connection has a request in progress does a new one get 503. Only complete requests leave this
-//! thread (to the handlers, through `Dispatcher`); answers come back as bytes through
-//! `replies` and are written here, with a write deadline too.
+//! when every open connection has a request in progress does a new one get 503. Only complete
+//! requests leave this thread (to the handlers, through `Dispatcher`); answers come back as
+//! bytes through `replies` and are written here, under a write deadline (`--body-timeout`).
 
 use super::http::{endpoint_label, Dispatcher};
 use super::wire::{self, parse_request};
@@ -326,9 +326,12 @@ impl<'a> Front<'a> {
         };
         match parse_request(&c.buf, self.shared.max_body) {
             Ok(None) => {
-                let head_done = c.buf.windows(4).any(|w| w == b"\r\n\r\n");
-                if let State::Reading { head_done: done } = &mut c.state {
-                    if head_done && !*done {
+                // Body deadline from the end of the head (scanned for only until it is found).
+                if let State::Reading {
+                    head_done: done @ false,
+                } = &mut c.state
+                {
+                    if c.buf.windows(4).any(|w| w == b"\r\n\r\n") {
                         *done = true;
                         c.deadline = Instant::now() + self.limits.body_timeout;
                     }

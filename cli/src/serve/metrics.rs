@@ -127,13 +127,20 @@ fn write_requests(o: &mut String, m: &Metrics) {
     let _ = writeln!(o, "bert_edge_request_duration_seconds_count {count}");
 }
 
-/// Queue and worker gauges, inference counters.
-fn write_gauges(o: &mut String, s: &Shared) {
-    let m = &s.metrics;
-    let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
-    let f = &m.front;
-    let gauges = [
-        ("connections_open", "Open client connections.", load(&f.open), "gauge"),
+/// One `# HELP`/`# TYPE`/value triple per row: (name, help, value, kind).
+fn write_rows(o: &mut String, rows: &[(&str, &str, u64, &str)]) {
+    for (name, help, v, kind) in rows {
+        let _ = writeln!(
+            o,
+            "# HELP bert_edge_{name} {help}\n# TYPE bert_edge_{name} {kind}\nbert_edge_{name} {v}"
+        );
+    }
+}
+
+/// The HTTP front: connections and what its limits refused.
+fn write_front(o: &mut String, f: &FrontCounters) {
+    let rows = [
+        ("connections_open", "Open client connections.", f.open.load(SeqCst) as u64, "gauge"),
         (
             "connections_rejected_total",
             "Connections refused with 503 at --max-connections.",
@@ -170,6 +177,16 @@ fn write_gauges(o: &mut String, s: &Shared) {
             f.bad_requests.load(SeqCst),
             "counter",
         ),
+    ];
+    write_rows(o, &rows);
+}
+
+/// Queue and worker gauges, inference counters.
+fn write_gauges(o: &mut String, s: &Shared) {
+    let m = &s.metrics;
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
+    write_front(o, &m.front);
+    let gauges = [
         (
             "queue_depth",
             "Texts waiting for a worker.",
@@ -214,10 +231,5 @@ fn write_gauges(o: &mut String, s: &Shared) {
             "counter",
         ),
     ];
-    for (name, help, v, kind) in gauges {
-        let _ = writeln!(
-            o,
-            "# HELP bert_edge_{name} {help}\n# TYPE bert_edge_{name} {kind}\nbert_edge_{name} {v}"
-        );
-    }
+    write_rows(o, &gauges);
 }
