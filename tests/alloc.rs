@@ -14,7 +14,7 @@ use tract_core::prelude::*;
 
 /// The CLI's counting allocator (one implementation for `bench` and this test).
 #[path = "../cli/src/alloc_count.rs"]
-#[allow(dead_code, unexpected_cfgs)]
+#[allow(dead_code)]
 mod alloc_count;
 use alloc_count::{snapshot, CountingAlloc};
 

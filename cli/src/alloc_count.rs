@@ -13,7 +13,6 @@ static COUNT: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The system allocator, counting allocations (and reallocations) and their bytes.
-#[cfg_attr(not(feature = "count-allocs"), allow(dead_code))]
 pub struct CountingAlloc;
 
 unsafe impl GlobalAlloc for CountingAlloc {

@@ -408,7 +408,9 @@ fn raise_fd_limit() -> u64 {
             }
         }
     }
-    r.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u32 on armv7
+    let n = r.rlim_cur as u64;
+    n
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
