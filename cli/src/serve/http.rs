@@ -39,16 +39,20 @@ impl Dispatcher<'_> {
         let (shared, t0) = (self.shared, Instant::now());
         let endpoint = endpoint_label(&req.path);
         let close = !req.keep_alive;
-        if matches!(endpoint, "/health" | "/metrics") && req.method == "GET" {
-            // Cheap and small: answered here, so probes never wait behind embedding requests.
-            let (status, bytes) = answer(endpoint, Ok(probe(shared, endpoint)), !close);
+        // An answer from this thread, recorded in the metrics.
+        let now = |result: Result<Reply, Failure>, close: bool| {
+            let (status, bytes) = answer(endpoint, result, !close);
             shared.metrics.record(endpoint, status, t0.elapsed());
-            return Some(Answer {
+            Some(Answer {
                 slot,
                 gen,
                 bytes,
                 close,
-            });
+            })
+        };
+        if matches!(endpoint, "/health" | "/metrics") && req.method == "GET" {
+            // Cheap and small: answered here, so probes never wait behind embedding requests.
+            return now(Ok(probe(shared, endpoint)), close);
         }
         // A request goes to the handlers only if one is free (counted from here until the
         // handler has answered), so the channel never holds more than there are handlers.
@@ -58,29 +62,14 @@ impl Dispatcher<'_> {
             .is_ok();
         if !free {
             let f = Failure::new(429, "server busy: too many requests waiting, retry later");
-            let (status, bytes) = answer(endpoint, Err(f), !close);
-            shared.metrics.record(endpoint, status, t0.elapsed());
-            return Some(Answer {
-                slot,
-                gen,
-                bytes,
-                close,
-            });
+            return now(Err(f), close);
         }
         match self.tx.send(Job { slot, gen, req, t0 }) {
             Ok(()) => None,
             Err(mpsc::SendError(_)) => {
                 // No handler left (cannot happen before shutdown).
                 shared.handling.fetch_sub(1, SeqCst);
-                let (status, bytes) =
-                    answer(endpoint, Err(Failure::new(503, "shutting down")), false);
-                shared.metrics.record(endpoint, status, t0.elapsed());
-                Some(Answer {
-                    slot,
-                    gen,
-                    bytes,
-                    close: true,
-                })
+                now(Err(Failure::new(503, "shutting down")), true)
             }
         }
     }
