@@ -18,8 +18,9 @@ static HOOK: Once = Once::new();
 /// a panic happened (fuzz/artifacts/<target>/caught-panics.txt, one line per location) and
 /// lets the library catch it; a panic that escapes still reaches libfuzzer-sys's own
 /// `catch_unwind` and aborts (a crash). The targets that load files keep the first input
-/// to reach each location as `caught-<n>.bin` beside the list. With `BERT_EDGE_FUZZ_STRICT=1` a caught panic is a
-/// crash too (to collect inputs for regression tests).
+/// to reach each location as `caught-<n>.bin` beside the list. With
+/// `BERT_EDGE_FUZZ_STRICT=1` a caught panic is a crash too (to collect inputs for
+/// regression tests).
 pub fn init(target: &'static str) {
     HOOK.call_once(|| {
         std::panic::set_hook(Box::new(move |info| {

@@ -348,7 +348,7 @@ impl<'a> Front<'a> {
             Err(r) => {
                 self.shared.metrics.front.bad_requests.fetch_add(1, SeqCst);
                 let gen = c.gen;
-                let bytes = error_bytes(r.status, &r.message);
+                let bytes = wire::error_response(r.status, &r.message);
                 let endpoint = endpoint_label(&request_path(&c.buf));
                 self.shared
                     .metrics
@@ -370,7 +370,7 @@ impl<'a> Front<'a> {
             match c.state {
                 State::Reading { head_done: true } => {
                     m.body_timeouts.fetch_add(1, SeqCst);
-                    let bytes = error_bytes(408, "request body not received in time");
+                    let bytes = wire::error_response(408, "request body not received in time");
                     let _ = (&c.stream).write(&bytes);
                 }
                 State::Reading { head_done: false } => {
@@ -396,15 +396,4 @@ fn request_path(buf: &[u8]) -> String {
     let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
     let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
     String::from_utf8_lossy(target).into_owned()
-}
-
-fn error_bytes(status: u16, message: &str) -> Vec<u8> {
-    let body = serde_json::json!({"error": message, "error_type": "invalid_request_error"});
-    wire::response(
-        status,
-        "application/json",
-        &[],
-        body.to_string().as_bytes(),
-        false,
-    )
 }

@@ -72,6 +72,7 @@ impl Metrics {
 pub(super) fn metrics_text(s: &Shared) -> String {
     let mut o = String::new();
     write_requests(&mut o, &s.metrics);
+    write_front(&mut o, &s.metrics.front);
     write_gauges(&mut o, s);
     let _ = writeln!(
         o,
@@ -185,7 +186,6 @@ fn write_front(o: &mut String, f: &FrontCounters) {
 fn write_gauges(o: &mut String, s: &Shared) {
     let m = &s.metrics;
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
-    write_front(o, &m.front);
     let gauges = [
         (
             "queue_depth",

@@ -451,7 +451,7 @@ impl Harness {
     pub fn handle_bytes(&self, raw: &[u8]) -> Option<(u16, Vec<u8>)> {
         match wire::parse_request(raw, self.shared.max_body) {
             Ok(None) => None,
-            Err(r) => Some((r.status, r.message.into_bytes())),
+            Err(r) => Some((r.status, wire::error_response(r.status, &r.message))),
             Ok(Some((req, _))) => Some(http::process(&self.shared, &self.jobs, &req)),
         }
     }

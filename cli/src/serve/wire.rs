@@ -212,6 +212,19 @@ pub fn response(
     out
 }
 
+/// The bytes of a refusal from the HTTP layer (malformed request, timeout): a JSON
+/// `{"error": …}` body, and the connection closed after it.
+pub fn error_response(status: u16, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": message, "error_type": "invalid_request_error"});
+    response(
+        status,
+        "application/json",
+        &[],
+        body.to_string().as_bytes(),
+        false,
+    )
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
