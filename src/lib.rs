@@ -25,7 +25,7 @@
 //! let mask = [1i64, 1, 1, 1, 1, 1, 0, 0];
 //! let types = [0i64; 8];
 //! encoder.run(Input::Ids { input_ids: &ids, attention_mask: &mask, token_type_ids: &types }, &mut out)?;
-//! assert!(out.pooler_output().iter().all(|v| v.is_finite()));
+//! assert!(out.pooler_output().is_some_and(|p| p.iter().all(|v| v.is_finite())));
 //! # }
 //! # Ok::<(), bert_edge::Error>(())
 //! ```
@@ -43,8 +43,8 @@ pub mod unstable;
 
 pub use error::{Error, Result};
 pub use runtime::{
-    Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, Outputs, Plan, PlanInfo, Variant,
-    WordEmbeddings, DEFAULT_SEQ,
+    Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan, PlanInfo,
+    Role, Task, Variant, WordEmbeddings, DEFAULT_SEQ,
 };
 #[cfg(feature = "onnx")]
 pub use translate::compile;

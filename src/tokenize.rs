@@ -135,6 +135,47 @@ impl BertTokenizer {
         pair: Option<&str>,
         out: &mut Inputs,
     ) -> Result<Tokenized> {
+        let n = self.check_buffers(out, pair.is_some())?;
+        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, pair, n, false))?;
+        self.copy_into(&enc, truncated, out)
+    }
+
+    /// Like [`BertTokenizer::encode_into`] for one text, and also writes each position's
+    /// span in `text` as **character** (Unicode scalar) offsets `(start, end)` into `offsets`
+    /// (cleared first; `None` for `[CLS]`, `[SEP]` and padding), as Hugging Face's fast
+    /// tokenizers report them to Python. What [`crate::heads::entities`] needs.
+    ///
+    /// ```
+    /// use bert_edge::{tokenize::BertTokenizer, Inputs};
+    /// let tok = BertTokenizer::from_file("models/tokenizer.json")?;
+    /// let (mut buf, mut spans) = (Inputs::new(8), Vec::new());
+    /// tok.encode_with_offsets("我爱 AI", &mut buf, &mut spans)?;
+    /// assert_eq!(spans[..5], [None, Some((0, 1)), Some((1, 2)), Some((3, 5)), None]);
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+        out: &mut Inputs,
+        offsets: &mut Vec<Option<(usize, usize)>>,
+    ) -> Result<Tokenized> {
+        let n = self.check_buffers(out, false)?;
+        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, None, n, true))?;
+        let done = self.copy_into(&enc, truncated, out)?;
+        offsets.clear();
+        let special = enc.get_special_tokens_mask();
+        offsets.extend(
+            enc.get_offsets()
+                .iter()
+                .zip(special)
+                .map(|(o, s)| (*s == 0).then_some(*o)),
+        );
+        offsets.resize(n, None);
+        Ok(done)
+    }
+
+    /// Checks the buffers' lengths against each other and the special tokens; returns N.
+    fn check_buffers(&self, out: &Inputs, pair: bool) -> Result<usize> {
         let n = out.input_ids.len();
         if out.attention_mask.len() != n || out.token_type_ids.len() != n {
             return Err(Error::bad_input(format!(
@@ -144,20 +185,24 @@ impl BertTokenizer {
                 out.token_type_ids.len()
             )));
         }
-        let min = self.min_len(pair.is_some());
+        let min = self.min_len(pair);
         if n < min {
             return Err(Error::bad_input(format!(
                 "sequence length {n} is too small: {} needs at least {min} \
                  (room for the special tokens)",
-                if pair.is_some() {
+                if pair {
                     "[CLS] A [SEP] B [SEP]"
                 } else {
                     "[CLS] A [SEP]"
                 }
             )));
         }
-        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, pair, n))?;
+        Ok(n)
+    }
 
+    /// Copies an encoding into the buffers and pads them.
+    fn copy_into(&self, enc: &Encoding, truncated: bool, out: &mut Inputs) -> Result<Tokenized> {
+        let n = out.input_ids.len();
         let ids = enc.get_ids();
         let mask = enc.get_attention_mask();
         let types = enc.get_type_ids();
@@ -197,10 +242,21 @@ impl BertTokenizer {
     /// Tokenize, truncate to `n` tokens in total (special tokens included) and apply the
     /// `[CLS]`/`[SEP]` template; no padding; and whether anything was cut. Requires
     /// `n >= added tokens`.
-    fn encode_raw(&self, text: &str, pair: Option<&str>, n: usize) -> Result<(Encoding, bool)> {
+    fn encode_raw(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        n: usize,
+        char_offsets: bool,
+    ) -> Result<(Encoding, bool)> {
         let tok_err = |e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}"));
         // No truncation/padding is configured on `inner`, so these are the raw word pieces.
-        let first = self.inner.encode_fast(text, false).map_err(tok_err)?;
+        let first = if char_offsets {
+            self.inner.encode_char_offsets(text, false)
+        } else {
+            self.inner.encode_fast(text, false)
+        }
+        .map_err(tok_err)?;
         let second = match pair {
             Some(p) => Some(self.inner.encode_fast(p, false).map_err(tok_err)?),
             None => None,
@@ -254,5 +310,33 @@ impl BertTokenizer {
     /// Id used for padding (`[PAD]`, 0 for bert-base-chinese).
     pub fn pad_id(&self) -> i64 {
         self.pad_id
+    }
+
+    /// Token ids → text, as Hugging Face's `tokenizer.decode` (the file's WordPiece decoder:
+    /// `##` pieces joined, tokens otherwise separated by spaces, punctuation spaces cleaned).
+    ///
+    /// ```
+    /// let tok = bert_edge::tokenize::BertTokenizer::from_file("models/tokenizer.json")?;
+    /// assert_eq!(tok.decode(&[101, 2769, 4263, 102], true)?, "我 爱");
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        guard("the tokenizer", || {
+            self.inner
+                .decode(ids, skip_special_tokens)
+                .map_err(|e| Error::Engine(anyhow::anyhow!("decoding ids: {e}")))
+        })
+    }
+
+    /// Tokens → text with the file's decoder, as Hugging Face's
+    /// `tokenizer.convert_tokens_to_string` (tokens joined by spaces if it has none).
+    pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String> {
+        use tokenizers::Decoder;
+        guard("the tokenizer", || match self.inner.get_decoder() {
+            Some(d) => d
+                .decode(tokens)
+                .map_err(|e| Error::Engine(anyhow::anyhow!("decoding tokens: {e}"))),
+            None => Ok(tokens.join(" ")),
+        })
     }
 }

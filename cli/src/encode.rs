@@ -1,6 +1,7 @@
 //! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
 
 use crate::ModelArgs;
+use bert_edge::heads::{pool_into, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Flavour, Inputs, Outputs, Plan};
 use serde_json::{json, Map, Value};
@@ -10,8 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub struct Options {
-    tokenizer: Option<PathBuf>,
+    pub(crate) tokenizer: Option<PathBuf>,
     hidden_states: bool,
+    pooling: Option<Pooling>,
+    normalize: bool,
 }
 
 impl Options {
@@ -21,6 +24,8 @@ impl Options {
                 .opt_value_from_str("--tokenizer")
                 .map_err(|e| e.to_string())?,
             hidden_states: args.contains("--hidden-states"),
+            pooling: crate::opt_parse(args, "--pooling")?,
+            normalize: args.contains("--normalize"),
         })
     }
 }
@@ -32,15 +37,12 @@ fn find_tokenizer(opts: &Options, model: &std::path::Path) -> Option<PathBuf> {
 
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     let plan = Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
-    if plan.info().batch != 1 {
-        return Err((
-            2,
-            format!(
-                "encode needs a batch-1 plan, this one has batch {}",
-                plan.info().batch
-            ),
-        ));
-    }
+    check_batch(&plan)?;
+    let pooling = match opts.pooling {
+        Some(p) => Some(p),
+        None if opts.normalize => Some(Pooling::default_for(plan.info())),
+        None => None,
+    };
     let tokenizer = match find_tokenizer(opts, &m.model) {
         Some(p) => Some(BertTokenizer::from_file(&p).map_err(|e| (2, e.to_string()))?),
         None => {
@@ -51,6 +53,48 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
     // Allocated once, reused for every line.
     let (mut inputs, mut outputs) = (plan.inputs(), plan.outputs());
+    let mut vector = vec![0f32; plan.info().hidden];
+    lines("encoded", |line| {
+        let tok = tokenizer.as_ref();
+        let real = one_line(line, &plan, tok, &mut encoder, &mut inputs, &mut outputs)?;
+        let mut reply = render(&plan, &inputs, real, &outputs, opts.hidden_states);
+        if let Some(p) = pooling {
+            pool_into(
+                p,
+                &outputs,
+                &inputs.attention_mask,
+                0,
+                opts.normalize,
+                &mut vector,
+            )
+            .map_err(|e| e.to_string())?;
+            reply["embedding"] = json!(vector);
+        }
+        Ok(reply)
+    })
+}
+
+/// Commands that run one text per call need a batch-1 plan.
+pub(crate) fn check_batch(plan: &Plan) -> Result<(), (u8, String)> {
+    if plan.info().batch != 1 {
+        return Err((
+            2,
+            format!(
+                "this command needs a batch-1 plan, this one has batch {}",
+                plan.info().batch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The JSON Lines loop of `encode`, `classify`, `ner` and `fill-mask`: each non-blank stdin
+/// line through `handle`, its answer (or `{"error": …}`) as one stdout line, in order. Exit
+/// status 1 if any line failed.
+pub(crate) fn lines(
+    what: &str,
+    mut handle: impl FnMut(&[u8]) -> Result<Value, String>,
+) -> Result<ExitCode, (u8, String)> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -67,17 +111,11 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
         }
-        let tok = tokenizer.as_ref();
-        let reply = match one_line(&line, &plan, tok, &mut encoder, &mut inputs, &mut outputs) {
-            Ok(real) => {
-                ok += 1;
-                render(&plan, &inputs, real, &outputs, opts.hidden_states)
-            }
-            Err(e) => {
-                failed += 1;
-                json!({ "error": e })
-            }
-        };
+        let reply = handle(&line).unwrap_or_else(|e| {
+            failed += 1;
+            json!({ "error": e })
+        });
+        ok += reply.get("error").is_none() as usize;
         let written = serde_json::to_writer(&mut out, &reply)
             .map_err(std::io::Error::from)
             .and_then(|_| out.write_all(b"\n"))
@@ -86,12 +124,30 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
             return Err((1, format!("writing stdout: {e}")));
         }
     }
-    eprintln!("bert-edge: {ok} lines encoded, {failed} failed");
+    eprintln!("bert-edge: {ok} lines {what}, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `{"text": …, "text_pair": …?}`: the text and pair of a line.
+pub(crate) fn text_line(raw: &[u8]) -> Result<(String, Option<String>), String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("line is not valid UTF-8: {e}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    let obj = value.as_object().ok_or("each line must be a JSON object")?;
+    let t = obj
+        .get("text")
+        .ok_or("a line needs \"text\"")?
+        .as_str()
+        .ok_or("\"text\" must be a string")?;
+    let pair = match obj.get("text_pair") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return Err("\"text_pair\" must be a string".into()),
+    };
+    Ok((t.to_string(), pair))
 }
 
 /// Parses one JSON line (text, ids or embeds) into `inputs`, checks and runs it into `out`;
@@ -223,7 +279,11 @@ fn fill_embeds(v: &Value, hidden: usize, dst: &mut [f32]) -> Result<usize, Strin
     Ok(rows.len())
 }
 
-fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, hidden_states: bool) -> Value {
+/// A line's answer: the inputs, and every output the graph has under its own name: one
+/// vector per row for `[batch, n]` outputs (pooler_output, sequence logits), per-token rows
+/// for `[batch, seq, n]` outputs (last_hidden_state, token or masked-LM logits) with
+/// `--hidden-states`.
+fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, per_token: bool) -> Value {
     let mut o = Map::new();
     if plan.info().flavour == Flavour::Ids {
         o.insert("input_ids".into(), json!(b.input_ids));
@@ -231,11 +291,17 @@ fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, hidden_states: bo
     o.insert("attention_mask".into(), json!(b.attention_mask));
     o.insert("token_type_ids".into(), json!(b.token_type_ids));
     o.insert("tokens".into(), json!(real));
-    o.insert("pooler_output".into(), json!(out.pooler_output()));
-    if hidden_states {
-        let h = plan.info().hidden;
-        let rows: Vec<&[f32]> = out.last_hidden_state().chunks(h).collect();
-        o.insert("last_hidden_state".into(), json!(rows));
+    for (spec, values) in out.iter() {
+        match spec.shape.len() {
+            0..=2 => {
+                o.insert(spec.name.clone(), json!(values));
+            }
+            _ if per_token => {
+                let rows: Vec<&[f32]> = values.chunks(spec.width().max(1)).collect();
+                o.insert(spec.name.clone(), json!(rows));
+            }
+            _ => {}
+        }
     }
     Value::Object(o)
 }

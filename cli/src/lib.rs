@@ -6,8 +6,9 @@ mod bench;
 pub mod encode;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod tasks;
 
-use bert_edge::{Error, Flavour, LoadOptions, Variant};
+use bert_edge::{Error, Flavour, LoadOptions, Task, Variant};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,20 +17,31 @@ bert-edge: BERT-base-chinese on small ARM boards (tract)
 
 USAGE:
   bert-edge encode  --model FILE [--seq N] [--tokenizer FILE] [--variant f32|f16|int8] [--hidden-states]
+                    [--pooling cls|mean|pooler] [--normalize]
                     JSON Lines on stdin: {\"text\": ..., \"text_pair\": ...?}
                     or {\"input_ids\": [...], \"attention_mask\": [...]?, \"token_type_ids\": [...]?}
-                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; one JSON line out per line in.
+                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; one JSON line out per line in,
+                    with every output of the graph by name (per-token ones with --hidden-states)
+                    and \"embedding\" with --pooling.
+  bert-edge classify  --model FILE [--top-k K]             text-classification models
+  bert-edge ner       --model FILE [--aggregation simple|none]  token-classification models
+  bert-edge fill-mask --model FILE [--top-k K]             masked-LM models (texts with [MASK])
+                    JSON Lines {\"text\": ...} in (classify: also \"text_pair\"), answers out, as
+                    Hugging Face's pipelines give them (labels from the export's config.json).
   bert-edge info    --model FILE [--seq N] [--variant V]
   bert-edge bench   --model FILE [--seq N] [--variant V] [--reps R] [--warmup W] [--json]
   bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
                     (feed them, edited or not, to `encode` on the inputs_embeds model)
   bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] -o FILE.nnef.tar
-  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean]
+  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean|pooler]
                     [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
                     [--max-body 1048576] [--header-timeout 5] [--body-timeout 10] [--max-connections 1024]
-                    HTTP: POST /embed, POST /v1/embeddings, GET /health, GET /metrics
+                    HTTP: POST /embed, POST /v1/embeddings (models with hidden states or a pooler),
+                    POST /classify, /ner, /fill-mask (by the model's task), GET /health, GET /metrics
 
+--config FILE (any command that loads an ONNX model): the export's config.json (labels:
+id2label); default: config.json beside the model.
 --f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
 auto = f32 where the CPU has no f16 arithmetic (x86_64, cortex-a72/a53: 2-4x faster, 2x the
 weight memory), native f16 where it has (cortex-a76).
@@ -45,6 +57,7 @@ pub struct ModelArgs {
     pub variant: Option<Variant>,
     pub flavour: Option<Flavour>,
     pub f16_compute: bert_edge::F16Compute,
+    pub config: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -59,12 +72,16 @@ impl ModelArgs {
         let variant = opt_parse(args, "--variant")?;
         let flavour = opt_parse(args, "--flavour")?;
         let f16_compute = opt_parse(args, "--f16-compute")?.unwrap_or_default();
+        let config = args
+            .opt_value_from_str("--config")
+            .map_err(|e| e.to_string())?;
         Ok(ModelArgs {
             model,
             seq,
             variant,
             flavour,
             f16_compute,
+            config,
         })
     }
 
@@ -80,6 +97,9 @@ impl ModelArgs {
         if let Some(f) = self.flavour {
             o = o.flavour(f);
         }
+        if let Some(c) = &self.config {
+            o = o.config(c);
+        }
         o
     }
 
@@ -94,8 +114,9 @@ impl ModelArgs {
         let i = plan.info();
         let widened = i.variant == Variant::F16 && !plan.computes_f16();
         eprintln!(
-            "bert-edge: plan ready in {:.2} s: {} {}{} batch {} seq {} hidden {}",
+            "bert-edge: plan ready in {:.2} s: {} {} {}{} batch {} seq {} hidden {}",
             t.elapsed().as_secs_f64(),
+            i.task,
             i.flavour,
             i.variant,
             if widened { " (computed in f32)" } else { "" },
@@ -138,15 +159,26 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
         None => println!("vocab:       (embeds graph: no word-embedding table)"),
     }
     println!("type vocab:  {}", i.type_vocab_size);
+    println!("task:        {}", i.task);
+    if !i.labels.is_empty() {
+        println!(
+            "labels:      {}{}",
+            i.labels.join(", "),
+            if i.multi_label {
+                " (multi-label: sigmoid scores)"
+            } else {
+                ""
+            }
+        );
+    }
     let model = bert_edge::unstable::model(&plan);
     for (ix, o) in model.inputs.iter().enumerate() {
         let f = model.input_fact(ix).map_err(Error::Engine)?;
         println!("input  {ix}:    {} {f:?}", model.node(o.node).name);
     }
-    for (ix, o) in model.outputs.iter().enumerate() {
-        let f = model.output_fact(ix).map_err(Error::Engine)?;
-        let label = model.outlet_label(*o).unwrap_or(&model.node(o.node).name);
-        println!("output {ix}:    {label} {f:?}");
+    for (ix, o) in i.outputs.iter().enumerate() {
+        let role = o.role.map_or("(no role)".to_string(), |r| r.to_string());
+        println!("output {ix}:    {} {:?} {role}", o.name, o.shape);
     }
     println!("parameters:  {}", plan.parameter_count());
     println!("optimized plan ops:");
@@ -168,8 +200,9 @@ fn compile(m: &ModelArgs, batch: usize, out: &Path) -> Result<(), Error> {
     let info = bert_edge::compile(&m.model, &opts, out)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "bert-edge: wrote {} ({} {} batch {} seq {}, {:.1} MB) in {:.1} s",
+        "bert-edge: wrote {} ({} {} {} batch {} seq {}, {:.1} MB) in {:.1} s",
         out.display(),
+        info.task,
         info.flavour,
         info.variant,
         info.batch,
@@ -191,6 +224,17 @@ fn run() -> Result<ExitCode, (u8, String)> {
             let opts = encode::Options::parse(&mut args).map_err(usage)?;
             finish(args).map_err(usage)?;
             encode::run(&m, &opts)
+        }
+        Some(cmd @ ("classify" | "ner" | "fill-mask")) => {
+            let task = match cmd {
+                "classify" => Task::TextClassification,
+                "ner" => Task::TokenClassification,
+                _ => Task::FillMask,
+            };
+            let m = ModelArgs::parse(&mut args).map_err(usage)?;
+            let opts = tasks::Options::parse(&mut args).map_err(usage)?;
+            finish(args).map_err(usage)?;
+            tasks::command(&m, task, &opts)
         }
         Some("info") => {
             let m = ModelArgs::parse(&mut args).map_err(usage)?;

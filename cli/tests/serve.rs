@@ -470,7 +470,7 @@ fn concurrent_clients_all_get_their_own_answers() {
         "{m}"
     );
     assert!(
-        m.contains("bert_edge_model_info{model=\"bert_ids_f32\",variant=\"f32\",seq=\"32\""),
+        m.contains("bert_edge_model_info{model=\"bert_ids_f32\",variant=\"f32\",task=\"feature-extraction\",seq=\"32\""),
         "{m}"
     );
 }
@@ -977,4 +977,112 @@ fn model_file_replaced_or_deleted_while_serving() {
     }
     assert_eq!(srv.get("/health").status, 200);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The answer `bert-edge classify|ner|fill-mask` gives for one text, by the library path.
+fn head_answer(model: &std::path::Path, head: bert_edge_cli::tasks::Head, text: &str) -> Value {
+    let plan = Arc::new(load(model, SEQ, 1));
+    let tok = BertTokenizer::from_file(root().join("models/tokenizer.json")).unwrap();
+    let mut enc = Encoder::new(plan.clone()).unwrap();
+    let mut scratch = bert_edge_cli::tasks::Scratch::new(&plan);
+    bert_edge_cli::tasks::run(head, &tok, &mut enc, &mut scratch, text, None).unwrap()
+}
+
+#[test]
+fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
+    use bert_edge::heads::Aggregation;
+    use bert_edge_cli::tasks::Head;
+    let tasks = tiny().join("tasks");
+    let ner_model = tasks.join("token-classification/torch_f32.onnx");
+    let srv = Server::start_on(&ner_model, &["--workers", "1"]);
+    let text = "王小明在北京的清华大学读书。";
+    let resp = srv.post("/ner", &json!({"inputs": [text, "我爱学习"]}));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let got = resp.json();
+    let want = head_answer(
+        &ner_model,
+        Head::Ner {
+            aggregation: Aggregation::Simple,
+        },
+        text,
+    );
+    assert_eq!(got[0], want);
+    assert_eq!(got.as_array().unwrap().len(), 2);
+    let resp = srv.post(
+        "/ner",
+        &json!({"inputs": text, "aggregation_strategy": "none"}),
+    );
+    assert_eq!(resp.status, 200);
+    let want = head_answer(
+        &ner_model,
+        Head::Ner {
+            aggregation: Aggregation::None,
+        },
+        text,
+    );
+    assert_eq!(resp.json()[0], want);
+    // Other tasks' endpoints and bad settings: clear 4xx, and the service goes on.
+    let r = srv.post("/classify", &json!({"inputs": text}));
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("POST /ner"),
+        "{:?}",
+        r.json()
+    );
+    let r = srv.post("/embed", &json!({"inputs": text}));
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("no embeddings"));
+    let r = srv.post(
+        "/ner",
+        &json!({"inputs": text, "aggregation_strategy": "max"}),
+    );
+    assert_eq!(r.status, 400);
+    let r = srv.post("/ner", &json!({"inputs": [[text, text]]}));
+    assert_eq!(r.status, 400);
+    let metrics = String::from_utf8(srv.get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("endpoint=\"/ner\",status=\"200\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("endpoint=\"/classify\",status=\"404\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("task=\"token-classification\""),
+        "{metrics}"
+    );
+    drop(srv);
+
+    let cls_model = tasks.join("text-classification/torch_f32.onnx");
+    let srv = Server::start_on(&cls_model, &["--workers", "1"]);
+    let resp = srv.post(
+        "/classify",
+        &json!({"inputs": [text, ["问题是什么", "答案"]], "top_k": 2}),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let want = head_answer(&cls_model, Head::Classify { top_k: 2 }, text);
+    assert_eq!(resp.json()[0], want);
+    assert_eq!(resp.json()[1]["predictions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        srv.post("/classify", &json!({"inputs": text, "top_k": 0}))
+            .status,
+        400
+    );
+    drop(srv);
+
+    let mlm_model = tasks.join("fill-mask/torch_f32.onnx");
+    let srv = Server::start_on(&mlm_model, &["--workers", "1"]);
+    let masked = "我爱[MASK]习";
+    let resp = srv.post("/fill-mask", &json!({"inputs": masked}));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let want = head_answer(&mlm_model, Head::FillMask { top_k: 5 }, masked);
+    assert_eq!(resp.json()[0], want);
+    let r = srv.post("/fill-mask", &json!({"inputs": "没有面具"}));
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("no [MASK]"));
+    assert_eq!(srv.get("/health").status, 200);
 }

@@ -19,8 +19,9 @@ use tract_core::internal::*;
 pub struct Encoder {
     plan: Arc<Plan>,
     state: TypedSimpleState,
-    /// Input tensors in the plan's input order, allocated once, refilled every call.
-    inputs: [Arc<Tensor>; 3],
+    /// Input tensors (first input, attention_mask, token_type_ids if the graph takes them),
+    /// allocated once, refilled every call.
+    inputs: [Option<Arc<Tensor>>; 3],
 }
 
 impl Encoder {
@@ -28,19 +29,17 @@ impl Encoder {
     pub fn new(plan: Arc<Plan>) -> Result<Encoder> {
         let state = plan.runnable.spawn().map_err(Error::Engine)?;
         let model = plan.runnable.model();
-        let mut inputs: Vec<Arc<Tensor>> = Vec::with_capacity(3);
-        for ix in 0..3 {
+        let mut inputs: [Option<Arc<Tensor>>; 3] = [None, None, None];
+        for (slot, ix) in inputs.iter_mut().zip(plan.input_ix) {
+            let Some(ix) = ix else { continue };
             let fact = model.input_fact(ix).map_err(Error::Engine)?;
             let shape = fact.shape.as_concrete().ok_or_else(|| {
                 Error::bad_model(format!("input {ix} has a symbolic shape {:?}", fact.shape))
             })?;
-            inputs.push(Arc::new(
+            *slot = Some(Arc::new(
                 Tensor::zero_dt(fact.datum_type, shape).map_err(Error::Engine)?,
             ));
         }
-        let inputs: [Arc<Tensor>; 3] = inputs
-            .try_into()
-            .map_err(|_| Error::bad_model("expected three inputs"))?;
         Ok(Encoder {
             plan,
             state,
@@ -72,7 +71,7 @@ impl Encoder {
     /// let ids = [101i64, 2769, 4263, 2110, 739, 102, 0, 0];
     /// let mask = [1i64, 1, 1, 1, 1, 1, 0, 0];
     /// encoder.run(Input::Ids { input_ids: &ids, attention_mask: &mask, token_type_ids: &[0; 8] }, &mut out)?;
-    /// assert!(out.pooler_output().iter().all(|v| v.is_finite()));
+    /// assert!(out.pooler_output().is_some_and(|p| p.iter().all(|v| v.is_finite())));
     /// # }
     /// # Ok::<(), bert_edge::Error>(())
     /// ```
@@ -111,14 +110,18 @@ impl Encoder {
         input: &Input<'_, T>,
         out: &mut Outputs,
     ) -> Result<()> {
+        let [first, m, t] = &mut self.inputs;
+        let missing = || Error::bad_model("the plan lost an input tensor");
+        let first = first.as_mut().ok_or_else(missing)?;
         match *input {
-            Input::Ids { input_ids, .. } => fill_tokens(&mut self.inputs[0], input_ids)?,
-            Input::Embeds { inputs_embeds, .. } => fill_embeds(&mut self.inputs[0], inputs_embeds)?,
+            Input::Ids { input_ids, .. } => fill_tokens(first, input_ids)?,
+            Input::Embeds { inputs_embeds, .. } => fill_embeds(first, inputs_embeds)?,
         }
         let (mask, types) = input.mask_and_types();
-        let [_, m, t] = &mut self.inputs;
-        fill_tokens(m, mask)?;
-        fill_tokens(t, types)?;
+        fill_tokens(m.as_mut().ok_or_else(missing)?, mask)?;
+        if let Some(t) = t {
+            fill_tokens(t, types)?;
+        }
         self.run_state(out)
     }
 
@@ -147,7 +150,16 @@ impl Encoder {
     fn check_mask_types<T: Copy + Into<i64>>(&self, mask: &[T], types: &[T]) -> Result<()> {
         let n = self.tokens_len();
         check_tokens("attention_mask", mask, n, 2)?;
-        check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
+        if self.plan.info.token_types {
+            check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
+        } else if types.iter().any(|t| int(*t) != 0) {
+            return Err(Error::bad_input(
+                "this graph takes no token_type_ids: it cannot tell a text pair's second \
+                 segment (give all zeros, or no token types)",
+            ));
+        } else if !types.is_empty() {
+            check_tokens("token_type_ids", types, n, 1)?;
+        }
         let seq = self.plan.info.seq;
         for (row, m) in mask.chunks(seq).enumerate() {
             if m.iter().all(|v| int(*v) == 0) {
@@ -160,18 +172,21 @@ impl Encoder {
     }
 
     fn check_outputs(&self, out: &Outputs) -> Result<()> {
-        let i = &self.plan.info;
-        for (name, got, want) in [
-            (
-                "last_hidden_state",
-                out.last_hidden_state.len(),
-                self.hidden_len(),
-            ),
-            ("pooler_output", out.pooler_output.len(), i.batch * i.hidden),
-        ] {
-            if got != want {
+        let specs = &self.plan.info.outputs;
+        let same_names = out.specs.len() == specs.len()
+            && out.specs.iter().zip(specs).all(|(a, b)| a.name == b.name);
+        if !same_names {
+            return Err(Error::bad_input(
+                "the output buffers were made for another plan (use Plan::outputs)",
+            ));
+        }
+        for (spec, v) in specs.iter().zip(&out.values) {
+            let got = v.as_ref().map_or(spec.len(), Vec::len);
+            if got != spec.len() {
                 return Err(Error::bad_input(format!(
-                    "{name} buffer has {got} values, the plan writes {want} (use Plan::outputs)"
+                    "{} buffer has {got} values, the plan writes {} (use Plan::outputs)",
+                    spec.name,
+                    spec.len()
                 )));
             }
         }
@@ -180,20 +195,22 @@ impl Encoder {
 
     fn run_state(&mut self, out: &mut Outputs) -> Result<()> {
         let p = &self.plan;
-        // Model input order; `tvec!` of 3 stays inline (no heap), cloning an Arc does not allocate.
+        // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
+        // allocate.
         let mut ordered: [Option<TValue>; 3] = [None, None, None];
-        for (k, ix) in p.input_ix.iter().enumerate() {
-            ordered[*ix] = Some(TValue::from_const(self.inputs[k].clone()));
+        for (t, ix) in self.inputs.iter().zip(p.input_ix) {
+            if let (Some(t), Some(ix)) = (t, ix) {
+                ordered[ix] = Some(TValue::from_const(t.clone()));
+            }
         }
-        let [a, b, c] = ordered;
-        let (Some(a), Some(b), Some(c)) = (a, b, c) else {
-            return Err(Error::bad_model(
-                "input indices do not cover the three inputs",
-            ));
-        };
-        let outputs = self.state.run(tvec![a, b, c]).map_err(Error::Engine)?;
-        copy_out(&outputs[p.output_ix[0]], &mut out.last_hidden_state)?;
-        copy_out(&outputs[p.output_ix[1]], &mut out.pooler_output)?;
+        let mut values: TVec<TValue> = tvec![];
+        values.extend(ordered.into_iter().flatten());
+        let outputs = self.state.run(values).map_err(Error::Engine)?;
+        for (ix, dst) in p.output_ix.iter().zip(out.values.iter_mut()) {
+            if let Some(dst) = dst {
+                copy_out(&outputs[*ix], dst)?;
+            }
+        }
         Ok(())
     }
 }
@@ -269,15 +286,38 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
 }
 
 fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
+    /// Values were range-checked against the plan's bounds; a graph whose integer type
+    /// cannot hold them (e.g. ids in `uint8`) gets an error rather than wrapped values.
+    fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(t: &mut Tensor, v: &[T]) -> Result<()> {
+        let mut bad = None;
+        write::<D>(t, |d| {
+            for (d, s) in d.iter_mut().zip(v) {
+                match D::try_from(int(*s)) {
+                    Ok(x) => *d = x,
+                    Err(_) => bad = Some(int(*s)),
+                }
+            }
+        })?;
+        match bad {
+            Some(x) => Err(Error::bad_input(format!(
+                "token value {x} does not fit the graph's {:?} input",
+                D::datum_type()
+            ))),
+            None => Ok(()),
+        }
+    }
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s)))?,
-        DatumType::I32 => write::<i32>(t, |d| {
-            d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s) as i32)
-        })?,
-        dt => return Err(Error::bad_model(format!("token input of type {dt:?}"))),
+        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s))),
+        DatumType::I32 => narrow::<i32, T>(t, v),
+        DatumType::U32 => narrow::<u32, T>(t, v),
+        DatumType::I16 => narrow::<i16, T>(t, v),
+        DatumType::U16 => narrow::<u16, T>(t, v),
+        DatumType::I8 => narrow::<i8, T>(t, v),
+        DatumType::U8 => narrow::<u8, T>(t, v),
+        DatumType::U64 => narrow::<u64, T>(t, v),
+        dt => Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }
-    Ok(())
 }
 
 fn copy_out(value: &TValue, out: &mut [f32]) -> Result<()> {

@@ -2,6 +2,7 @@
 //! plan's size, e.g. filled by the tokenizer) and [`Outputs`] (owned, sized by the plan).
 
 use super::plan::{Flavour, Plan};
+use super::signature::{OutputInfo, Role};
 
 /// One call's input: slices the caller owns, batch × seq long (× hidden for embeddings).
 ///
@@ -25,7 +26,8 @@ pub enum Input<'a, T = i64> {
         input_ids: &'a [T],
         /// 1 for real tokens, 0 for padding; at least one 1 per row.
         attention_mask: &'a [T],
-        /// Segment ids, below the type vocabulary size (2).
+        /// Segment ids, below the type vocabulary size (2). For a graph without a
+        /// `token_type_ids` input: empty, or all zeros.
         token_type_ids: &'a [T],
     },
     /// For an `inputs_embeds` plan.
@@ -140,57 +142,103 @@ impl Inputs {
     }
 }
 
-/// The outputs of one call, in buffers sized by the plan ([`Plan::outputs`]); every call
-/// overwrites them. Allocate once, reuse every call.
+/// The outputs of one call, in buffers sized by the plan ([`Plan::outputs`] for all of the
+/// graph's outputs, [`Plan::outputs_for`] for some); every call overwrites them. Allocate
+/// once, reuse every call. f16 outputs are converted into these f32 buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
-    pub(crate) last_hidden_state: Vec<f32>,
-    pub(crate) pooler_output: Vec<f32>,
+    /// One per plan output, in the plan's order; `None` for the outputs not asked for.
+    pub(crate) values: Vec<Option<Vec<f32>>>,
+    pub(crate) specs: Vec<OutputInfo>,
     /// Sequence length and hidden size of the plan that sized them.
     pub(crate) seq: usize,
     pub(crate) hidden: usize,
 }
 
 impl Outputs {
-    /// `last_hidden_state`, batch × seq × hidden, row-major.
-    pub fn last_hidden_state(&self) -> &[f32] {
-        &self.last_hidden_state
+    /// The output the graph names `name` (batch first, row-major), if asked for.
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        let ix = self.specs.iter().position(|s| s.name == name)?;
+        self.values[ix].as_deref()
     }
 
-    /// `pooler_output` (dense + tanh over the `[CLS]` state), batch × hidden.
-    pub fn pooler_output(&self) -> &[f32] {
-        &self.pooler_output
+    /// The first output with this role, if the graph has one and it was asked for.
+    pub fn role(&self, role: Role) -> Option<&[f32]> {
+        self.iter()
+            .find(|(s, _)| s.role == Some(role))
+            .map(|(_, v)| v)
     }
 
-    /// Hidden size (the width of every row above).
+    /// Every output asked for, with its name, role and shape, in the graph's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&OutputInfo, &[f32])> {
+        self.specs
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(s, v)| v.as_deref().map(|v| (s, v)))
+    }
+
+    /// Per-token hidden states ([`Role::HiddenStates`], `last_hidden_state`), batch × seq ×
+    /// hidden; `None` if the graph has none (e.g. a classifier export) or it was not asked for.
+    pub fn last_hidden_state(&self) -> Option<&[f32]> {
+        self.role(Role::HiddenStates)
+    }
+
+    /// `pooler_output` ([`Role::Pooled`]: dense + tanh over the `[CLS]` state), batch ×
+    /// hidden; `None` if the graph has no pooler (optimum's feature-extraction export) or it
+    /// was not asked for.
+    pub fn pooler_output(&self) -> Option<&[f32]> {
+        self.role(Role::Pooled)
+    }
+
+    /// Hidden size of the plan.
     pub fn hidden_size(&self) -> usize {
         self.hidden
     }
 
-    /// Sequence length of a row of `last_hidden_state`.
+    /// Sequence length of a row.
     pub fn seq_len(&self) -> usize {
         self.seq
     }
 }
 
 impl Plan {
-    /// Output buffers sized for this plan.
+    /// Buffers for every output of the graph.
     ///
     /// ```
     /// # #[cfg(feature = "onnx")] {
     /// use bert_edge::{LoadOptions, Plan};
     /// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
     /// let out = plan.outputs();
-    /// assert_eq!(out.last_hidden_state().len(), 8 * 64);
-    /// assert_eq!(out.pooler_output().len(), 64);
+    /// assert_eq!(out.last_hidden_state().map(<[f32]>::len), Some(8 * 64));
+    /// assert_eq!(out.pooler_output().map(<[f32]>::len), Some(64));
     /// # }
     /// # Ok::<(), bert_edge::Error>(())
     /// ```
     pub fn outputs(&self) -> Outputs {
+        self.outputs_for(|_| true)
+    }
+
+    /// Buffers for the outputs `want` selects; the others are not copied out of tract.
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{LoadOptions, Plan, Role};
+    /// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
+    /// let out = plan.outputs_for(|o| o.role == Some(Role::Pooled));
+    /// assert!(out.last_hidden_state().is_none());
+    /// assert_eq!(out.get("pooler_output").map(<[f32]>::len), Some(64));
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn outputs_for(&self, want: impl Fn(&OutputInfo) -> bool) -> Outputs {
         let i = &self.info;
         Outputs {
-            last_hidden_state: vec![0.0; i.batch * i.seq * i.hidden],
-            pooler_output: vec![0.0; i.batch * i.hidden],
+            values: i
+                .outputs
+                .iter()
+                .map(|o| want(o).then(|| vec![0.0; o.len()]))
+                .collect(),
+            specs: i.outputs.clone(),
             seq: i.seq,
             hidden: i.hidden,
         }

@@ -11,13 +11,17 @@ mod load_memory;
 pub(crate) mod memory_check;
 mod options;
 mod plan;
+mod signature;
 
 pub use embeddings::WordEmbeddings;
 pub use encoder::Encoder;
 pub use io::{Input, Inputs, Outputs};
 pub(crate) use load_memory::LoadMemory;
 pub use options::{F16Compute, LoadOptions, DEFAULT_SEQ};
+pub(crate) use plan::read_outputs;
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
+pub(crate) use signature::task_of;
+pub use signature::{OutputInfo, Role, Task};
 
 use crate::error::{Error, Result};
 use std::path::Path;

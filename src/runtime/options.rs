@@ -29,6 +29,7 @@ pub struct LoadOptions {
     pub(crate) hidden_size: Option<usize>,
     pub(crate) f16_compute: F16Compute,
     pub(crate) fixes: Fixes,
+    pub(crate) config: Option<std::path::PathBuf>,
 }
 
 impl LoadOptions {
@@ -65,6 +66,14 @@ impl LoadOptions {
     /// Requires this hidden size (e.g. from the `config.json` the caller uses).
     pub fn hidden_size(mut self, hidden: usize) -> Self {
         self.hidden_size = Some(hidden);
+        self
+    }
+
+    /// The export's Hugging Face `config.json` (labels of a classifier: `id2label`,
+    /// `problem_type`). Default for an ONNX file: `config.json` beside it, if there is one.
+    /// An archive carries the labels it was compiled with and ignores this.
+    pub fn config(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config = Some(path.into());
         self
     }
 

@@ -2,6 +2,7 @@
 //! (`PlanInfo`, also stored in archives as model properties).
 
 use super::options::{F16Compute, LoadOptions};
+use super::signature::{role_of, task_of, OutputInfo, Role, Task};
 use crate::error::{Error, Result};
 use std::fmt;
 use std::path::Path;
@@ -126,6 +127,58 @@ pub struct PlanInfo {
     pub vocab_size: Option<usize>,
     /// Number of token types (token_type_ids must be below it).
     pub type_vocab_size: usize,
+    /// Whether the graph takes `token_type_ids` (graphs without the input get none).
+    pub token_types: bool,
+    /// Every output of the graph, in the graph's order, with its role.
+    pub outputs: Vec<OutputInfo>,
+    /// What the graph is for, from its outputs' roles.
+    pub task: Task,
+    /// Label of each class of the sequence or token logits (`id2label` of the export's
+    /// `config.json`, else `LABEL_0`, `LABEL_1`, … as Hugging Face names them); empty when
+    /// the graph has no classification logits.
+    pub labels: Vec<String>,
+    /// The config's `problem_type` is `multi_label_classification`: sequence scores are
+    /// independent sigmoids rather than one softmax.
+    pub multi_label: bool,
+}
+
+/// Archive property layout version (2: outputs by role, labels, optional token types).
+const FORMAT: i64 = 2;
+
+/// Every output of a typed model whose inputs are pinned: name, role, concrete shape.
+pub(crate) fn read_outputs(
+    model: &TypedModel,
+    dims: (usize, usize, usize),
+    vocab: Option<usize>,
+) -> Result<Vec<OutputInfo>> {
+    let mut outputs = Vec::with_capacity(model.outputs.len());
+    for (ix, o) in model.outputs.iter().enumerate() {
+        let fact = model.output_fact(ix).map_err(Error::Engine)?;
+        let name = output_name(model, *o).to_string();
+        let shape = fact
+            .shape
+            .as_concrete()
+            .map(|s| s.to_vec())
+            .ok_or_else(|| {
+                Error::bad_model(format!(
+                    "output {name} keeps a symbolic shape {:?} with all inputs pinned",
+                    fact.shape
+                ))
+            })?;
+        outputs.push(OutputInfo {
+            role: role_of(&name, &shape, dims, vocab),
+            name,
+            shape,
+        });
+    }
+    Ok(outputs)
+}
+
+/// The name of a model output: its label if it has one, else its node's name.
+pub(crate) fn output_name(model: &TypedModel, o: OutletId) -> &str {
+    model
+        .outlet_label(o)
+        .unwrap_or(model.node(o.node).name.as_str())
 }
 
 impl PlanInfo {
@@ -179,7 +232,11 @@ impl PlanInfo {
             p(self.vocab_size.map(|v| v as i64).unwrap_or(-1)),
         );
         props.insert(k("type_vocab_size"), p(self.type_vocab_size as i64));
-        props.insert(k("format"), p(1));
+        props.insert(k("token_types"), p(self.token_types as i64));
+        props.insert(k("multi_label"), p(self.multi_label as i64));
+        // Labels never hold a newline (checked when the config is read).
+        props.insert(k("labels"), Arc::new(tensor0(self.labels.join("\n"))));
+        props.insert(k("format"), p(FORMAT));
     }
 
     /// Reads what [`PlanInfo::write_properties`] stored.
@@ -205,12 +262,20 @@ impl PlanInfo {
                 .and_then(|v| v.to_scalar::<String>().cloned())
                 .map_err(|e| Error::bad_model(format!("property {name}: {e}")))
         };
-        if int("format")? != 1 {
+        if int("format")? != FORMAT {
             return Err(Error::bad_model(
                 "archive made by an incompatible bert-edge version",
             ));
         }
         let vocab = int("vocab_size")?;
+        let labels = text("labels")?;
+        let (batch, seq, hidden) = (
+            int("batch")? as usize,
+            int("seq")? as usize,
+            int("hidden")? as usize,
+        );
+        let vocab_size = (vocab > 0).then_some(vocab as usize);
+        let outputs = read_outputs(model, (batch, seq, hidden), vocab_size)?;
         Ok(PlanInfo {
             flavour: text("flavour")?
                 .parse()
@@ -218,12 +283,26 @@ impl PlanInfo {
             variant: text("variant")?
                 .parse()
                 .map_err(|_| Error::bad_model("bad variant property"))?,
-            batch: int("batch")? as usize,
-            seq: int("seq")? as usize,
-            hidden: int("hidden")? as usize,
-            vocab_size: (vocab > 0).then_some(vocab as usize),
+            batch,
+            seq,
+            hidden,
+            vocab_size,
             type_vocab_size: int("type_vocab_size")? as usize,
+            token_types: int("token_types")? != 0,
+            task: task_of(&outputs)?,
+            outputs,
+            labels: labels
+                .split('\n')
+                .filter(|_| !labels.is_empty())
+                .map(String::from)
+                .collect(),
+            multi_label: int("multi_label")? != 0,
         })
+    }
+
+    /// The first output with this role, if the graph has one.
+    pub fn output(&self, role: Role) -> Option<&OutputInfo> {
+        self.outputs.iter().find(|o| o.role == Some(role))
     }
 }
 
@@ -244,10 +323,11 @@ impl PlanInfo {
 pub struct Plan {
     pub(crate) runnable: Arc<TypedRunnableModel>,
     pub(crate) info: PlanInfo,
-    /// Model input index of: first input (ids or embeds), attention_mask, token_type_ids.
-    pub(crate) input_ix: [usize; 3],
-    /// Model output index of: last_hidden_state, pooler_output.
-    pub(crate) output_ix: [usize; 2],
+    /// Model input index of: first input (ids or embeds), attention_mask, token_type_ids
+    /// (`None`: the graph takes no token types).
+    pub(crate) input_ix: [Option<usize>; 3],
+    /// Model output index of each of `info.outputs`.
+    pub(crate) output_ix: Vec<usize>,
 }
 
 impl Plan {
@@ -346,9 +426,10 @@ impl Plan {
 
     /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
     fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
-        if model.inputs.len() != 3 {
+        let wanted = 2 + info.token_types as usize;
+        if model.inputs.len() != wanted {
             return Err(Error::bad_model(format!(
-                "expected 3 inputs, the graph has {}",
+                "expected {wanted} inputs, the graph has {}",
                 model.inputs.len()
             )));
         }
@@ -360,34 +441,30 @@ impl Plan {
                 .ok_or_else(|| Error::bad_model(format!("the graph has no input named {name:?}")))
         };
         let input_ix = [
-            find_in(info.flavour.input_name())?,
-            find_in("attention_mask")?,
-            find_in("token_type_ids")?,
+            Some(find_in(info.flavour.input_name())?),
+            Some(find_in("attention_mask")?),
+            info.token_types
+                .then(|| find_in("token_type_ids"))
+                .transpose()?,
         ];
-        let find_out = |name: &str| -> Result<usize> {
-            model
+        let mut output_ix = Vec::with_capacity(info.outputs.len());
+        for o in &info.outputs {
+            let ix = model
                 .outputs
                 .iter()
-                .position(|o| {
-                    model.outlet_label(*o) == Some(name) || model.node(o.node).name == name
-                })
-                .ok_or_else(|| Error::bad_model(format!("the graph has no output named {name:?}")))
-        };
-        let output_ix = [find_out("last_hidden_state")?, find_out("pooler_output")?];
-        let (b, s, h) = (info.batch, info.seq, info.hidden);
-        let expect = |ix: usize, shape: &[usize]| -> Result<()> {
+                .position(|x| output_name(&model, *x) == o.name)
+                .ok_or_else(|| {
+                    Error::bad_model(format!("the optimized graph lost output {:?}", o.name))
+                })?;
             let fact = model.output_fact(ix).map_err(Error::Engine)?;
-            let got = fact.shape.as_concrete().map(|s| s.to_vec());
-            if got.as_deref() != Some(shape) {
+            if fact.shape.as_concrete() != Some(o.shape.as_slice()) {
                 return Err(Error::bad_model(format!(
-                    "output {ix} has shape {:?}, expected {shape:?} (hidden size {h})",
-                    fact.shape
+                    "output {} has shape {:?}, expected {:?}",
+                    o.name, fact.shape, o.shape
                 )));
             }
-            Ok(())
-        };
-        expect(output_ix[0], &[b, s, h])?;
-        expect(output_ix[1], &[b, h])?;
+            output_ix.push(ix);
+        }
         let runnable = model.into_runnable().map_err(Error::Engine)?;
         Ok(Plan {
             runnable,

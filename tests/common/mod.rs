@@ -28,8 +28,8 @@ pub fn run(enc: &mut Encoder, input: Input) -> Result<(Vec<f32>, Vec<f32>), Erro
     let mut out = enc.plan().outputs();
     enc.run(input, &mut out)?;
     Ok((
-        out.last_hidden_state().to_vec(),
-        out.pooler_output().to_vec(),
+        out.last_hidden_state().expect("hidden states").to_vec(),
+        out.pooler_output().expect("pooler output").to_vec(),
     ))
 }
 
@@ -94,6 +94,14 @@ pub struct Cases {
     pub hidden_size: usize,
     pub vocab_size: usize,
     pub cases: Vec<Case>,
+}
+
+/// The reference cases of a task fixture directory (any number).
+pub fn task_cases(dir: &Path) -> Cases {
+    let text = std::fs::read_to_string(dir.join("refs/cases.json")).expect("refs/cases.json");
+    let c: Cases = serde_json::from_str(&text).expect("cases.json parses");
+    assert!(!c.cases.is_empty(), "{dir:?}: no reference cases");
+    c
 }
 
 pub fn cases(dir: &Path) -> Cases {

@@ -5,7 +5,9 @@
 use super::front::Answer;
 use super::metrics::metrics_text;
 use super::wire::{self, Request};
-use super::{lock, Embedding, Failure, Item, Shared};
+use super::{lock, Done, Failure, Item, Shared, Work};
+use crate::tasks::Head;
+use bert_edge::Task;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
@@ -116,6 +118,9 @@ pub(super) fn endpoint_label(url: &str) -> &'static str {
     match url.split('?').next().unwrap_or("") {
         "/embed" => "/embed",
         "/v1/embeddings" => "/v1/embeddings",
+        "/classify" => "/classify",
+        "/ner" => "/ner",
+        "/fill-mask" => "/fill-mask",
         "/health" => "/health",
         "/metrics" => "/metrics",
         _ => "other",
@@ -209,6 +214,9 @@ fn handle(
         ("/health" | "/metrics", "GET") => Ok(probe(shared, endpoint)),
         ("/embed", "POST") => embed(shared, jobs, &read_json(shared, rq)?),
         ("/v1/embeddings", "POST") => openai(shared, jobs, &read_json(shared, rq)?),
+        ("/classify", "POST") => head(shared, jobs, rq, Task::TextClassification),
+        ("/ner", "POST") => head(shared, jobs, rq, Task::TokenClassification),
+        ("/fill-mask", "POST") => head(shared, jobs, rq, Task::FillMask),
         ("other", _) => Err(Failure::new(404, format!("no such endpoint: {}", rq.path))),
         (e, m) => Err(Failure::new(405, format!("{m} is not allowed on {e}"))),
     }
@@ -221,12 +229,76 @@ fn embed(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, F
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(Failure::new(400, "\"normalize\" must be a boolean")),
     };
+    no_embeddings(shared)?;
     let inputs = parse_inputs(v.get("inputs"), "inputs", true)?;
-    let (out, tokens) = embed_all(shared, jobs, inputs, normalize)?;
+    let (out, tokens) = run_all(shared, jobs, inputs, Work::Embed { normalize })?;
     let vectors: Vec<&[f32]> = out.iter().map(|e| e.vector.as_slice()).collect();
     let mut reply =
         Reply::json(serde_json::to_vec(&vectors).map_err(|e| Failure::new(500, e.to_string()))?);
     reply.headers = tokens;
+    Ok(reply)
+}
+
+/// 404 for the embedding endpoints on a model without hidden states or pooler.
+fn no_embeddings(shared: &Shared) -> Result<(), Failure> {
+    if shared.pooling.is_some() {
+        return Ok(());
+    }
+    let instead = Head::command(shared.task).map_or(String::new(), |c| format!(": POST /{c}"));
+    Err(Failure::new(
+        404,
+        format!("this {} model has no embeddings{instead}", shared.task),
+    ))
+}
+
+/// `POST /classify`, `/ner`, `/fill-mask`: `{"inputs": text | [text, …], "top_k": k?,
+/// "aggregation_strategy": "simple"|"none"?}` → one answer per input, in order (the
+/// `classify` / `ner` / `fill-mask` command's lines). 404 if the model's task is another.
+fn head(
+    shared: &Shared,
+    jobs: &SyncSender<Item>,
+    rq: &Request,
+    task: Task,
+) -> Result<Reply, Failure> {
+    if shared.task != task {
+        let instead = match Head::command(shared.task) {
+            Some(c) => format!("POST /{c}"),
+            None => "POST /embed".into(),
+        };
+        return Err(Failure::new(
+            404,
+            format!("this is a {} model, not {task}: {instead}", shared.task),
+        ));
+    }
+    let v = read_json(shared, rq)?;
+    let top_k = match v.get("top_k") {
+        None | Some(Value::Null) => None,
+        Some(k) => Some(
+            k.as_u64()
+                .filter(|k| (1..=1000).contains(k))
+                .ok_or_else(|| Failure::new(400, "\"top_k\" must be an integer from 1 to 1000"))?
+                as usize,
+        ),
+    };
+    let aggregation = match v.get("aggregation_strategy") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(a)) => Some(a.parse().map_err(Failure::from)?),
+        Some(_) => {
+            return Err(Failure::new(
+                400,
+                "\"aggregation_strategy\" must be a string",
+            ))
+        }
+    };
+    let head = Head::with(task, top_k, aggregation)
+        .ok_or_else(|| Failure::new(500, "no head for this task"))?;
+    let pairs = task == Task::TextClassification;
+    let inputs = parse_inputs(v.get("inputs"), "inputs", pairs)?;
+    let (out, headers) = run_all(shared, jobs, inputs, Work::Head(head))?;
+    let answers: Vec<&Value> = out.iter().filter_map(|d| d.answer.as_ref()).collect();
+    let mut reply =
+        Reply::json(serde_json::to_vec(&answers).map_err(|e| Failure::new(500, e.to_string()))?);
+    reply.headers = headers;
     Ok(reply)
 }
 
@@ -256,8 +328,12 @@ fn openai(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, 
             ))
         }
     }
+    no_embeddings(shared)?;
     let inputs = parse_inputs(v.get("input"), "input", false)?;
-    let (out, headers) = embed_all(shared, jobs, inputs, shared.normalize)?;
+    let work = Work::Embed {
+        normalize: shared.normalize,
+    };
+    let (out, headers) = run_all(shared, jobs, inputs, work)?;
     let tokens: usize = out.iter().map(|e| e.tokens).sum();
     let body = OpenAiResponse {
         object: "list",
@@ -360,12 +436,12 @@ fn parse_inputs(
 
 /// Queues every text of a request (all or none: 429 if the queue has no room for all) and
 /// waits for the results, in order. Also returns the token-count response headers.
-fn embed_all(
+fn run_all(
     shared: &Shared,
     jobs: &SyncSender<Item>,
     inputs: Vec<(String, Option<String>)>,
-    normalize: bool,
-) -> Result<(Vec<Embedding>, Headers), Failure> {
+    work: Work,
+) -> Result<(Vec<Done>, Headers), Failure> {
     let k = inputs.len();
     if k > shared.max_items {
         return Err(Failure::new(
@@ -397,7 +473,7 @@ fn embed_all(
         let item = Item {
             text,
             pair,
-            normalize,
+            work,
             index,
             reply: tx.clone(),
         };
@@ -408,7 +484,7 @@ fn embed_all(
         }
     }
     drop(tx);
-    let mut out: Vec<Option<Embedding>> = (0..k).map(|_| None).collect();
+    let mut out: Vec<Option<Done>> = (0..k).map(|_| None).collect();
     let mut first_err = None;
     for _ in 0..k {
         match rx.recv() {
@@ -423,7 +499,7 @@ fn embed_all(
     if let Some(f) = first_err {
         return Err(f);
     }
-    let out: Vec<Embedding> = out.into_iter().flatten().collect();
+    let out: Vec<Done> = out.into_iter().flatten().collect();
     let per: Vec<String> = out.iter().map(|e| e.tokens.to_string()).collect();
     let headers = vec![
         (

@@ -1,7 +1,7 @@
 //! `/metrics`: request counts and latency histogram, inference counters, queue gauges
 //! (Prometheus text format).
 
-use super::{lock, Embedding, Failure, Shared};
+use super::{lock, Done, Failure, Shared};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -54,7 +54,7 @@ impl Metrics {
     }
 
     /// One text through a worker.
-    pub(super) fn inference_done(&self, res: &Result<Embedding, Failure>) {
+    pub(super) fn inference_done(&self, res: &Result<Done, Failure>) {
         match res {
             Ok(e) => {
                 self.inferences.fetch_add(1, SeqCst);
@@ -80,12 +80,13 @@ pub(super) fn metrics_text(s: &Shared) -> String {
     );
     let _ = writeln!(
         o,
-        "bert_edge_model_info{{model=\"{}\",variant=\"{}\",seq=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
+        "bert_edge_model_info{{model=\"{}\",variant=\"{}\",task=\"{}\",seq=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
         s.model_name.replace(['"', '\\', '\n'], "_"),
         s.variant,
+        s.task,
         s.seq,
         s.hidden,
-        s.pooling
+        s.pooling.map_or("none".to_string(), |p| p.to_string())
     );
     o
 }

@@ -49,7 +49,7 @@ pub struct Options {
     bind: String,
     workers: usize,
     queue: usize,
-    pooling: Pooling,
+    pooling: Option<Pooling>,
     normalize: bool,
     tokenizer: Option<PathBuf>,
     max_items: usize,
@@ -75,7 +75,7 @@ impl Options {
                 .map_err(s)?
                 .unwrap_or(cores),
             queue: args.opt_value_from_str("--queue").map_err(s)?.unwrap_or(64),
-            pooling: crate::opt_parse(args, "--pooling")?.unwrap_or(Pooling::Cls),
+            pooling: crate::opt_parse(args, "--pooling")?,
             normalize: args.contains("--normalize"),
             tokenizer: args.opt_value_from_str("--tokenizer").map_err(s)?,
             max_items: args
@@ -139,17 +139,28 @@ fn find_tokenizer(opts: &Options, model: &Path) -> Option<PathBuf> {
     crate::locate_tokenizer(opts.tokenizer.as_deref(), model)
 }
 
-/// One text (or text pair) to embed; the worker sends its result to `reply`.
+/// One text (or text pair) and what to do with it; the worker sends its result to `reply`.
 struct Item {
     text: String,
     pair: Option<String>,
-    normalize: bool,
+    work: Work,
     index: usize,
-    reply: mpsc::Sender<(usize, Result<Embedding, Failure>)>,
+    reply: mpsc::Sender<(usize, Result<Done, Failure>)>,
 }
 
-struct Embedding {
+/// What a worker does with a text.
+#[derive(Clone, Copy)]
+enum Work {
+    /// `/embed`, `/v1/embeddings`: the pooled vector.
+    Embed { normalize: bool },
+    /// `/classify`, `/ner`, `/fill-mask`: the head's JSON answer.
+    Head(crate::tasks::Head),
+}
+
+/// A worker's result for one text: the vector (embed) or the head's answer.
+struct Done {
     vector: Vec<f32>,
+    answer: Option<serde_json::Value>,
     tokens: usize,
     truncated: bool,
 }
@@ -192,8 +203,10 @@ struct Shared {
     tokenizer: BertTokenizer,
     seq: usize,
     hidden: usize,
-    pooling: Pooling,
+    /// `None`: the model has no hidden states or pooler (a classifier): no embeddings.
+    pooling: Option<Pooling>,
     normalize: bool,
+    task: bert_edge::Task,
     max_items: usize,
     max_text_bytes: usize,
     max_body: usize,
@@ -257,11 +270,18 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| opts.bind.clone());
     eprintln!(
-        "bert-edge: listening on http://{addr} ({} workers, queue {}, pooling {}{})",
+        "bert-edge: listening on http://{addr} ({} model, {} workers, queue {}, {})",
+        shared.task,
         opts.workers,
         opts.queue,
-        opts.pooling,
-        if opts.normalize { ", normalized" } else { "" }
+        match (shared.pooling, crate::tasks::Head::command(shared.task)) {
+            (_, Some(c)) => format!("POST /{c}"),
+            (Some(p), None) => format!(
+                "pooling {p}{}",
+                if opts.normalize { ", normalized" } else { "" }
+            ),
+            (None, None) => "no endpoint".into(),
+        }
     );
     let dispatcher = http::Dispatcher {
         shared: &shared,
@@ -286,6 +306,29 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     });
     eprintln!("bert-edge: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pooling of `/embed`: the one asked for (it must fit the graph), else the plan's
+/// default; `None` for a graph with neither hidden states nor a pooler.
+fn pooling_for(plan: &Plan, asked: Option<Pooling>) -> Result<Option<Pooling>, String> {
+    use bert_edge::Role;
+    let info = plan.info();
+    let has = |r| info.output(r).is_some();
+    match asked {
+        Some(Pooling::Pooler) if !has(Role::Pooled) => Err(format!(
+            "--pooling pooler: this {} graph has no pooler_output (use cls or mean)",
+            info.task
+        )),
+        Some(p) if p != Pooling::Pooler && !has(Role::HiddenStates) => Err(format!(
+            "--pooling {p}: this {} graph has no last_hidden_state",
+            info.task
+        )),
+        Some(p) => Ok(Some(p)),
+        None if has(Role::HiddenStates) || has(Role::Pooled) => {
+            Ok(Some(Pooling::default_for(info)))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Tokenizer, plan and the shared state, checked for what the service needs.
@@ -313,6 +356,7 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
             info.seq
         )));
     }
+    let pooling = pooling_for(&plan, opts.pooling).map_err(fail)?;
     let max_items = opts.max_items.min(opts.queue);
     if max_items < opts.max_items {
         eprintln!("bert-edge: --max-items lowered to the queue size, {max_items}");
@@ -321,8 +365,9 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
         tokenizer,
         seq: info.seq,
         hidden: info.hidden,
-        pooling: opts.pooling,
+        pooling,
         normalize: opts.normalize,
+        task: info.task,
         max_items,
         max_text_bytes: opts.max_text_bytes,
         max_body: opts.max_body,

@@ -1,7 +1,8 @@
 //! Inference workers: one `Encoder` each over the shared plan, fed from the bounded queue.
 //! They never do I/O, so a slow client cannot stall one.
 
-use super::{lock, Embedding, Failure, Item, Shared};
+use super::{lock, Done, Failure, Item, Shared, Work};
+use crate::tasks::{self, Scratch};
 use bert_edge::heads::pool_into;
 use bert_edge::{Encoder, Plan};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,7 +18,7 @@ pub(super) fn worker(
     mut encoder: Encoder,
 ) {
     // Allocated once, reused for every text.
-    let (mut inputs, mut out) = (plan.inputs(), plan.outputs());
+    let mut scratch = Scratch::new(plan);
     loop {
         let item = lock(rx).recv();
         let Ok(item) = item else { break };
@@ -25,7 +26,7 @@ pub(super) fn worker(
         shared.busy.fetch_add(1, SeqCst);
         // The library turns a panic inside tract into an error; this catches one in our code.
         let res = catch_unwind(AssertUnwindSafe(|| {
-            infer(shared, &mut encoder, &mut inputs, &mut out, &item)
+            infer(shared, &mut encoder, &mut scratch, &item)
         }));
         let res = res.unwrap_or_else(|_| {
             if let Ok(e) = Encoder::new(plan.clone()) {
@@ -42,27 +43,44 @@ pub(super) fn worker(
 fn infer(
     shared: &Shared,
     encoder: &mut Encoder,
-    inputs: &mut bert_edge::Inputs,
-    out: &mut bert_edge::Outputs,
+    s: &mut Scratch,
     item: &Item,
-) -> Result<Embedding, Failure> {
+) -> Result<Done, Failure> {
     if !shared.test_delay.is_zero() {
         std::thread::sleep(shared.test_delay);
     }
     let pair = item.pair.as_deref();
-    let done = shared.tokenizer.encode_into(&item.text, pair, inputs)?;
-    encoder.run(inputs.as_input(), out)?;
-    let mut vector = vec![0f32; out.hidden_size()];
+    let normalize = match item.work {
+        Work::Embed { normalize } => normalize,
+        Work::Head(head) => {
+            let answer = tasks::run(head, &shared.tokenizer, encoder, s, &item.text, pair)?;
+            return Ok(Done {
+                vector: Vec::new(),
+                tokens: answer["tokens"].as_u64().unwrap_or(0) as usize,
+                truncated: answer["truncated"].as_bool().unwrap_or(false),
+                answer: Some(answer),
+            });
+        }
+    };
+    let pooling = shared
+        .pooling
+        .ok_or_else(|| Failure::new(404, "this model has no embeddings"))?;
+    let done = shared
+        .tokenizer
+        .encode_into(&item.text, pair, &mut s.inputs)?;
+    encoder.run(s.inputs.as_input(), &mut s.out)?;
+    let mut vector = vec![0f32; s.out.hidden_size()];
     pool_into(
-        shared.pooling,
-        out,
-        &inputs.attention_mask,
+        pooling,
+        &s.out,
+        &s.inputs.attention_mask,
         0,
-        item.normalize,
+        normalize,
         &mut vector,
     )?;
-    Ok(Embedding {
+    Ok(Done {
         vector,
+        answer: None,
         tokens: done.tokens,
         truncated: done.truncated,
     })

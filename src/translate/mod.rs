@@ -5,9 +5,11 @@
 //! variant from the graph itself, parse it with tract, pin the input shapes, apply the
 //! passes these exports need ([`crate::passes`]), convert precision if asked, declutter.
 
+mod config;
+
 use crate::error::{Error, Result};
 use crate::passes::{dequant_arith, dyn_quant, f16_convert, f16_gemm};
-use crate::runtime::{Flavour, LoadOptions, Plan, PlanInfo, Variant, WordEmbeddings};
+use crate::runtime::{read_outputs, Flavour, LoadOptions, Plan, PlanInfo, Variant, WordEmbeddings};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tract_onnx::pb;
@@ -26,6 +28,8 @@ pub struct OnnxFacts {
     pub vocab_size: Option<usize>,
     /// Token-type vocabulary size.
     pub type_vocab_size: usize,
+    /// Whether the graph takes `token_type_ids`.
+    pub token_types: bool,
     /// Longest sequence the position table covers.
     pub max_positions: Option<usize>,
     /// Default-domain opset.
@@ -91,14 +95,14 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
             )));
         }
     };
-    for needed in ["attention_mask", "token_type_ids"] {
-        if !has_input(needed) {
-            return Err(Error::bad_model(format!(
-                "BERT export without a {needed} input"
-            )));
-        }
+    if !has_input("attention_mask") {
+        return Err(Error::bad_model(format!(
+            "{}: BERT export without an attention_mask input",
+            path.display()
+        )));
     }
     refuse_ort_fused(g, path)?;
+    check_external_data(g, path)?;
     let mut op_histogram = BTreeMap::new();
     for n in &g.node {
         *op_histogram.entry(n.op_type.clone()).or_insert(0) += 1;
@@ -141,6 +145,7 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         hidden,
         vocab_size: word.and_then(first),
         type_vocab_size: types.and_then(first).unwrap_or(2),
+        token_types: has_input("token_type_ids"),
         max_positions: positions.and_then(first),
         opset,
         op_histogram,
@@ -178,6 +183,75 @@ fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
     }
 }
 
+/// Weights stored outside the `.onnx` file (`save_as_external_data`, exports over 2 GB) must
+/// be beside it: checked here, so a missing file is a clear error rather than tract's.
+fn check_external_data(g: &pb::GraphProto, path: &Path) -> Result<()> {
+    const EXTERNAL: i32 = 1;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for t in g
+        .initializer
+        .iter()
+        .filter(|t| t.data_location == Some(EXTERNAL))
+    {
+        let get = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.as_str())
+        };
+        let location = get("location").unwrap_or_default();
+        let need = get("offset")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + get("length")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        let file = dir.join(location);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.is_file() && m.len() >= need => {}
+            Ok(m) => {
+                return Err(Error::bad_model(format!(
+                    "{}: weight {} is stored in external data file {} ({} bytes), which is \
+                     shorter than the model says ({need} bytes): the file is truncated or not \
+                     this model's",
+                    path.display(),
+                    t.name,
+                    file.display(),
+                    m.len()
+                )))
+            }
+            Err(_) => {
+                return Err(Error::bad_model(format!(
+                    "{}: weight {} is stored in an external data file {location:?}, which is \
+                     missing: copy it beside the .onnx file",
+                    path.display(),
+                    t.name
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The element type the graph declares for input `name` (`None` if it declares none).
+fn declared_type(g: &pb::GraphProto, name: &str) -> Option<DatumType> {
+    let i = g.input.iter().find(|i| i.name == name)?;
+    let pb::type_proto::Value::TensorType(t) = i.r#type.as_ref()?.value.as_ref()?;
+    Some(match t.elem_type {
+        1 => DatumType::F32,
+        2 => DatumType::U8,
+        3 => DatumType::I8,
+        4 => DatumType::U16,
+        5 => DatumType::I16,
+        6 => DatumType::I32,
+        7 => DatumType::I64,
+        10 => DatumType::F16,
+        12 => DatumType::U32,
+        13 => DatumType::U64,
+        _ => return None,
+    })
+}
+
 /// Reads what an ONNX export is (flavour, variant, sizes, ops) without building a plan.
 pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
     let path = path.as_ref();
@@ -198,26 +272,51 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
     }
     let mut proto = read_proto(path)?;
     let facts = inspect(&proto, path)?;
-    let info = plan_info(&facts, opts, path, seq, batch)?;
+    let config_path = config::locate(opts.config.as_deref(), path);
+    let cfg = match &config_path {
+        Some(p) => config::read(p)?,
+        None => config::ModelConfig::default(),
+    };
+    let mut info = plan_info(&facts, opts, path, seq, batch)?;
     let variant = info.variant;
 
     if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
         f16_gemm::apply(&mut proto);
     }
-    let onnx = tract_onnx::onnx().with_ignore_value_info(opts.fixes.ignore_value_info);
-    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| {
-        Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display()))
-    })?;
+    let mut model = parse(&proto, path, opts)?;
     let (b, s, h) = (batch, seq, facts.hidden);
-    let first_fact: InferenceFact = match facts.flavour {
-        Flavour::Ids => i64::fact([b, s]).into(),
-        Flavour::Embeds => f32::fact([b, s, h]).into(),
+    let g = proto.graph.as_ref();
+    let ty =
+        |name: &str, default: DatumType| g.and_then(|g| declared_type(g, name)).unwrap_or(default);
+    let first_fact = match facts.flavour {
+        Flavour::Ids => InferenceFact::dt_shape(ty("input_ids", DatumType::I64), [b, s]),
+        Flavour::Embeds => InferenceFact::dt_shape(ty("inputs_embeds", DatumType::F32), [b, s, h]),
     };
-    for (name, fact) in [
+    let mut pins = vec![
         (facts.flavour.input_name(), first_fact),
-        ("attention_mask", i64::fact([b, s]).into()),
-        ("token_type_ids", i64::fact([b, s]).into()),
-    ] {
+        (
+            "attention_mask",
+            InferenceFact::dt_shape(ty("attention_mask", DatumType::I64), [b, s]),
+        ),
+    ];
+    if facts.token_types {
+        let t = ty("token_type_ids", DatumType::I64);
+        pins.push(("token_type_ids", InferenceFact::dt_shape(t, [b, s])));
+    }
+    if model.inputs.len() != pins.len() {
+        let names: Vec<&str> = model
+            .inputs
+            .iter()
+            .map(|o| model.node(o.node).name.as_str())
+            .collect();
+        return Err(Error::bad_model(format!(
+            "{}: inputs {names:?}: bert-edge feeds {} (input_ids or inputs_embeds, \
+             attention_mask, token_type_ids if present)",
+            path.display(),
+            pins.len()
+        )));
+    }
+    for (name, fact) in pins {
         let ix = model
             .inputs
             .iter()
@@ -239,8 +338,30 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
         dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
     }
+    info.outputs = read_outputs(&typed, (b, s, h), facts.vocab_size.or(cfg.vocab_size))?;
+    info.task = crate::runtime::task_of(&info.outputs)
+        .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))?;
+    info.labels = config::labels_for(&info.outputs, &cfg, config_path.as_deref())?;
+    info.multi_label = cfg.multi_label;
     info.write_properties(&mut typed);
     Ok((typed, info))
+}
+
+/// tract's parse, with the model's directory for external data files.
+fn parse(proto: &pb::ModelProto, path: &Path, opts: &LoadOptions) -> Result<InferenceModel> {
+    let onnx = tract_onnx::onnx().with_ignore_value_info(opts.fixes.ignore_value_info);
+    let dir = path.parent().and_then(|d| d.to_str());
+    let parsed = onnx.parse(proto, dir).map_err(|e| {
+        Error::bad_model(format!("{}: tract cannot parse it: {e:#}", path.display()))
+    })?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(Error::bad_model(format!(
+            "{}: the graph uses values nothing defines: {:?}",
+            path.display(),
+            parsed.unresolved_inputs
+        )));
+    }
+    Ok(parsed.model)
 }
 
 /// The plan's info from what the file is and what the options ask for; refuses mismatches.
@@ -295,6 +416,12 @@ fn plan_info(
         hidden: facts.hidden,
         vocab_size: facts.vocab_size,
         type_vocab_size: facts.type_vocab_size,
+        token_types: facts.token_types,
+        // Filled from the typed graph and the config by `translate_onnx`.
+        outputs: Vec::new(),
+        task: crate::runtime::Task::FeatureExtraction,
+        labels: Vec::new(),
+        multi_label: false,
     })
 }
 

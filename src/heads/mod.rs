@@ -1,27 +1,60 @@
-//! From encoder outputs to what an application uses: one vector per text.
+//! From encoder outputs to what an application uses, shared by the CLI and the service so
+//! both give the same answer for the same text:
 //!
-//! Shared by the CLI (`encode --pooling`) and the service (`serve --pooling`), so both give
-//! the same vector for the same text.
+//! - sentence embeddings: [`pool_into`] ([`Pooling`] `cls` / `mean` / `pooler`, optional L2
+//!   normalisation);
+//! - classification: [`classify`] (softmax scores, or sigmoids for a multi-label model, with
+//!   the export's labels, top-k);
+//! - token classification: [`entities`] (spans aggregated like Hugging Face's
+//!   `pipeline("token-classification", aggregation_strategy="simple")`, with character offsets
+//!   into the text; feature `tokenizer`);
+//! - fill-mask: [`fill_mask`] (top-k tokens for every `[MASK]`, like `pipeline("fill-mask")`;
+//!   feature `tokenizer`).
+
+mod classify;
+#[cfg(feature = "tokenizer")]
+mod fill_mask;
+#[cfg(feature = "tokenizer")]
+mod ner;
+
+pub use classify::{classify, scores_into, top_k, Scored};
+#[cfg(feature = "tokenizer")]
+pub use fill_mask::{fill_mask, Prediction};
+#[cfg(feature = "tokenizer")]
+pub use ner::{entities, Aggregation, Entity};
 
 use crate::error::{Error, Result};
-use crate::runtime::Outputs;
+use crate::runtime::{Outputs, PlanInfo, Role};
 
 /// How a text's encoder outputs become one vector.
 ///
 /// ```
 /// use bert_edge::heads::Pooling;
 /// assert_eq!("mean".parse::<Pooling>()?, Pooling::Mean);
-/// assert_eq!(Pooling::Cls.to_string(), "cls");
+/// assert_eq!(Pooling::Pooler.to_string(), "pooler");
 /// # Ok::<(), bert_edge::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Pooling {
-    /// BERT's pooler output (dense + tanh over the `[CLS]` state).
-    #[default]
+    /// The `[CLS]` token's hidden state (row 0 of `last_hidden_state`).
     Cls,
     /// Mean of `last_hidden_state` over the tokens whose attention mask is 1.
     Mean,
+    /// BERT's pooler output (dense + tanh over the `[CLS]` state); graphs exported without
+    /// the pooler (optimum's feature-extraction) have none.
+    Pooler,
+}
+
+impl Pooling {
+    /// The default for a plan: `pooler` if the graph has a pooler output, else `cls`.
+    pub fn default_for(info: &PlanInfo) -> Pooling {
+        if info.output(Role::Pooled).is_some() {
+            Pooling::Pooler
+        } else {
+            Pooling::Cls
+        }
+    }
 }
 
 impl std::str::FromStr for Pooling {
@@ -30,8 +63,9 @@ impl std::str::FromStr for Pooling {
         match s {
             "cls" => Ok(Pooling::Cls),
             "mean" => Ok(Pooling::Mean),
+            "pooler" => Ok(Pooling::Pooler),
             _ => Err(Error::bad_input(format!(
-                "unknown pooling {s:?} (cls | mean)"
+                "unknown pooling {s:?} (cls | mean | pooler)"
             ))),
         }
     }
@@ -42,6 +76,7 @@ impl std::fmt::Display for Pooling {
         f.write_str(match self {
             Pooling::Cls => "cls",
             Pooling::Mean => "mean",
+            Pooling::Pooler => "pooler",
         })
     }
 }
@@ -73,21 +108,43 @@ pub fn pool_into(
     dst: &mut [f32],
 ) -> Result<()> {
     let (seq, h) = (out.seq_len(), out.hidden_size());
-    let rows = out.pooler_output().len() / h.max(1);
+    let rows = attention_mask.len() / seq.max(1);
     if row >= rows || dst.len() != h || attention_mask.len() != rows * seq {
         return Err(Error::bad_input(format!(
-            "pooling row {row} of {rows} into {} values with a mask of {} (want {h} and {})",
+            "pooling row {row} of {rows} into {} values with a mask of {} (want {h} values and \
+             a whole number of rows of {seq})",
             dst.len(),
             attention_mask.len(),
-            rows * seq
         )));
     }
+    let missing = |what: &str| {
+        Error::bad_input(format!(
+            "pooling {pooling} needs the graph's {what}, which this graph (or these output \
+             buffers) lacks: choose another pooling"
+        ))
+    };
     match pooling {
-        Pooling::Cls => dst.copy_from_slice(&out.pooler_output()[row * h..(row + 1) * h]),
-        Pooling::Mean => {
-            let hidden = &out.last_hidden_state()[row * seq * h..(row + 1) * seq * h];
-            let mask = &attention_mask[row * seq..(row + 1) * seq];
-            mean_into(hidden, mask, dst);
+        Pooling::Pooler => {
+            let p = out
+                .pooler_output()
+                .ok_or_else(|| missing("pooler_output"))?;
+            let r = p
+                .get(row * h..(row + 1) * h)
+                .ok_or_else(|| missing("pooler_output row"))?;
+            dst.copy_from_slice(r);
+        }
+        Pooling::Cls | Pooling::Mean => {
+            let all = out
+                .last_hidden_state()
+                .ok_or_else(|| missing("last_hidden_state"))?;
+            let hidden = all
+                .get(row * seq * h..(row + 1) * seq * h)
+                .ok_or_else(|| missing("last_hidden_state row"))?;
+            if pooling == Pooling::Cls {
+                dst.copy_from_slice(&hidden[..h]);
+            } else {
+                mean_into(hidden, &attention_mask[row * seq..(row + 1) * seq], dst);
+            }
         }
     }
     if normalize {

@@ -1,0 +1,233 @@
+//! One text through a task head, as JSON: the answers of `classify`, `ner` and `fill-mask`
+//! on the command line and of `POST /classify`, `/ner`, `/fill-mask` in the service (one copy
+//! for both). The heads themselves are the library's (`bert_edge::heads`).
+
+use bert_edge::heads::{self, Aggregation};
+use bert_edge::tokenize::BertTokenizer;
+use bert_edge::{Encoder, Error, Inputs, Outputs, Plan, Task};
+use serde_json::{json, Value};
+
+/// A task head and its settings.
+#[derive(Debug, Clone, Copy)]
+pub enum Head {
+    /// Sequence classification: the `top_k` best labels.
+    Classify { top_k: usize },
+    /// Token classification: entities.
+    Ner { aggregation: Aggregation },
+    /// Fill-mask: the `top_k` best tokens per `[MASK]`.
+    FillMask { top_k: usize },
+}
+
+impl Head {
+    /// The task a model must have for this head.
+    pub fn task(&self) -> Task {
+        match self {
+            Head::Classify { .. } => Task::TextClassification,
+            Head::Ner { .. } => Task::TokenClassification,
+            Head::FillMask { .. } => Task::FillMask,
+        }
+    }
+
+    /// The command (and, with a `/`, the endpoint) that runs this head.
+    pub fn command(task: Task) -> Option<&'static str> {
+        match task {
+            Task::TextClassification => Some("classify"),
+            Task::TokenClassification => Some("ner"),
+            Task::FillMask => Some("fill-mask"),
+            _ => None,
+        }
+    }
+
+    /// Settings from a request or a command line's `top_k` / `aggregation`, defaults as in
+    /// Hugging Face's pipelines (classify 1, fill-mask 5, simple aggregation).
+    pub fn with(
+        task: Task,
+        top_k: Option<usize>,
+        aggregation: Option<Aggregation>,
+    ) -> Option<Head> {
+        match task {
+            Task::TextClassification => Some(Head::Classify {
+                top_k: top_k.unwrap_or(1),
+            }),
+            Task::TokenClassification => Some(Head::Ner {
+                aggregation: aggregation.unwrap_or_default(),
+            }),
+            Task::FillMask => Some(Head::FillMask {
+                top_k: top_k.unwrap_or(5),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `plan` can run the head of `task`; else the error to show, naming what it is.
+pub fn check(plan: &Plan, task: Task) -> Result<(), String> {
+    let info = plan.info();
+    if info.task == task {
+        return Ok(());
+    }
+    let outputs: Vec<String> = info
+        .outputs
+        .iter()
+        .map(|o| format!("{} {:?}", o.name, o.shape))
+        .collect();
+    let instead = match Head::command(info.task) {
+        Some(c) => format!("use `{c}`"),
+        None => "use `encode` (or `serve`'s /embed)".into(),
+    };
+    Err(format!(
+        "{task} needs a {task} model; this one is {} (outputs: {}): {instead}",
+        info.task,
+        outputs.join(", ")
+    ))
+}
+
+/// Buffers one worker reuses for every text.
+pub struct Scratch {
+    pub inputs: Inputs,
+    pub out: Outputs,
+    offsets: Vec<Option<(usize, usize)>>,
+}
+
+impl Scratch {
+    pub fn new(plan: &Plan) -> Scratch {
+        Scratch {
+            inputs: plan.inputs(),
+            out: plan.outputs(),
+            offsets: Vec::with_capacity(plan.info().seq),
+        }
+    }
+}
+
+/// Tokenizes `text` (and `pair`, classification only), runs it and applies `head`. The JSON
+/// carries the head's answer plus `tokens` and `truncated`.
+pub fn run(
+    head: Head,
+    tok: &BertTokenizer,
+    encoder: &mut Encoder,
+    s: &mut Scratch,
+    text: &str,
+    pair: Option<&str>,
+) -> Result<Value, Error> {
+    let plan = encoder.plan().clone();
+    let info = plan.info();
+    let done = match (head, pair) {
+        (Head::Ner { .. }, None) => tok.encode_with_offsets(text, &mut s.inputs, &mut s.offsets)?,
+        (Head::Classify { .. }, _) | (_, None) => tok.encode_into(text, pair, &mut s.inputs)?,
+        (_, Some(_)) => {
+            return Err(Error::BadInput(format!(
+                "{} takes one text, not a text pair",
+                head.task()
+            )))
+        }
+    };
+    encoder.run(s.inputs.as_input(), &mut s.out)?;
+    let ids = &s.inputs.input_ids;
+    let answer = match head {
+        Head::Classify { top_k } => {
+            let best = heads::classify(info, &s.out, 0, top_k)?;
+            let p: Vec<Value> = best
+                .into_iter()
+                .map(|(label, score)| json!({"label": label, "score": score}))
+                .collect();
+            json!({ "predictions": p })
+        }
+        Head::Ner { aggregation } => {
+            let found = heads::entities(info, &s.out, 0, tok, text, ids, &s.offsets, aggregation)?;
+            let e: Vec<Value> = found.into_iter().map(entity_json).collect();
+            json!({ "entities": e })
+        }
+        Head::FillMask { top_k } => {
+            let masks = heads::fill_mask(&s.out, 0, tok, ids, top_k)?;
+            let m: Vec<Vec<Value>> = masks
+                .into_iter()
+                .map(|preds| {
+                    preds
+                        .into_iter()
+                        .map(|p| {
+                            json!({"score": p.score, "token": p.token,
+                                   "token_str": p.token_str, "sequence": p.sequence})
+                        })
+                        .collect()
+                })
+                .collect();
+            json!({ "masks": m })
+        }
+    };
+    let mut answer = answer;
+    answer["tokens"] = json!(done.tokens);
+    answer["truncated"] = json!(done.truncated);
+    Ok(answer)
+}
+
+/// An entity as Hugging Face's pipeline writes it: `entity_group` for a span, `entity` and
+/// `index` for a token.
+fn entity_json(e: heads::Entity) -> Value {
+    let mut v = json!({"score": e.score, "word": e.word, "start": e.start, "end": e.end});
+    match e.index {
+        Some(i) => {
+            v["entity"] = json!(e.label);
+            v["index"] = json!(i);
+        }
+        None => v["entity_group"] = json!(e.label),
+    }
+    v
+}
+
+/// `classify`, `ner`, `fill-mask` options.
+pub struct Options {
+    tokenizer: Option<std::path::PathBuf>,
+    top_k: Option<usize>,
+    aggregation: Option<Aggregation>,
+}
+
+impl Options {
+    pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let top_k: Option<usize> = args
+            .opt_value_from_str("--top-k")
+            .map_err(|e| e.to_string())?;
+        if top_k == Some(0) {
+            return Err("--top-k must be at least 1".into());
+        }
+        Ok(Options {
+            tokenizer: args
+                .opt_value_from_str("--tokenizer")
+                .map_err(|e| e.to_string())?,
+            top_k,
+            aggregation: crate::opt_parse(args, "--aggregation")?,
+        })
+    }
+}
+
+/// The `classify` / `ner` / `fill-mask` command: JSON Lines of `{"text": …}` in, one answer
+/// line out per line (same bad-line rules as `encode`).
+pub fn command(
+    m: &crate::ModelArgs,
+    task: Task,
+    opts: &Options,
+) -> Result<std::process::ExitCode, (u8, String)> {
+    let plan = std::sync::Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
+    crate::encode::check_batch(&plan)?;
+    check(&plan, task).map_err(|e| (2, e))?;
+    let head =
+        Head::with(task, opts.top_k, opts.aggregation).ok_or((2, format!("no head for {task}")))?;
+    let path = crate::locate_tokenizer(opts.tokenizer.as_deref(), &m.model).ok_or((
+        2,
+        "no tokenizer.json found (give --tokenizer FILE)".to_string(),
+    ))?;
+    let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
+    let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
+    let mut scratch = Scratch::new(&plan);
+    crate::encode::lines("answered", |line| {
+        let (text, pair) = crate::encode::text_line(line)?;
+        run(
+            head,
+            &tok,
+            &mut encoder,
+            &mut scratch,
+            &text,
+            pair.as_deref(),
+        )
+        .map_err(|e| e.to_string())
+    })
+}

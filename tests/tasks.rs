@@ -1,0 +1,306 @@
+//! Every task fixture (`models/tiny/tasks/<task>/`: our own torch exports and optimum's, f32,
+//! f16, int8 in four quantizer settings) against its PyTorch reference, output by output
+//! under the graph's own names; precompiled archives equal to their ONNX source.
+
+mod common;
+
+use bert_edge::{Encoder, Input, LoadOptions, Plan, Role, Task, Variant};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const TASKS: [(&str, Task); 4] = [
+    ("feature-extraction", Task::FeatureExtraction),
+    ("text-classification", Task::TextClassification),
+    ("token-classification", Task::TokenClassification),
+    ("fill-mask", Task::FillMask),
+];
+
+fn task_dir(task: &str) -> PathBuf {
+    tiny().join("tasks").join(task)
+}
+
+/// The task's ONNX files, sorted (at least f32, f16 and int8 of each exporter).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 6, "{dir:?}: only {} ONNX files", v.len());
+    v
+}
+
+/// Every output of one reference case through `plan`, by graph name.
+fn run_case(plan: Plan, dir: &Path, case: &Case) -> BTreeMap<String, Vec<f32>> {
+    let plan = Arc::new(plan);
+    let mut enc = Encoder::new(plan.clone()).unwrap();
+    let mut out = plan.outputs();
+    let ids = read_i64(dir, &case.inputs["input_ids"]);
+    let mask = read_i64(dir, &case.inputs["attention_mask"]);
+    let types = case
+        .inputs
+        .get("token_type_ids")
+        .map(|t| read_i64(dir, t))
+        .unwrap_or_else(|| vec![0; ids.len()]);
+    let input = Input::Ids {
+        input_ids: &ids,
+        attention_mask: &mask,
+        token_type_ids: &types,
+    };
+    enc.run(input, &mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    out.iter()
+        .map(|(spec, v)| (spec.name.clone(), v.to_vec()))
+        .collect()
+}
+
+fn load(file: &Path, case: &Case) -> Plan {
+    let opts = LoadOptions::new().seq(case.seq).batch(case.batch);
+    Plan::load(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"))
+}
+
+/// Index of the largest value of each row of width `w`.
+fn argmax_rows(v: &[f32], w: usize) -> Vec<usize> {
+    v.chunks(w)
+        .map(|r| (0..w).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+        .collect()
+}
+
+#[test]
+fn every_task_export_matches_pytorch_output_by_output() {
+    let mut report = Vec::new();
+    for (task, want_task) in TASKS {
+        let dir = task_dir(task);
+        let cases = task_cases(&dir);
+        for file in files(&dir) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            for case in &cases.cases {
+                let plan = load(&file, case);
+                let info = plan.info().clone();
+                assert_eq!(info.task, want_task, "{name}: detected task");
+                let got = run_case(plan, &dir, case);
+                // Nothing invented: the plan's outputs are exactly the graph's.
+                let graph_names: Vec<&String> = got.keys().collect();
+                for (out_name, want_ref) in &case.outputs {
+                    let Some(v) = got.get(out_name) else {
+                        // optimum's feature-extraction export has no pooler: the reference
+                        // (from the PyTorch model) has one the file does not carry.
+                        assert!(
+                            out_name == "pooler_output" && name.starts_with("optimum"),
+                            "{name} {}: no output {out_name} (has {graph_names:?})",
+                            case.name
+                        );
+                        continue;
+                    };
+                    let want = read_f32(&dir, want_ref);
+                    let label = format!("{task}/{name} {} {out_name}", case.name);
+                    let w = *want_ref.shape.last().unwrap();
+                    match info.variant {
+                        Variant::F32 => {
+                            let d = max_abs(v, &want);
+                            assert!(d <= 1e-4, "{label}: max abs {d:e} > 1e-4");
+                            report.push(format!("{label}: max abs {d:.1e}"));
+                        }
+                        Variant::F16 => {
+                            let c = min_cos(v, &want, w);
+                            assert!(c >= 0.9999, "{label}: min cos {c:.6} < 0.9999");
+                            report.push(format!("{label}: min cos {c:.6}"));
+                        }
+                        Variant::Int8 => {
+                            let c = min_cos(v, &want, w);
+                            assert!(c >= 0.999, "{label}: min cos {c:.6} < 0.999");
+                            report.push(format!("{label}: min cos {c:.6}"));
+                        }
+                    }
+                    let role = info
+                        .outputs
+                        .iter()
+                        .find(|o| &o.name == out_name)
+                        .unwrap()
+                        .role;
+                    if role == Some(Role::SequenceLogits) {
+                        assert_eq!(argmax_rows(v, w), argmax_rows(&want, w), "{label}: argmax");
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn token_and_mask_predictions_match_pytorch_at_real_tokens() {
+    for task in ["token-classification", "fill-mask"] {
+        let dir = task_dir(task);
+        for file in files(&dir) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            // f32 and f16 keep PyTorch's argmax at every real token; int8 is checked by cosine.
+            for case in &task_cases(&dir).cases {
+                let plan = load(&file, case);
+                if plan.info().variant == Variant::Int8 {
+                    break;
+                }
+                let mask = read_i64(&dir, &case.inputs["attention_mask"]);
+                let got = run_case(plan, &dir, case);
+                let want = read_f32(&dir, &case.outputs["logits"]);
+                let w = *case.outputs["logits"].shape.last().unwrap();
+                let (g, r) = (argmax_rows(&got["logits"], w), argmax_rows(&want, w));
+                for (i, m) in mask.iter().enumerate() {
+                    if *m == 1 {
+                        assert_eq!(g[i], r[i], "{task}/{name} {} token {i}", case.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn archives_of_every_task_and_precision_equal_their_onnx() {
+    let tmp = std::env::temp_dir().join(format!("bert-edge-tasks-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for (task, _) in TASKS {
+        let dir = task_dir(task);
+        let case = &task_cases(&dir).cases[0];
+        for file in files(&dir) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let opts = LoadOptions::new().seq(case.seq).batch(case.batch);
+            let archive = tmp.join(format!("{task}-{name}.nnef.tar"));
+            let info = bert_edge::compile(&file, &opts, &archive)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let from_archive = Plan::load(&archive, &LoadOptions::new()).unwrap();
+            assert_eq!(from_archive.info(), &info, "{task}/{name}: archive info");
+            let a = run_case(from_archive, &dir, case);
+            let o = run_case(load(&file, case), &dir, case);
+            assert_eq!(a, o, "{task}/{name}: archive vs ONNX outputs");
+            std::fs::remove_file(&archive).ok();
+        }
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn labels_come_from_the_exports_config() {
+    let dir = task_dir("token-classification");
+    let plan = Plan::load(dir.join("torch_f32.onnx"), &LoadOptions::new().seq(8)).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let id2label = cfg["id2label"].as_object().unwrap();
+    assert_eq!(plan.info().labels.len(), id2label.len());
+    for (k, v) in id2label {
+        assert_eq!(
+            plan.info().labels[k.parse::<usize>().unwrap()],
+            v.as_str().unwrap()
+        );
+    }
+}
+
+fn bad_model(res: Result<Plan, bert_edge::Error>, want: &str) {
+    match res {
+        Err(bert_edge::Error::BadModel(m)) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+        other => panic!("expected BadModel({want:?}), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_config_whose_labels_do_not_fit_the_graph_is_refused() {
+    let tmp = std::env::temp_dir().join(format!("bert-edge-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let model = task_dir("token-classification").join("torch_f32.onnx");
+    for (name, json, want) in [
+        (
+            "two.json",
+            r#"{"id2label": {"0": "NEG", "1": "POS"}}"#,
+            "id2label has 2 labels",
+        ),
+        (
+            "keys.json",
+            r#"{"id2label": {"a": "NEG"}}"#,
+            "not a class index",
+        ),
+        (
+            "gap.json",
+            r#"{"id2label": {"0": "A", "5": "B"}}"#,
+            "out of range",
+        ),
+        (
+            "type.json",
+            r#"{"id2label": ["A", "B"]}"#,
+            "must be an object",
+        ),
+        ("broken.json", r#"{"id2label": "#, "not valid JSON"),
+    ] {
+        let cfg = tmp.join(name);
+        std::fs::write(&cfg, json).unwrap();
+        let opts = LoadOptions::new().seq(8).config(&cfg);
+        bad_model(Plan::load(&model, &opts), want);
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn a_graph_without_a_usable_output_is_refused_naming_what_it_has() {
+    let file = root().join("tests/data/bad-models/no_usable_output.onnx");
+    bad_model(
+        Plan::load(&file, &LoadOptions::new().seq(8)),
+        "no output bert-edge can use",
+    );
+    bad_model(Plan::load(&file, &LoadOptions::new().seq(8)), "total [1]");
+}
+
+#[test]
+fn an_export_whose_external_data_file_is_missing_is_refused() {
+    let src = tiny().join("tasks/external-data/model.onnx");
+    // As shipped (data file beside it) it loads.
+    Plan::load(&src, &LoadOptions::new().seq(8)).unwrap();
+    let tmp = std::env::temp_dir().join(format!("bert-edge-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let alone = tmp.join("model.onnx");
+    std::fs::copy(&src, &alone).unwrap();
+    bad_model(
+        Plan::load(&alone, &LoadOptions::new().seq(8)),
+        "external data file",
+    );
+    // A truncated data file is caught too.
+    let data = std::fs::read(tiny().join("tasks/external-data/model.onnx.data")).unwrap();
+    std::fs::write(tmp.join("model.onnx.data"), &data[..data.len() / 2]).unwrap();
+    bad_model(Plan::load(&alone, &LoadOptions::new().seq(8)), "shorter");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn heads_refuse_what_the_model_or_the_text_lacks() {
+    use bert_edge::heads;
+    use bert_edge::tokenize::BertTokenizer;
+    let tok = BertTokenizer::from_file(root().join("models/tokenizer.json")).unwrap();
+    let dir = task_dir("fill-mask");
+    let plan =
+        Arc::new(Plan::load(dir.join("torch_f32.onnx"), &LoadOptions::new().seq(16)).unwrap());
+    let mut enc = Encoder::new(plan.clone()).unwrap();
+    let (mut inputs, mut out) = (plan.inputs(), plan.outputs());
+    tok.encode_into("我爱学习", None, &mut inputs).unwrap();
+    enc.run(inputs.as_input(), &mut out).unwrap();
+    match heads::fill_mask(&out, 0, &tok, &inputs.input_ids, 5) {
+        Err(bert_edge::Error::BadInput(m)) => assert!(m.contains("no [MASK]"), "{m}"),
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+    // A masked-LM model has no sequence labels: classify says what it is.
+    match heads::classify(plan.info(), &out, 0, 1) {
+        Err(bert_edge::Error::BadInput(m)) => assert!(m.contains("fill-mask model"), "{m}"),
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+    // and pooling needs hidden states, which a fill-mask export does not output.
+    let mut v = vec![0f32; 64];
+    let r = heads::pool_into(
+        heads::Pooling::Mean,
+        &out,
+        &inputs.attention_mask,
+        0,
+        false,
+        &mut v,
+    );
+    assert!(matches!(r, Err(bert_edge::Error::BadInput(_))), "{r:?}");
+}
