@@ -135,9 +135,10 @@ class Tract:
         return float(self._ask("run"))
 
     def dump(self):
+        """Every output of the graph by name, in the graph's order."""
         import numpy as np
         j = json.loads(self._ask("dump"))
-        return np.array(j["hidden"], dtype=np.float32), np.array(j["pooled"], dtype=np.float32)
+        return {k: np.array(v, dtype=np.float32) for k, v in j["outputs"].items()}
 
     def close(self):
         try:
@@ -161,6 +162,7 @@ class Ort:
         self.s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self.load_s = time.perf_counter() - t
         self.names = [i.name for i in self.s.get_inputs()]
+        self.output_names = [o.name for o in self.s.get_outputs()]
 
     def set_inputs(self, feeds):
         self.feeds = {k: v for k, v in feeds.items() if k in self.names}
@@ -185,8 +187,16 @@ def reps_for(args, seq):
     return {8: 60, 32: 40}.get(seq, 15 if seq >= 128 else 30)
 
 
+def model_path(args, variant, flavour):
+    """models/<size>/bert_<flavour>_<variant>.onnx, or with --task-dir DIR (a
+    `models/generate --task` output) DIR/torch_<variant>.onnx (ids only)."""
+    if args.task_dir:
+        return os.path.join(args.task_dir, f"torch_{variant}.onnx")
+    return os.path.join(args.models, f"bert_{flavour}_{variant}.onnx")
+
+
 def measure(args, variant, flavour, seq, threads, cfg_json):
-    model = os.path.join(args.models, f"bert_{flavour}_{variant}.onnx")
+    model = model_path(args, variant, flavour)
     rec = {"variant": variant, "flavour": flavour, "seq": seq, "threads": threads,
            "model": os.path.relpath(model, ROOT), "loadavg_before": loadavg()}
     if not os.path.isfile(model):
@@ -208,14 +218,16 @@ def measure(args, variant, flavour, seq, threads, cfg_json):
         rec["ort_session_s"] = ort_.load_s
         # sanity: same inputs, compare outputs
         if not args.no_check:
-            th, tp = tr.dump()
-            ort_.run()
-            oh, op = ort_.last[0], ort_.last[1]
             import numpy as np
-            rec["check"] = {
-                "cos_hidden": cos(th, oh), "cos_pooled": cos(tp, op),
-                "max_abs_hidden": float(np.max(np.abs(th - oh.ravel()))),
-            }
+            got = tr.dump()
+            ort_.run()
+            want = dict(zip(ort_.output_names, ort_.last))
+            # The first output both have (last_hidden_state, or a head's logits), and the pooler.
+            first = next(k for k in got if k in want)
+            rec["check"] = {"output": first, "cos_hidden": cos(got[first], want[first]),
+                            "max_abs_hidden": float(np.max(np.abs(got[first] - want[first].ravel())))}
+            if "pooler_output" in got and "pooler_output" in want:
+                rec["check"]["cos_pooled"] = cos(got["pooler_output"], want["pooler_output"])
         for _ in range(args.warmup):
             tr.run()
             ort_.run()
@@ -369,6 +381,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=os.path.join(ROOT, "models", "base"),
                     help="directory with bert_{ids,embeds}_{f32,f16,int8}.onnx (default models/base)")
+    ap.add_argument("--task-dir", default=None,
+                    help="a `models/generate --task` output: time DIR/torch_<variant>.onnx (ids)")
     ap.add_argument("--variants", default="f32,f16,int8")
     ap.add_argument("--flavours", default="ids,embeds")
     ap.add_argument("--seqs", default="8,32,128")
@@ -408,7 +422,7 @@ def main():
     import onnxruntime
     if not os.path.isfile(args.bin):
         sys.exit(f"compare.py: no {args.bin}: cargo build --release --bin bert-edge (or --bin PATH)")
-    cfg_path = os.path.join(args.models, "config.json")
+    cfg_path = os.path.join(args.task_dir or args.models, "config.json")
     cfg_json = json.load(open(cfg_path)) if os.path.isfile(cfg_path) else {}
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     stem = args.out or os.path.join(HERE, "out", f"compare-{stamp}")

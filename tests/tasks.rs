@@ -110,8 +110,13 @@ fn every_task_export_matches_pytorch_output_by_output() {
                             report.push(format!("{label}: min cos {c:.6}"));
                         }
                         Variant::Int8 => {
+                            // A classifier's few logits per row make a harsh cosine:
+                            // onnxruntime's own int8 reaches 0.9906 on optimum_int8_arm64
+                            // (models/tiny/tasks/text-classification/manifest.json); the
+                            // argmax is checked below.
+                            let min = if w < 16 { 0.995 } else { 0.999 };
                             let c = min_cos(v, &want, w);
-                            assert!(c >= 0.999, "{label}: min cos {c:.6} < 0.999");
+                            assert!(c >= min, "{label}: min cos {c:.6} < {min}");
                             report.push(format!("{label}: min cos {c:.6}"));
                         }
                     }

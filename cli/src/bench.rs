@@ -245,9 +245,12 @@ fn serve_stdin(
             }
             "dump" => {
                 enc.run(inputs.as_input(), out)?;
-                let j = serde_json::json!({
-                    "hidden": out.last_hidden_state(), "pooled": out.pooler_output()
-                });
+                // Every output by the graph's name, in the graph's order.
+                let outputs: serde_json::Map<String, serde_json::Value> = out
+                    .iter()
+                    .map(|(spec, v)| (spec.name.clone(), serde_json::json!(v)))
+                    .collect();
+                let j = serde_json::json!({ "outputs": outputs });
                 writeln!(w, "{j}").map_err(io)?;
             }
             "quit" => break,

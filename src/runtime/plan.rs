@@ -234,8 +234,14 @@ impl PlanInfo {
         props.insert(k("type_vocab_size"), p(self.type_vocab_size as i64));
         props.insert(k("token_types"), p(self.token_types as i64));
         props.insert(k("multi_label"), p(self.multi_label as i64));
-        // Labels never hold a newline (checked when the config is read).
-        props.insert(k("labels"), Arc::new(tensor0(self.labels.join("\n"))));
+        // Each label as the hex of its UTF-8 bytes, comma-separated: NNEF's string literals
+        // do not keep every character (a "\n" reads back as "n").
+        let hex: Vec<String> = self
+            .labels
+            .iter()
+            .map(|l| l.bytes().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        props.insert(k("labels"), Arc::new(tensor0(hex.join(","))));
         props.insert(k("format"), p(FORMAT));
     }
 
@@ -269,6 +275,18 @@ impl PlanInfo {
         }
         let vocab = int("vocab_size")?;
         let labels = text("labels")?;
+        let labels: Vec<String> = labels
+            .split(',')
+            .filter(|_| !labels.is_empty())
+            .map(|h| {
+                let bytes: Option<Vec<u8>> = (0..h.len())
+                    .step_by(2)
+                    .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                    .collect();
+                bytes.and_then(|b| String::from_utf8(b).ok())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::bad_model("bad labels property"))?;
         let (batch, seq, hidden) = (
             int("batch")? as usize,
             int("seq")? as usize,
@@ -291,11 +309,7 @@ impl PlanInfo {
             token_types: int("token_types")? != 0,
             task: task_of(&outputs)?,
             outputs,
-            labels: labels
-                .split('\n')
-                .filter(|_| !labels.is_empty())
-                .map(String::from)
-                .collect(),
+            labels,
             multi_label: int("multi_label")? != 0,
         })
     }

@@ -72,9 +72,6 @@ fn labels_in_order(
         let label = v
             .as_str()
             .ok_or_else(|| format!("id2label[{k}] must be a string, not {v}"))?;
-        if label.contains('\n') {
-            return Err(format!("id2label[{k}] contains a newline"));
-        }
         *slot = Some(label.to_string());
     }
     // n keys, each a distinct index below n (a JSON object has no duplicate keys): all filled.
