@@ -21,15 +21,15 @@ fn task_dir(task: &str) -> PathBuf {
     tiny().join("tasks").join(task)
 }
 
-/// The task's ONNX files, sorted (at least f32, f16 and int8 of each exporter).
-fn files(dir: &Path) -> Vec<PathBuf> {
+/// The task's ONNX files, sorted (at least `min`: f32, f16 and int8 of each exporter).
+fn files(dir: &Path, min: usize) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     v.sort();
-    assert!(v.len() >= 6, "{dir:?}: only {} ONNX files", v.len());
+    assert!(v.len() >= min, "{dir:?}: only {} ONNX files", v.len());
     v
 }
 
@@ -71,11 +71,29 @@ fn argmax_rows(v: &[f32], w: usize) -> Vec<usize> {
 
 #[test]
 fn every_task_export_matches_pytorch_output_by_output() {
+    let report = check_tasks(&tiny().join("tasks"), 6);
+    eprintln!("{}", report.join("\n"));
+}
+
+/// The generated base model's task exports (`models/generate base --task all`), if present:
+/// `cargo test --release --test tasks -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn base_task_exports_match_pytorch() {
+    let tasks = root().join("models/base/tasks");
+    assert!(tasks.is_dir(), "run models/generate base --task all first");
+    let report = check_tasks(&tasks, 3);
+    println!("{}", report.join("\n"));
+}
+
+/// Every file of every task under `tasks` (at least `min_files` each) against its PyTorch
+/// references: one report line per (file, case, output).
+fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
     let mut report = Vec::new();
     for (task, want_task) in TASKS {
-        let dir = task_dir(task);
+        let dir = tasks.join(task);
         let cases = task_cases(&dir);
-        for file in files(&dir) {
+        for file in files(&dir, min_files) {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
             for case in &cases.cases {
                 let plan = load(&file, case);
@@ -133,14 +151,14 @@ fn every_task_export_matches_pytorch_output_by_output() {
             }
         }
     }
-    eprintln!("{}", report.join("\n"));
+    report
 }
 
 #[test]
 fn token_and_mask_predictions_match_pytorch_at_real_tokens() {
     for task in ["token-classification", "fill-mask"] {
         let dir = task_dir(task);
-        for file in files(&dir) {
+        for file in files(&dir, 6) {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
             // f32 and f16 keep PyTorch's argmax at every real token; int8 is checked by cosine.
             for case in &task_cases(&dir).cases {
@@ -170,7 +188,7 @@ fn archives_of_every_task_and_precision_equal_their_onnx() {
     for (task, _) in TASKS {
         let dir = task_dir(task);
         let case = &task_cases(&dir).cases[0];
-        for file in files(&dir) {
+        for file in files(&dir, 6) {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
             let opts = LoadOptions::new().seq(case.seq).batch(case.batch);
             let archive = tmp.join(format!("{task}-{name}.nnef.tar"));
