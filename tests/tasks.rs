@@ -93,10 +93,26 @@ fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
     for (task, want_task) in TASKS {
         let dir = tasks.join(task);
         let cases = task_cases(&dir);
+        // Every file as it is, and each f32 file also through tract's own f32 → f16 conversion.
+        let mut runs: Vec<(PathBuf, Option<Variant>)> = Vec::new();
         for file in files(&dir, min_files) {
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let f32_file = file.to_string_lossy().ends_with("f32.onnx");
+            runs.push((file.clone(), None));
+            if f32_file {
+                runs.push((file, Some(Variant::F16)));
+            }
+        }
+        for (file, convert) in runs {
+            let mut name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if convert.is_some() {
+                name += " (tract f32→f16)";
+            }
             for case in &cases.cases {
-                let plan = load(&file, case);
+                let mut opts = LoadOptions::new().seq(case.seq).batch(case.batch);
+                if let Some(v) = convert {
+                    opts = opts.variant(v);
+                }
+                let plan = Plan::load(&file, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
                 let info = plan.info().clone();
                 assert_eq!(info.task, want_task, "{name}: detected task");
                 let got = run_case(plan, &dir, case);
