@@ -1054,6 +1054,11 @@ def main(argv=None):
     ap.add_argument("--source", help="external-data: source ONNX (default: "
                                      "<out>/../../bert_embeds_f32.onnx)")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--checks", choices=("fail", "warn"), default="fail",
+                    help="files that miss their accuracy criterion, and synthetic goldens "
+                         "that are too dull: stop (fail, the default) or write the output and "
+                         "record the misses in the manifest (warn; the 12-layer synthetic base "
+                         "fixtures need it, see models/README.md)")
     args = ap.parse_args(argv)
     task = args.task
     versions = file_versions()
@@ -1102,6 +1107,8 @@ def main(argv=None):
              "export_py_sha256": export_sha,
              "tokenizer": {f: file_sha(os.path.join(tokdir, f)) for f in tok_files},
              "versions": versions}
+    if args.checks != "fail":   # absent at the default: the same ident as before
+        ident["checks"] = args.checks
     key = compute_key(ident)
     if not args.force:
         ok, why = E.up_to_date(out, key)
@@ -1142,7 +1149,11 @@ def main(argv=None):
         torch_outputs(model, task, cases)
         write_refs(os.path.join(tmp, "refs"), cases, H, V, task)
         log("golden.json (transformers.pipeline)")
-        golden, margins = make_goldens(model, tokenizer, task, not args.from_pretrained)
+        golden, margins = make_goldens(model, tokenizer, task,
+                                       not args.from_pretrained and args.checks == "fail")
+        if margins.get("problems"):
+            why = "kept: --checks warn" if args.checks == "warn" else "real checkpoint"
+            log(f"golden problems ({why}): {'; '.join(margins['problems'])}")
         with open(os.path.join(tmp, "golden.json"), "w", encoding="utf-8") as f:
             json.dump(golden, f, ensure_ascii=False, indent=1)
             f.write("\n")
@@ -1183,6 +1194,13 @@ def main(argv=None):
         log("onnxruntime checks against PyTorch f32")
         accuracy, failures, relaxed_used = run_checks(tmp, task, files, cases)
         timings["checks"] = time.time() - t
+        misses = []
+        if failures and args.checks == "warn":
+            # misses are recorded (accuracy[file]["pass"] false) instead of stopping the tool
+            misses = sorted(f for f, r in accuracy.items() if not r["pass"])
+            failures = []
+            for f in misses:
+                log(f"--checks warn: {f} misses its criterion; recorded in the manifest")
         if failures:
             keep = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.failed")
             shutil.rmtree(keep, ignore_errors=True)
@@ -1218,7 +1236,13 @@ def main(argv=None):
                                "int8": f"cos >= {INT8_MIN_COS}"},
                 "relaxed": {f"{t}/{o}": {"int8_min_cos": thr, "reason": why}
                             for (t, o), (thr, why) in INT8_RELAXED.items() if t == task},
-                "relaxed_applied_to": relaxed_used},
+                "relaxed_applied_to": relaxed_used,
+                **({"checks": {
+                    "mode": "warn", "misses": misses,
+                    "golden_problems": margins.get("problems", []),
+                    "what": "--checks warn: files that miss their criterion are kept and marked "
+                            "pass=false in accuracy; dull synthetic goldens are kept and listed "
+                            "in golden.margins.problems"}} if args.checks == "warn" else {})},
             "accuracy": accuracy,
         }
         write_manifest_and_install(tmp, out, manifest)
