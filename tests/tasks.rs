@@ -71,28 +71,88 @@ fn argmax_rows(v: &[f32], w: usize) -> Vec<usize> {
 
 #[test]
 fn every_task_export_matches_pytorch_output_by_output() {
-    let report = check_tasks(&tiny().join("tasks"), 6);
+    let report = check_tasks(&tiny().join("tasks"), 6, Bounds::Fixed);
     eprintln!("{}", report.join("\n"));
 }
 
-/// The generated base model's task exports (`models/generate base --task all`), if present:
-/// `cargo test --release --test tasks -- --ignored --nocapture`.
+/// The generated base model's task exports (`models/generate base --task all --checks warn`):
+/// `cargo test --release --test tasks -- --ignored --nocapture base_task`. Prints one markdown
+/// row per (task, file, output) for docs/tasks.md.
 #[test]
 #[ignore]
 fn base_task_exports_match_pytorch() {
     let tasks = root().join("models/base/tasks");
-    assert!(tasks.is_dir(), "run models/generate base --task all first");
-    let report = check_tasks(&tasks, 3);
+    assert!(
+        tasks.is_dir(),
+        "run models/generate base --task all --checks warn first"
+    );
+    let report = check_tasks(&tasks, 3, Bounds::Peer);
     println!("{}", report.join("\n"));
 }
 
+/// What an output must reach against PyTorch.
+#[derive(Clone, Copy, PartialEq)]
+enum Bounds {
+    /// The tiny fixtures: f32 max abs ≤ 1e-4, f16 cos ≥ 0.9999, int8 cos ≥ 0.999 (0.995 for a
+    /// row of < 16 logits), a classifier's argmax equal to PyTorch's.
+    Fixed,
+    /// The synthetic 12-layer base files miss some fixed bounds in every runtime
+    /// (models/README.md, "base: --checks warn"). There bert-edge's error must stay within a
+    /// small factor of its peers' in the manifest (f32: 2× onnxruntime's max abs; f16 and int8:
+    /// 2× the larger 1 − cos of onnxruntime and, for int8, the exact-integer evaluation of the
+    /// graph), and a classifier keeps PyTorch's argmax wherever both peers do.
+    Peer,
+}
+
+/// onnxruntime's figures for (file, case, output) in the task's manifest, and the worse of
+/// them and the exact-integer evaluation's (int8 files).
+struct Peer {
+    /// onnxruntime: max abs, min cos (rows or tokens), argmax agreement (NaN: not logits)
+    ort: (f64, f64, f64),
+    /// the lower cos and argmax agreement of onnxruntime and the exact-integer evaluation
+    worst_cos: f64,
+    worst_argmax: f64,
+}
+
+fn peer_figures(manifest: &serde_json::Value, file: &str, case: &str, out: &str) -> Peer {
+    let acc = &manifest["accuracy"][file];
+    let read = |by: &str| -> Option<(f64, f64, f64)> {
+        let r = &acc[by]["cases"][case][out];
+        let f = |k: &str| r[k].as_f64();
+        // Per-token outputs carry "cos_tokens_min", per-row ones "cos_rows_min"; only logits
+        // carry an argmax agreement.
+        let cos = f("cos_rows_min").or_else(|| f("cos_tokens_min"))?;
+        Some((f("max_abs")?, cos, f("argmax_agree").unwrap_or(f64::NAN)))
+    };
+    let ort = read("onnxruntime")
+        .unwrap_or_else(|| panic!("manifest: no onnxruntime figures for {file} {case} {out}"));
+    let (mut worst_cos, mut worst_argmax) = (ort.1, ort.2);
+    if let Some(exact) = read("exact_integer") {
+        worst_cos = worst_cos.min(exact.1);
+        worst_argmax = worst_argmax.min(exact.2);
+    }
+    Peer {
+        ort,
+        worst_cos,
+        worst_argmax,
+    }
+}
+
 /// Every file of every task under `tasks` (at least `min_files` each) against its PyTorch
-/// references: one report line per (file, case, output).
-fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
-    let mut report = Vec::new();
+/// references. Each (file, case, output) is checked; the report has one markdown row per
+/// (task, file, output) with the worst case: bert-edge's figure and, in `Peer` mode, onnxruntime's.
+fn check_tasks(tasks: &Path, min_files: usize, bounds: Bounds) -> Vec<String> {
+    let mut report = vec![
+        "| task | file | output | bert-edge vs PyTorch | onnxruntime vs PyTorch | argmax agreement (bert-edge / onnxruntime) |".to_string(),
+        "| --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
     for (task, want_task) in TASKS {
         let dir = tasks.join(task);
         let cases = task_cases(&dir);
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("manifest.json")).expect("manifest.json"),
+        )
+        .expect("manifest.json parses");
         // Every file as it is, and each f32 file also through tract's own f32 → f16 conversion.
         let mut runs: Vec<(PathBuf, Option<Variant>)> = Vec::new();
         for file in files(&dir, min_files) {
@@ -103,10 +163,20 @@ fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
             }
         }
         for (file, convert) in runs {
-            let mut name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let mut name = file_name.clone();
+            // tract's conversion is judged against onnxruntime on the exporter's f16 file.
+            let mut judged_file = file_name.clone();
             if convert.is_some() {
                 name += " (tract f32→f16)";
+                judged_file = file_name.replace("_f32.onnx", "_f16.onnx");
+                if !manifest["accuracy"][&judged_file].is_object() {
+                    judged_file = file_name.replace("_f32.onnx", "_fp16.onnx");
+                }
             }
+            // (output) -> (worst bert-edge figure, worst onnxruntime figure, argmax agreements)
+            let mut worst: BTreeMap<String, (f64, f64, f64, f64)> = BTreeMap::new();
+            let mut variant = Variant::F32;
             for case in &cases.cases {
                 let mut opts = LoadOptions::new().seq(case.seq).batch(case.batch);
                 if let Some(v) = convert {
@@ -114,8 +184,10 @@ fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
                 }
                 let plan = Plan::load(&file, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
                 let info = plan.info().clone();
+                variant = info.variant;
                 assert_eq!(info.task, want_task, "{name}: detected task");
                 let got = run_case(plan, &dir, case);
+                let mask = read_i64(&dir, &case.inputs["attention_mask"]);
                 // Nothing invented: the plan's outputs are exactly the graph's.
                 let graph_names: Vec<&String> = got.keys().collect();
                 for (out_name, want_ref) in &case.outputs {
@@ -132,38 +204,119 @@ fn check_tasks(tasks: &Path, min_files: usize) -> Vec<String> {
                     let want = read_f32(&dir, want_ref);
                     let label = format!("{task}/{name} {} {out_name}", case.name);
                     let w = *want_ref.shape.last().unwrap();
-                    match info.variant {
-                        Variant::F32 => {
-                            let d = max_abs(v, &want);
-                            assert!(d <= 1e-4, "{label}: max abs {d:e} > 1e-4");
-                            report.push(format!("{label}: max abs {d:.1e}"));
-                        }
-                        Variant::F16 => {
-                            let c = min_cos(v, &want, w);
-                            assert!(c >= 0.9999, "{label}: min cos {c:.6} < 0.9999");
-                            report.push(format!("{label}: min cos {c:.6}"));
-                        }
-                        Variant::Int8 => {
-                            // A classifier's few logits per row make a harsh cosine:
-                            // onnxruntime's own int8 reaches 0.9906 on optimum_int8_arm64
-                            // (models/tiny/tasks/text-classification/manifest.json); the
-                            // argmax is checked below.
-                            let min = if w < 16 { 0.995 } else { 0.999 };
-                            let c = min_cos(v, &want, w);
-                            assert!(c >= min, "{label}: min cos {c:.6} < {min}");
-                            report.push(format!("{label}: min cos {c:.6}"));
-                        }
-                    }
                     let role = info
                         .outputs
                         .iter()
                         .find(|o| &o.name == out_name)
                         .unwrap()
                         .role;
-                    if role == Some(Role::SequenceLogits) {
-                        assert_eq!(argmax_rows(v, w), argmax_rows(&want, w), "{label}: argmax");
+                    // Cosines and argmax agreement over the rows at real tokens (per-token
+                    // outputs) or every row, as models/tasks.py judges onnxruntime.
+                    let rows = v.len() / w;
+                    let real: Vec<bool> = if rows == mask.len() {
+                        mask.iter().map(|m| *m == 1).collect()
+                    } else {
+                        vec![true; rows]
+                    };
+                    let pick = |x: &[f32]| -> Vec<f32> {
+                        x.chunks(w)
+                            .zip(&real)
+                            .filter(|(_, r)| **r)
+                            .flat_map(|(c, _)| c.iter().copied())
+                            .collect()
+                    };
+                    let (vr, wr) = (pick(v), pick(&want));
+                    let (d, c) = (max_abs(v, &want) as f64, min_cos(&vr, &wr, w));
+                    let (g, r) = (argmax_rows(&vr, w), argmax_rows(&wr, w));
+                    let logits = matches!(
+                        role,
+                        Some(Role::SequenceLogits | Role::TokenLogits | Role::MaskedLmLogits)
+                    );
+                    let agree = if logits {
+                        g.iter().zip(&r).filter(|(a, b)| a == b).count() as f64 / g.len() as f64
+                    } else {
+                        f64::NAN
+                    };
+                    let peer = match bounds {
+                        Bounds::Fixed => None,
+                        Bounds::Peer => {
+                            Some(peer_figures(&manifest, &judged_file, &case.name, out_name))
+                        }
+                    };
+                    // An error (max abs, or 1 − cos) at most `k` times the peer's, or the fixed
+                    // bound where that is looser.
+                    let figure = match info.variant {
+                        Variant::F32 => {
+                            let mut max = 1e-4f64;
+                            if let Some(p) = &peer {
+                                max = max.max(2.0 * p.ort.0);
+                            }
+                            assert!(d <= max, "{label}: max abs {d:e} > {max:e}");
+                            d
+                        }
+                        Variant::F16 | Variant::Int8 => {
+                            // A classifier's few logits per row make a harsh cosine:
+                            // onnxruntime's own int8 reaches 0.9906 on optimum_int8_arm64
+                            // (models/tiny/tasks/text-classification/manifest.json); the
+                            // argmax is checked below.
+                            let mut min: f64 = match (info.variant, w < 16) {
+                                (Variant::F16, _) => 0.9999,
+                                (_, true) => 0.995,
+                                _ => 0.999,
+                            };
+                            if let Some(p) = &peer {
+                                min = min.min(1.0 - 2.0 * (1.0 - p.worst_cos));
+                            }
+                            assert!(c >= min, "{label}: min cos {c:.6} < {min:.6}");
+                            c
+                        }
+                    };
+                    // A classifier's label: always for tiny; at base where the peers keep it.
+                    let keeps = peer.as_ref().is_none_or(|p| p.worst_argmax == 1.0);
+                    if role == Some(Role::SequenceLogits) && keeps {
+                        assert_eq!(g, r, "{label}: argmax");
                     }
+                    let f32_like = info.variant == Variant::F32;
+                    let (jfig, ja) = match &peer {
+                        Some(p) => (if f32_like { p.ort.0 } else { p.ort.1 }, p.ort.2),
+                        None => (f64::NAN, f64::NAN),
+                    };
+                    let worse = |a: f64, b: f64| if f32_like { a.max(b) } else { a.min(b) };
+                    let e = worst
+                        .entry(out_name.clone())
+                        .or_insert((figure, jfig, agree, ja));
+                    *e = (
+                        worse(e.0, figure),
+                        worse(e.1, jfig),
+                        e.2.min(agree),
+                        e.3.min(ja),
+                    );
                 }
+            }
+            for (out, (fig, jfig, agree, jagree)) in worst {
+                let fmt = |x: f64| {
+                    if x.is_nan() {
+                        "–".to_string()
+                    } else if variant == Variant::F32 {
+                        format!("max abs {x:.1e}")
+                    } else {
+                        format!("min cos {x:.6}")
+                    }
+                };
+                let share = |x: f64| {
+                    if x.is_nan() {
+                        "–".to_string()
+                    } else {
+                        format!("{x:.2}")
+                    }
+                };
+                report.push(format!(
+                    "| {task} | {name} | {out} | {} | {} | {} / {} |",
+                    fmt(fig),
+                    fmt(jfig),
+                    share(agree),
+                    share(jagree)
+                ));
             }
         }
     }

@@ -1,34 +1,13 @@
 //! The `bert-edge` binary end to end: encode (text, ids, embeds, bad lines), info, exit codes.
 
+mod bin;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+use bin::bert_edge;
 use common::*;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
-
-fn bert_edge(args: &[&str], stdin: &[u8]) -> (i32, Vec<Value>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn ids_model() -> String {
     model("ids", "f32").to_string_lossy().into_owned()

@@ -4,43 +4,15 @@
 //! spans, offsets, words, tokens and sequences equal; scores within 1e-4. For both exporters'
 //! f32 files (torch.onnx.export and optimum).
 
+mod bin;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+use bin::bert_edge;
 use common::*;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Runs the binary with `stdin`; (exit code, stdout lines as JSON, stderr).
-fn bert_edge(args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn task_dir(task: &str) -> PathBuf {
     tiny().join("tasks").join(task)
 }
