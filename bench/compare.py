@@ -213,6 +213,7 @@ def measure(args, variant, flavour, seq, threads, cfg_json):
         feeds = make_inputs(flavour, seq, r["hidden"], cfg_json.get("vocab_size", 21128),
                             r["batch"])
         ort_.set_inputs(feeds)
+        rec["cpu"], rec["isa"], rec["kernels"] = r.get("cpu"), r.get("isa"), r.get("kernels")
         rec["tract_load_s"] = r["load_s"]
         rec["tract_first_run_s"] = r["first_run_s"]
         rec["ort_session_s"] = ort_.load_s
@@ -285,13 +286,16 @@ def markdown(data):
         f"- machine: {m['cpu']}, {m['nproc']} cores; load avg before {' '.join(m['loadavg_before'] or [])}"
         f", after {' '.join(m.get('loadavg_after') or [])}",
         f"- bert-edge {m['bin']} (git {m['git']}); onnxruntime {m['ort_version']}",
+        *[f"- tract ISA: {isa}" for isa in sorted({r["isa"] for r in data["results"] if r.get("isa")})],
+        *[f"- tract kernels, {v}: {', '.join(k)}" for v, k in
+          sorted({(r["variant"], tuple(r["kernels"])) for r in data["results"] if r.get("kernels")})],
         f"- command: `{m['command']}`",
         "- ratio = median over interleaved pairs of bert-edge ms / onnxruntime ms (p10-p90 of the pair"
         " ratios in brackets); < 1 means bert-edge is faster",
         "- at more than 1 thread each timed call follows an idle gap (`--gap-ms`, default 30 ms) so"
         " that neither engine's spinning thread pool takes a core from the other's call",
         "",
-        "| variant | flavour | seq | thr | n | bert-edge med / p90 ms | ORT med / p90 ms | ratio [p10-p90] | cos hidden | load |",
+        "| variant | flavour | seq | thr | n | bert-edge med / p90 ms | ORT med / p90 ms | ratio [p10-p90] | cos 1st output | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for rec in data["results"]:

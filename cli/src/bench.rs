@@ -166,6 +166,7 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     if o.profile {
         return profile(&plan, &inputs, o);
     }
+    let (isa, kernels) = tract_isa(&plan);
     let mut lat = Vec::with_capacity(o.reps);
     let (c0, b0) = snapshot();
     for _ in 0..o.reps {
@@ -188,6 +189,7 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
             "load_s": load_s, "first_run_s": first_s,
             "latency_ms": {"median": med, "p90": p90, "min": min, "samples": lat},
             "allocations_per_call": allocs, "bytes_per_call": bytes, "peak_rss_mb": rss,
+            "cpu": cpu_model(), "isa": isa, "kernels": kernels,
         });
         println!("{j}");
     } else {
@@ -197,6 +199,8 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
             info.flavour, info.variant, info.batch, info.seq
         );
         println!("threads      {}", o.threads);
+        println!("cpu          {}", cpu_model());
+        println!("tract isa    {isa}; kernels {}", kernels.join(", "));
         println!("load         {load_s:.3} s (first run {first_s:.3} s)");
         println!(
             "latency      median {med:.2} ms, p90 {p90:.2} ms, min {min:.2} ms ({} reps)",
@@ -224,6 +228,7 @@ fn serve_stdin(
     threads: usize,
 ) -> Result<(), Error> {
     let info = plan.info();
+    let (isa, kernels) = tract_isa(plan);
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     let io = |e: std::io::Error| Error::BadInput(format!("stdout: {e}"));
@@ -232,6 +237,7 @@ fn serve_stdin(
         "batch": info.batch, "seq": info.seq, "hidden": info.hidden, "threads": threads,
         "load_s": load_s, "first_run_s": first_s, "inputs": "bert-edge bench v1",
         "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
+        "cpu": cpu_model(), "isa": isa, "kernels": kernels,
     });
     writeln!(w, "{ready}").and_then(|_| w.flush()).map_err(io)?;
     for line in std::io::stdin().lock().lines() {
@@ -282,6 +288,12 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
         o.reps,
         total / reps * 1e3,
         nodes_sum / reps * 1e3
+    );
+    let (isa, kernels) = tract_isa(plan);
+    println!(
+        "cpu {}; tract isa {isa}; kernels {}",
+        cpu_model(),
+        kernels.join(", ")
     );
     let model = splan.model();
     print_by_op(model, &per_node, reps);
@@ -344,6 +356,37 @@ fn print_by_op(model: &TypedModel, per_node: &[f64], reps: f64) {
             count
         );
     }
+}
+
+/// The CPU this runs on, as `/proc/cpuinfo` names it (x86: "model name"; ARM: "model name"
+/// or the "CPU part" number), else the architecture.
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    field("model name")
+        .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// What tract found on this machine and what it chose: the instruction-set rung and features
+/// tract-linalg probed (after `TRACT_CPU_ISA`), and the matmul kernels the optimized plan runs.
+fn tract_isa(plan: &Plan) -> (String, Vec<String>) {
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let isa = tract_core::internal::tract_linalg::isa::native();
+    let mut kernels: Vec<String> = unstable::model(plan)
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<OptMatMul>())
+        .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+        .collect();
+    kernels.sort();
+    kernels.dedup();
+    (format!("{isa:?}"), kernels)
 }
 
 /// An optimized matmul's geometry and kernels ("m:768 k:3072 n:128 [fma_mmm_f32_16x6]") and
