@@ -5,9 +5,7 @@ mod bin;
 mod common;
 use bin::bert_edge;
 use common::*;
-use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn ids_model() -> String {
     model("ids", "f32").to_string_lossy().into_owned()

@@ -57,6 +57,9 @@ pub struct Entity {
 
 /// Entities of row `row` of a token classifier's output. `input_ids` and `offsets` are that
 /// row's, from [`BertTokenizer::encode_with_offsets`] on `text`.
+// The text, its ids and its offsets are three views of one encoding; a struct for them would
+// only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 pub fn entities(
     info: &PlanInfo,
     out: &Outputs,

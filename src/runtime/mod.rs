@@ -18,8 +18,10 @@ pub use encoder::Encoder;
 pub use io::{Input, Inputs, Outputs};
 pub(crate) use load_memory::LoadMemory;
 pub use options::{F16Compute, LoadOptions, DEFAULT_SEQ};
+#[cfg(feature = "onnx")]
 pub(crate) use plan::read_outputs;
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
+#[cfg(feature = "onnx")]
 pub(crate) use signature::task_of;
 pub use signature::{OutputInfo, Role, Task};
 

@@ -90,6 +90,7 @@ impl LoadOptions {
         self
     }
 
+    #[cfg(feature = "onnx")]
     pub(crate) fn seq_or_default(&self) -> usize {
         self.seq.unwrap_or(DEFAULT_SEQ)
     }
