@@ -248,17 +248,6 @@ fn fixes_are_needed() {
     Plan::load(model("ids", "f16"), &opts(8)).expect("loads with the fix");
 }
 
-/// An export optimized by onnxruntime (fused `com.microsoft.Attention`, as `optimum-cli export
-/// onnx --optimize O2` writes) made tract-onnx panic; it is refused by name with the way out.
-#[test]
-fn onnxruntime_fused_attention_is_refused_clearly() {
-    let file = root().join("tests/data/ort-fused/bert_embeds_f32_ort_fused.onnx");
-    let r = Plan::load(&file, &opts(8));
-    assert_bad_model(r, "2 onnxruntime-fused com.microsoft.Attention");
-    let m = load_error(&file, &opts(8));
-    assert!(m.contains("without --optimize"), "{m}");
-}
-
 #[test]
 fn int8_import_swaps_in_the_serializable_quantizer() {
     // tract-onnx's DynamicQuantizeLinearU8 is matched by name (its type is private): a rename

@@ -181,3 +181,19 @@ fn base_f16_matches_pytorch() {
 fn base_int8_matches_pytorch() {
     check_variant(&base(), "int8", None, int8_ok);
 }
+
+/// An export optimized by onnxruntime's transformer optimizer (`optimum-cli export onnx
+/// --optimize O2`: fused `com.microsoft.Attention`, `SkipLayerNormalization`, `BiasGelu`)
+/// gives PyTorch's outputs, as the export it was made from does (`tests/data/ort-fused/`).
+#[test]
+fn onnxruntime_fused_export_matches_pytorch() {
+    let dir = tiny();
+    let file = root().join("tests/data/ort-fused/bert_embeds_f32_ort_fused.onnx");
+    let mut n = 0;
+    for case in cases(&dir).cases.iter().filter(|c| c.flavour == "embeds") {
+        let o = run_reference_case(&dir, case, &file, None);
+        f32_ok(&format!("ort-fused {}", case.name), &o);
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} embeds cases");
+}

@@ -3,6 +3,7 @@
 //! | pass | when | why |
 //! |---|---|---|
 //! | [`f16_gemm`] | ONNX import, f16 files (protobuf level) | tract types an f16 `Gemm`'s coefficients as f32 |
+//! | [`ort_attention`] | ONNX import, onnxruntime-optimized files (protobuf level) | tract-onnx reads the fused `com.microsoft.Attention` as ONNX's own and panics |
 //! | [`f16_convert`] | ONNX import, `variant(F16)` of an f32 file | tract's f32 → f16 conversion breaks the mask and the reductions |
 //! | [`dequant_arith`] | ONNX import, int8 | `DequantizeLinearF32` has no NNEF form |
 //! | [`dyn_quant`] | ONNX import, int8 | tract-onnx's `DynamicQuantizeLinear` has no NNEF form and lives in the importer |
@@ -22,6 +23,8 @@ pub mod f16_convert;
 pub mod f16_gemm;
 pub mod fold;
 pub mod gelu_nnef;
+#[cfg(feature = "onnx")]
+pub mod ort_attention;
 pub mod widen_f16;
 
 /// Which import-time rewrites [`crate::Plan::load`] applies. All on by default; a test turns

@@ -8,7 +8,7 @@
 mod config;
 
 use crate::error::{Error, Result};
-use crate::passes::{dequant_arith, dyn_quant, f16_convert, f16_gemm};
+use crate::passes::{dequant_arith, dyn_quant, f16_convert, f16_gemm, ort_attention};
 use crate::runtime::{read_outputs, Flavour, LoadOptions, Plan, PlanInfo, Variant, WordEmbeddings};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -101,7 +101,6 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
             path.display()
         )));
     }
-    refuse_ort_fused(g, path)?;
     check_external_data(g, path)?;
     let mut op_histogram = BTreeMap::new();
     for n in &g.node {
@@ -150,27 +149,6 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         opset,
         op_histogram,
     })
-}
-
-/// onnxruntime's fused `com.microsoft.Attention` (from its transformer optimizer:
-/// `optimum-cli export onnx --optimize O2`/`O3`, `onnxruntime.transformers.optimizer`) shares
-/// its name with ONNX's own `Attention` (opset 23, separate Q, K, V), and tract-onnx reads it
-/// as that one and panics on the packed QKV input. Refused here with the way out.
-fn refuse_ort_fused(g: &pb::GraphProto, path: &Path) -> Result<()> {
-    let fused = g
-        .node
-        .iter()
-        .filter(|n| n.domain == "com.microsoft" && n.op_type == "Attention")
-        .count();
-    if fused == 0 {
-        return Ok(());
-    }
-    Err(Error::bad_model(format!(
-        "{}: {fused} onnxruntime-fused com.microsoft.Attention node(s), from onnxruntime's \
-         transformer optimizer (optimum --optimize O2 or O3): tract cannot run them. Export \
-         without --optimize (or with O1)",
-        path.display()
-    )))
 }
 
 fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
@@ -283,6 +261,10 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
     if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
         f16_gemm::apply(&mut proto);
     }
+    ort_attention::apply(&mut proto).map_err(|e| match e {
+        Error::BadModel(m) => Error::bad_model(format!("{}: {m}", path.display())),
+        e => e,
+    })?;
     let mut model = parse(&proto, path, opts)?;
     let (b, s, h) = (batch, seq, facts.hidden);
     let g = proto.graph.as_ref();
