@@ -182,18 +182,23 @@ fn base_int8_matches_pytorch() {
     check_variant(&base(), "int8", None, int8_ok);
 }
 
-/// An export optimized by onnxruntime's transformer optimizer (`optimum-cli export onnx
-/// --optimize O2`: fused `com.microsoft.Attention`, `SkipLayerNormalization`, `BiasGelu`)
-/// gives PyTorch's outputs, as the export it was made from does (`tests/data/ort-fused/`).
+/// Exports optimized by onnxruntime's transformer optimizer (`optimum-cli export onnx
+/// --optimize O2`: fused `com.microsoft.Attention`, `SkipLayerNormalization`, `BiasGelu`, and
+/// for ids graphs `EmbedLayerNormalization`) give PyTorch's outputs, as the exports they were
+/// made from do (`tests/data/ort-fused/`).
 #[test]
-fn onnxruntime_fused_export_matches_pytorch() {
+fn onnxruntime_fused_exports_match_pytorch() {
     let dir = tiny();
-    let file = root().join("tests/data/ort-fused/bert_embeds_f32_ort_fused.onnx");
-    let mut n = 0;
-    for case in cases(&dir).cases.iter().filter(|c| c.flavour == "embeds") {
-        let o = run_reference_case(&dir, case, &file, None);
-        f32_ok(&format!("ort-fused {}", case.name), &o);
-        n += 1;
+    for flavour in ["ids", "embeds"] {
+        let file = root().join(format!(
+            "tests/data/ort-fused/bert_{flavour}_f32_ort_fused.onnx"
+        ));
+        let mut n = 0;
+        for case in cases(&dir).cases.iter().filter(|c| c.flavour == flavour) {
+            let o = run_reference_case(&dir, case, &file, None);
+            f32_ok(&format!("ort-fused {}", case.name), &o);
+            n += 1;
+        }
+        assert!(n >= 4, "only {n} {flavour} cases");
     }
-    assert!(n >= 4, "only {n} embeds cases");
 }

@@ -14,6 +14,10 @@
 //! told apart by what produces it; masked keys get `mask_filter_value` (default −10000).
 //! Anything else the op can do (past state, unidirectional, attention bias, different Q/K/V
 //! sizes, rotary embeddings) is refused with a `BadModel` naming the attribute or input.
+//!
+//! The optimizer also fuses an ids graph's embeddings into `com.microsoft.EmbedLayerNormalization`
+//! (word + position + token-type lookups, LayerNorm, and the key lengths the attention nodes
+//! read), which tract does not know: it is spelled out the same way, first.
 
 use crate::error::{Error, Result};
 use tract_onnx::pb;
@@ -120,14 +124,161 @@ impl Builder<'_> {
     }
 }
 
-/// Replaces every `com.microsoft.Attention` node of `proto`; returns how many.
-pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
-    let Some(g) = proto.graph.as_ref() else {
-        return Ok(0);
-    };
-    let fused = |n: &pb::NodeProto| n.domain == "com.microsoft" && n.op_type == "Attention";
+/// Replaces every `com.microsoft.EmbedLayerNormalization` node of `g`; returns how many.
+fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
+    let fused =
+        |n: &pb::NodeProto| n.domain == "com.microsoft" && n.op_type == "EmbedLayerNormalization";
     if !g.node.iter().any(fused) {
         return Ok(0);
+    }
+    // The optimizer casts the graph's integer inputs to int32 for this op; the lookups read
+    // the graph inputs themselves (Gather takes any integer indices), so that the rest of the
+    // import sees the usual `Gather(table, input_ids)`.
+    let uncast: std::collections::HashMap<String, String> = g
+        .node
+        .iter()
+        .filter(|c| c.op_type == "Cast" && c.input.len() == 1 && c.output.len() == 1)
+        .filter(|c| g.input.iter().any(|i| i.name == c.input[0]))
+        .map(|c| (c.output[0].clone(), c.input[0].clone()))
+        .collect();
+    let mut consts = Vec::new();
+    let mut out = Vec::with_capacity(g.node.len() + 16);
+    let mut count = 0;
+    for mut n in std::mem::take(&mut g.node) {
+        if !fused(&n) {
+            out.push(n);
+            continue;
+        }
+        count += 1;
+        for i in [0, 1] {
+            if let Some(src) = n.input.get(i).and_then(|x| uncast.get(x)) {
+                n.input[i] = src.clone();
+            }
+        }
+        let base = if n.name.is_empty() {
+            n.output[0].clone()
+        } else {
+            n.name.clone()
+        };
+        let refuse = |what: &str| {
+            Error::bad_model(format!(
+                "onnxruntime-fused com.microsoft.EmbedLayerNormalization node {base:?}: {what}; \
+                 bert-edge runs the BERT form only. Export without --optimize (or with O1)"
+            ))
+        };
+        let input = |i: usize| n.input.get(i).filter(|s| !s.is_empty());
+        let (Some(ids), Some(word), Some(pos), Some(gamma), Some(beta)) =
+            (input(0), input(2), input(3), input(5), input(6))
+        else {
+            return Err(refuse("it lacks ids, a table or the LayerNorm weights"));
+        };
+        let float = g
+            .initializer
+            .iter()
+            .find(|t| &t.name == word)
+            .map(|t| t.data_type)
+            .ok_or_else(|| refuse("its word table is not a constant"))?;
+        let eps = attr(&n, "epsilon").map(|a| a.f).unwrap_or(1e-12);
+        let mut bd = Builder {
+            base: base.clone(),
+            nodes: Vec::new(),
+            consts: &mut consts,
+            float,
+        };
+        let gather = |bd: &mut Builder, what: &str, table: &str, ix: &str| {
+            bd.op("Gather", what, &[table, ix], vec![int("axis", 0)])
+        };
+        let mut sum = gather(&mut bd, "words", word, ids);
+        let positions = match input(8) {
+            Some(p) => p.clone(),
+            None => {
+                let shape = bd.op("Shape", "ids_shape", &[ids], vec![]);
+                let (zero, one) = (bd.i64s("zero", &[0], true), bd.i64s("one", &[1], true));
+                let seq = bd.op("Gather", "seq", &[&shape, &one], vec![int("axis", 0)]);
+                bd.op("Range", "positions", &[&zero, &seq, &one], vec![])
+            }
+        };
+        let p = gather(&mut bd, "position_vectors", pos, &positions);
+        sum = bd.op("Add", "words_positions", &[&sum, &p], vec![]);
+        if let (Some(types), Some(table)) = (input(1), input(4)) {
+            let t = gather(&mut bd, "type_vectors", table, types);
+            sum = bd.op("Add", "sum", &[&sum, &t], vec![]);
+        }
+        let attrs = vec![int("axis", -1), {
+            let mut a = int("epsilon", 0);
+            a.r#type = pb::attribute_proto::AttributeType::Float as i32;
+            a.f = eps;
+            a
+        }];
+        let normed = bd.op("LayerNormalization", "normed", &[&sum, gamma, beta], attrs);
+        let mut nodes = std::mem::take(&mut bd.nodes);
+        let rename = |nodes: &mut Vec<pb::NodeProto>, from: &str, to: &str| {
+            nodes
+                .iter_mut()
+                .find(|x| x.output[0] == from)
+                .unwrap()
+                .output[0] = to.to_string();
+        };
+        rename(&mut nodes, &normed, &n.output[0]);
+        if let Some(sum_out) = n.output.get(2).filter(|o| !o.is_empty()) {
+            nodes.push(pb::NodeProto {
+                name: format!("{base}.bert_edge.embedding_sum"),
+                op_type: "Identity".into(),
+                input: vec![sum.clone()],
+                output: vec![sum_out.clone()],
+                ..Default::default()
+            });
+        }
+        if let Some(mask_index) = n.output.get(1).filter(|o| !o.is_empty()) {
+            // Key lengths: the count of ones in each row of the mask (right-padded rows).
+            let Some(mask) = input(7) else {
+                return Err(refuse("its mask index is used but it has no mask input"));
+            };
+            let mut reduce = if opset >= 13 {
+                let axes = bd.i64s("mask_axes", &[1], false);
+                pb::NodeProto {
+                    input: vec![mask.clone(), axes],
+                    ..Default::default()
+                }
+            } else {
+                pb::NodeProto {
+                    input: vec![mask.clone()],
+                    attribute: vec![ints("axes", &[1])],
+                    ..Default::default()
+                }
+            };
+            reduce.name = format!("{base}.bert_edge.mask_index");
+            reduce.op_type = "ReduceSum".into();
+            reduce.output = vec![mask_index.clone()];
+            reduce.attribute.push(int("keepdims", 0));
+            nodes.push(reduce);
+        }
+        nodes.extend(bd.nodes);
+        out.extend(nodes);
+    }
+    g.node = out;
+    g.initializer.extend(consts);
+    Ok(count)
+}
+
+/// Replaces every `com.microsoft.EmbedLayerNormalization` and `com.microsoft.Attention` node
+/// of `proto`; returns how many.
+pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
+    // Unsqueeze and ReduceSum take their axes as an input from opset 13 on, as an attribute
+    // before.
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(13);
+    let Some(g) = proto.graph.as_mut() else {
+        return Ok(0);
+    };
+    let embeds = embed_layer_norm(g, opset)?;
+    let fused = |n: &pb::NodeProto| n.domain == "com.microsoft" && n.op_type == "Attention";
+    if !g.node.iter().any(fused) {
+        return Ok(embeds);
     }
     let producers: std::collections::HashMap<String, pb::NodeProto> = g
         .node
@@ -135,14 +286,6 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
         .flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone())))
         .collect();
     let graph_inputs: Vec<String> = g.input.iter().map(|i| i.name.clone()).collect();
-    // Unsqueeze takes its axes as an input from opset 13 on, as an attribute before.
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(13);
-    let g = proto.graph.as_mut().unwrap();
     let mut consts = Vec::new();
     let mut out = Vec::with_capacity(g.node.len() * 2);
     let mut count = 0;
@@ -293,7 +436,7 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
     }
     g.node = out;
     g.initializer.extend(consts);
-    Ok(count)
+    Ok(embeds + count)
 }
 
 #[cfg(test)]
@@ -301,20 +444,32 @@ mod tests {
     use super::*;
     use tract_onnx::prelude::*;
 
-    fn fused() -> pb::ModelProto {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/ort-fused/bert_embeds_f32_ort_fused.onnx"
+    fn fused_file(flavour: &str) -> pb::ModelProto {
+        let path = format!(
+            "{}/tests/data/ort-fused/bert_{flavour}_f32_ort_fused.onnx",
+            env!("CARGO_MANIFEST_DIR")
         );
         tract_onnx::onnx().proto_model_for_path(path).unwrap()
     }
 
+    fn fused() -> pb::ModelProto {
+        fused_file("embeds")
+    }
+
     #[test]
-    fn every_fused_attention_is_spelled_out() {
-        let mut p = fused();
-        assert_eq!(apply(&mut p).unwrap(), 2);
+    fn every_fused_node_is_spelled_out() {
+        // embeds: 2 Attention; ids: 2 Attention + 1 EmbedLayerNormalization
+        for (flavour, want) in [("embeds", 2), ("ids", 3)] {
+            let mut p = fused_file(flavour);
+            assert_eq!(apply(&mut p).unwrap(), want, "{flavour}");
+            check_spelled_out(p);
+        }
+    }
+
+    fn check_spelled_out(mut p: pb::ModelProto) {
         let g = p.graph.as_ref().unwrap();
-        assert!(!g.node.iter().any(|n| n.op_type == "Attention"));
+        let left = ["Attention", "EmbedLayerNormalization"];
+        assert!(!g.node.iter().any(|n| left.contains(&n.op_type.as_str())));
         // Every value a node reads is defined (graph input, initializer or node output).
         let mut defined: std::collections::HashSet<&str> =
             g.input.iter().map(|i| i.name.as_str()).collect();

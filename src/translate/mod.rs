@@ -151,6 +151,17 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
     })
 }
 
+/// onnxruntime's fused ops that tract cannot run as they are, spelled out
+/// ([`ort_attention`]); before anything reads the graph, so that it is read as the BERT graph
+/// it is.
+fn unfuse(proto: &mut pb::ModelProto, path: &Path) -> Result<()> {
+    ort_attention::apply(proto).map_err(|e| match e {
+        Error::BadModel(m) => Error::bad_model(format!("{}: {m}", path.display())),
+        e => e,
+    })?;
+    Ok(())
+}
+
 fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
     let o = g.output.iter().find(|o| o.name == "last_hidden_state")?;
     let pb::type_proto::Value::TensorType(t) = o.r#type.as_ref()?.value.as_ref()?;
@@ -234,7 +245,9 @@ fn declared_type(g: &pb::GraphProto, name: &str) -> Option<DatumType> {
 pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
     let path = path.as_ref();
     crate::error::guard("reading the ONNX file", || {
-        inspect(&read_proto(path)?, path)
+        let mut proto = read_proto(path)?;
+        unfuse(&mut proto, path)?;
+        inspect(&proto, path)
     })
 }
 
@@ -249,6 +262,7 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         ));
     }
     let mut proto = read_proto(path)?;
+    unfuse(&mut proto, path)?;
     let facts = inspect(&proto, path)?;
     let config_path = config::locate(opts.config.as_deref(), path);
     let cfg = match &config_path {
@@ -261,10 +275,7 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
     if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
         f16_gemm::apply(&mut proto);
     }
-    ort_attention::apply(&mut proto).map_err(|e| match e {
-        Error::BadModel(m) => Error::bad_model(format!("{}: {m}", path.display())),
-        e => e,
-    })?;
+
     let mut model = parse(&proto, path, opts)?;
     let (b, s, h) = (batch, seq, facts.hidden);
     let g = proto.graph.as_ref();
