@@ -150,6 +150,12 @@ fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
             continue;
         }
         count += 1;
+        if n.output.first().is_none_or(|o| o.is_empty()) {
+            return Err(Error::bad_model(format!(
+                "onnxruntime-fused com.microsoft.{} node {:?} has no output",
+                n.op_type, n.name
+            )));
+        }
         for i in [0, 1] {
             if let Some(src) = n.input.get(i).and_then(|x| uncast.get(x)) {
                 n.input[i] = src.clone();
@@ -295,6 +301,12 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
             continue;
         }
         count += 1;
+        if n.output.first().is_none_or(|o| o.is_empty()) {
+            return Err(Error::bad_model(format!(
+                "onnxruntime-fused com.microsoft.{} node {:?} has no output",
+                n.op_type, n.name
+            )));
+        }
         let base = if n.name.is_empty() {
             n.output[0].clone()
         } else {
@@ -331,7 +343,7 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
             .ok_or_else(|| refuse(format!("its QKV weight {w:?} is not a constant")))?;
         let heads = attr(&n, "num_heads").map(|a| a.i).unwrap_or(0);
         let hidden = match weight.dims.as_slice() {
-            [_, three_h] if three_h % 3 == 0 => three_h / 3,
+            [_, three_h] if three_h % 3 == 0 && (3..=3 << 20).contains(three_h) => three_h / 3,
             d => {
                 return Err(refuse(format!(
                     "QKV weight of shape {d:?}, not [in, 3·hidden]"
