@@ -272,3 +272,14 @@ fn int8_import_swaps_in_the_serializable_quantizer() {
         );
     }
 }
+
+/// An `--optimize O2` export quantized afterwards holds onnxruntime-only `QAttention` nodes:
+/// refused up front, by name, with the way out (tract would fail deep in its analysis).
+#[test]
+fn onnxruntime_only_quantized_attention_is_refused_by_name() {
+    let file = root().join("tests/data/ort-fused/bert_embeds_int8_ort_fused.onnx");
+    let r = Plan::load(&file, &opts(8));
+    assert_bad_model(r, "com.microsoft QAttention ×2");
+    let m = load_error(&file, &opts(8));
+    assert!(m.contains("without --optimize"), "{m}");
+}

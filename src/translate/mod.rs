@@ -154,12 +154,34 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
 /// onnxruntime's fused ops that tract cannot run as they are, spelled out
 /// ([`ort_attention`]); before anything reads the graph, so that it is read as the BERT graph
 /// it is.
+/// Other onnxruntime contrib ops tract does not know (e.g. `QAttention` from quantizing an
+/// `--optimize O2` export) are refused by name.
 fn unfuse(proto: &mut pb::ModelProto, path: &Path) -> Result<()> {
     ort_attention::apply(proto).map_err(|e| match e {
         Error::BadModel(m) => Error::bad_model(format!("{}: {m}", path.display())),
         e => e,
     })?;
-    Ok(())
+    let Some(g) = proto.graph.as_ref() else {
+        return Ok(());
+    };
+    let known = tract_onnx::onnx().op_register;
+    let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in g.node.iter().filter(|n| n.domain == "com.microsoft") {
+        if !known.0.contains_key(&n.op_type) {
+            *unknown.entry(n.op_type.as_str()).or_default() += 1;
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(|(op, k)| format!("{op} ×{k}")).collect();
+    Err(Error::bad_model(format!(
+        "{}: onnxruntime-only ops tract cannot run: com.microsoft {}. These come from \
+         onnxruntime's optimizer (optimum --optimize) and quantizing its output: quantize an \
+         export made without --optimize instead",
+        path.display(),
+        list.join(", ")
+    )))
 }
 
 fn output_last_dim(g: &pb::GraphProto) -> Option<usize> {
