@@ -48,6 +48,18 @@ fn int(name: &str, v: i64) -> pb::AttributeProto {
     }
 }
 
+/// The name the replacement nodes of `n` are named after: its own, else its first output's.
+fn base_name(n: &pb::NodeProto) -> Result<String> {
+    match n.output.first().filter(|o| !o.is_empty()) {
+        None => Err(Error::bad_model(format!(
+            "onnxruntime-fused com.microsoft.{} node {:?} has no output",
+            n.op_type, n.name
+        ))),
+        Some(_) if !n.name.is_empty() => Ok(n.name.clone()),
+        Some(o) => Ok(o.clone()),
+    }
+}
+
 /// Builds the replacement nodes and constants of one fused node.
 struct Builder<'a> {
     base: String,
@@ -150,22 +162,12 @@ fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
             continue;
         }
         count += 1;
-        if n.output.first().is_none_or(|o| o.is_empty()) {
-            return Err(Error::bad_model(format!(
-                "onnxruntime-fused com.microsoft.{} node {:?} has no output",
-                n.op_type, n.name
-            )));
-        }
         for i in [0, 1] {
             if let Some(src) = n.input.get(i).and_then(|x| uncast.get(x)) {
                 n.input[i] = src.clone();
             }
         }
-        let base = if n.name.is_empty() {
-            n.output[0].clone()
-        } else {
-            n.name.clone()
-        };
+        let base = base_name(&n)?;
         let refuse = |what: &str| {
             Error::bad_model(format!(
                 "onnxruntime-fused com.microsoft.EmbedLayerNormalization node {base:?}: {what}; \
@@ -301,17 +303,7 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
             continue;
         }
         count += 1;
-        if n.output.first().is_none_or(|o| o.is_empty()) {
-            return Err(Error::bad_model(format!(
-                "onnxruntime-fused com.microsoft.{} node {:?} has no output",
-                n.op_type, n.name
-            )));
-        }
-        let base = if n.name.is_empty() {
-            n.output[0].clone()
-        } else {
-            n.name.clone()
-        };
+        let base = base_name(&n)?;
         let refuse = |what: String| {
             Error::bad_model(format!(
                 "onnxruntime-fused com.microsoft.Attention node {base:?}: {what}; bert-edge runs \
