@@ -20,6 +20,7 @@
 //! read), which tract does not know: it is spelled out the same way, first.
 
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 use tract_onnx::pb;
 
 const FLOAT: i32 = 1;
@@ -46,6 +47,17 @@ fn int(name: &str, v: i64) -> pb::AttributeProto {
         i: v,
         ..Default::default()
     }
+}
+
+/// `Cast` nodes that read a graph input: their output → that input. The optimizer casts the
+/// integer inputs (ids, types, mask) to int32 for its fused ops.
+fn graph_input_casts(g: &pb::GraphProto) -> HashMap<String, String> {
+    g.node
+        .iter()
+        .filter(|c| c.op_type == "Cast" && c.input.len() == 1 && c.output.len() == 1)
+        .filter(|c| g.input.iter().any(|i| i.name == c.input[0]))
+        .map(|c| (c.output[0].clone(), c.input[0].clone()))
+        .collect()
 }
 
 /// The name the replacement nodes of `n` are named after: its own, else its first output's.
@@ -90,6 +102,15 @@ impl Builder<'_> {
             ..Default::default()
         });
         out
+    }
+
+    /// `0, 1, …, seq − 1` (int64), `seq` being axis 1 of `of`.
+    fn positions(&mut self, of: &str) -> String {
+        let shape = self.op("Shape", "shape", &[of], vec![]);
+        let zero = self.i64s("positions_start", &[0], true);
+        let one = self.i64s("positions_step", &[1], true);
+        let seq = self.op("Gather", "seq", &[&shape, &one], vec![int("axis", 0)]);
+        self.op("Range", "positions", &[&zero, &seq, &one], vec![])
     }
 
     fn unsqueeze(&mut self, what: &str, input: &str, axes: &[i64], opset: i64) -> String {
@@ -143,16 +164,9 @@ fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
     if !g.node.iter().any(fused) {
         return Ok(0);
     }
-    // The optimizer casts the graph's integer inputs to int32 for this op; the lookups read
-    // the graph inputs themselves (Gather takes any integer indices), so that the rest of the
-    // import sees the usual `Gather(table, input_ids)`.
-    let uncast: std::collections::HashMap<String, String> = g
-        .node
-        .iter()
-        .filter(|c| c.op_type == "Cast" && c.input.len() == 1 && c.output.len() == 1)
-        .filter(|c| g.input.iter().any(|i| i.name == c.input[0]))
-        .map(|c| (c.output[0].clone(), c.input[0].clone()))
-        .collect();
+    // The lookups read the graph inputs themselves, not their int32 casts (Gather takes any
+    // integer indices), so that the rest of the import sees the usual `Gather(table, input_ids)`.
+    let uncast = graph_input_casts(g);
     let mut consts = Vec::new();
     let mut out = Vec::with_capacity(g.node.len() + 16);
     let mut count = 0;
@@ -199,12 +213,7 @@ fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
         let mut sum = gather(&mut bd, "words", word, ids);
         let positions = match input(8) {
             Some(p) => p.clone(),
-            None => {
-                let shape = bd.op("Shape", "ids_shape", &[ids], vec![]);
-                let (zero, one) = (bd.i64s("zero", &[0], true), bd.i64s("one", &[1], true));
-                let seq = bd.op("Gather", "seq", &[&shape, &one], vec![int("axis", 0)]);
-                bd.op("Range", "positions", &[&zero, &seq, &one], vec![])
-            }
+            None => bd.positions(ids),
         };
         let p = gather(&mut bd, "position_vectors", pos, &positions);
         sum = bd.op("Add", "words_positions", &[&sum, &p], vec![]);
@@ -274,12 +283,7 @@ fn embed_layer_norm(g: &mut pb::GraphProto, opset: i64) -> Result<usize> {
 pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
     // Unsqueeze and ReduceSum take their axes as an input from opset 13 on, as an attribute
     // before.
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(13);
+    let opset = crate::translate::default_opset(proto).unwrap_or(13);
     let Some(g) = proto.graph.as_mut() else {
         return Ok(0);
     };
@@ -288,12 +292,13 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
     if !g.node.iter().any(fused) {
         return Ok(embeds);
     }
-    let producers: std::collections::HashMap<String, pb::NodeProto> = g
+    let producers: HashMap<String, pb::NodeProto> = g
         .node
         .iter()
         .flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.clone())))
         .collect();
     let graph_inputs: Vec<String> = g.input.iter().map(|i| i.name.clone()).collect();
+    let casts = graph_input_casts(g);
     let mut consts = Vec::new();
     let mut out = Vec::with_capacity(g.node.len() * 2);
     let mut count = 0;
@@ -394,21 +399,15 @@ pub fn apply(proto: &mut pb::ModelProto) -> Result<usize> {
             let lengths = producers.get(mask).is_some_and(|p| {
                 p.op_type == "ReduceSum" && attr(p, "keepdims").is_some_and(|k| k.i == 0)
             });
-            let raw = graph_inputs.contains(mask)
-                || producers.get(mask).is_some_and(|p| {
-                    p.op_type == "Cast" && p.input.first().is_some_and(|i| graph_inputs.contains(i))
-                });
-            let zero = bd.i64s("zero", &[0], true);
+            let raw = graph_inputs.contains(mask) || casts.contains_key(mask);
             let keep = if lengths {
-                let shape = bd.op("Shape", "x_shape", &[x], vec![]);
-                let one = bd.i64s("one", &[1], true);
-                let seq = bd.op("Gather", "seq", &[&shape, &one], vec![int("axis", 0)]);
-                let pos = bd.op("Range", "positions", &[&zero, &seq, &one], vec![]);
+                let pos = bd.positions(x);
                 let len = bd.op("Cast", "lengths", &[mask], vec![int("to", INT64 as i64)]);
                 let len = bd.unsqueeze("lengths_col", &len, &[-1], opset);
                 bd.op("Less", "keep", &[&pos, &len], vec![])
             } else if raw {
                 let m = bd.op("Cast", "mask", &[mask], vec![int("to", INT64 as i64)]);
+                let zero = bd.i64s("zero", &[0], true);
                 bd.op("Greater", "keep", &[&m, &zero], vec![])
             } else {
                 return Err(refuse(format!(
@@ -492,6 +491,14 @@ mod tests {
         assert_eq!(apply(&mut p).unwrap(), 0);
     }
 
+    fn first_attention(p: &mut pb::ModelProto) -> &mut pb::NodeProto {
+        let g = p.graph.as_mut().unwrap();
+        g.node
+            .iter_mut()
+            .find(|n| n.op_type == "Attention")
+            .unwrap()
+    }
+
     #[test]
     fn what_the_bert_form_lacks_is_refused_by_name() {
         for (attr_name, want) in [
@@ -499,26 +506,14 @@ mod tests {
             ("do_rotary", "attribute do_rotary is set"),
         ] {
             let mut p = fused();
-            let n = p
-                .graph
-                .as_mut()
-                .unwrap()
-                .node
-                .iter_mut()
-                .find(|n| n.op_type == "Attention");
-            n.unwrap().attribute.push(int(attr_name, 1));
+            first_attention(&mut p).attribute.push(int(attr_name, 1));
             let e = apply(&mut p).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("without --optimize"), "{e}");
         }
         let mut p = fused();
-        let n = p
-            .graph
-            .as_mut()
-            .unwrap()
-            .node
-            .iter_mut()
-            .find(|n| n.op_type == "Attention");
-        n.unwrap().input.extend(["".into(), "past".into()]);
+        first_attention(&mut p)
+            .input
+            .extend(["".into(), "past".into()]);
         let e = apply(&mut p).unwrap_err().to_string();
         assert!(e.contains("past state"), "{e}");
     }

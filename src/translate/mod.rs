@@ -52,6 +52,15 @@ fn read_proto(path: &Path) -> Result<pb::ModelProto> {
         })
 }
 
+/// The version of the default (`ai.onnx`) operator set the file imports.
+pub(crate) fn default_opset(proto: &pb::ModelProto) -> Option<i64> {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+}
+
 fn initializer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<&'a pb::TensorProto> {
     g.initializer.iter().find(|t| t.name == name)
 }
@@ -132,12 +141,7 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
         .and_then(|d| d.get(1).copied())
         .or_else(|| output_last_dim(g))
         .ok_or_else(|| Error::bad_model("cannot tell the hidden size from the graph"))?;
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(0);
+    let opset = default_opset(proto).unwrap_or(0);
     Ok(OnnxFacts {
         flavour,
         variant,
@@ -153,8 +157,7 @@ fn inspect(proto: &pb::ModelProto, path: &Path) -> Result<OnnxFacts> {
 
 /// onnxruntime's fused ops that tract cannot run as they are, spelled out
 /// ([`ort_attention`]); before anything reads the graph, so that it is read as the BERT graph
-/// it is.
-/// Other onnxruntime contrib ops tract does not know (e.g. `QAttention` from quantizing an
+/// it is. Other onnxruntime contrib ops tract does not know (e.g. `QAttention` from quantizing an
 /// `--optimize O2` export) are refused by name.
 fn unfuse(proto: &mut pb::ModelProto, path: &Path) -> Result<()> {
     ort_attention::apply(proto).map_err(|e| match e {
@@ -164,9 +167,13 @@ fn unfuse(proto: &mut pb::ModelProto, path: &Path) -> Result<()> {
     let Some(g) = proto.graph.as_ref() else {
         return Ok(());
     };
+    let contrib = || g.node.iter().filter(|n| n.domain == "com.microsoft");
+    if contrib().next().is_none() {
+        return Ok(()); // the usual export: no op registry to build
+    }
     let known = tract_onnx::onnx().op_register;
     let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in g.node.iter().filter(|n| n.domain == "com.microsoft") {
+    for n in contrib() {
         if !known.0.contains_key(&n.op_type) {
             *unknown.entry(n.op_type.as_str()).or_default() += 1;
         }
@@ -297,7 +304,6 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
     if opts.fixes.f16_gemm && facts.variant == Variant::F16 {
         f16_gemm::apply(&mut proto);
     }
-
     let mut model = parse(&proto, path, opts)?;
     let (b, s, h) = (batch, seq, facts.hidden);
     let g = proto.graph.as_ref();
