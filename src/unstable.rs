@@ -35,7 +35,7 @@ pub fn save_archive(model: &TypedModel, path: impl AsRef<Path>) -> Result<()> {
 pub fn plan_from_translated(
     model: TypedModel,
     info: PlanInfo,
-    f16: crate::F16Compute,
+    opts: &crate::LoadOptions,
 ) -> Result<Plan> {
-    Plan::from_translated(model, info, f16, true)
+    Plan::from_translated(model, info, opts, true)
 }

@@ -226,7 +226,7 @@ fn check_tasks(tasks: &Path, min_files: usize, bounds: Bounds) -> Vec<String> {
                             .collect()
                     };
                     let (vr, wr) = (pick(v), pick(&want));
-                    let (d, c) = (max_abs(v, &want) as f64, min_cos(&vr, &wr, w));
+                    let (d, c) = (max_abs(&vr, &wr) as f64, min_cos(&vr, &wr, w));
                     let (g, r) = (argmax_rows(&vr, w), argmax_rows(&wr, w));
                     let logits = matches!(
                         role,

@@ -128,5 +128,5 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
     let info = PlanInfo::from_properties(&model)?;
     // Checked against the stored info before the expensive optimization.
     info.check(opts, path)?;
-    Plan::from_translated(model, info, opts.f16_compute, true)
+    Plan::from_translated(model, info, opts, true)
 }

@@ -1,15 +1,20 @@
 //! `Encoder`: one reusable tract state over a shared [`Plan`], fed from caller buffers.
 //!
-//! The hot path validates the caller's buffers, copies them into input tensors allocated
-//! once in [`Encoder::new`], runs tract, and copies the outputs into the caller's [`Outputs`].
-//! Our own code allocates nothing per call (see `tests/alloc.rs`); what tract allocates
+//! The hot path validates the caller's buffers (batch × N positions), finds the length L the
+//! call runs at (its longest real row, rounded up to the plan's granule; N for a fixed-length
+//! plan), copies the first L positions of each row into the input tensors of that length
+//! (made on the first call at L, then reused: [`super::input_cache`]), runs tract, and copies
+//! the outputs into the caller's [`Outputs`] (positions ≥ L zeroed). Our own code allocates
+//! nothing per call at a length already seen (see `tests/alloc.rs`); what tract allocates
 //! inside `state.run` is measured there too.
 
+use super::input_cache::InputCache;
 use super::io::{Input, Outputs};
 use super::plan::{Flavour, Plan};
 use crate::error::{Error, Result};
 use half::f16;
 use std::sync::Arc;
+use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_core::internal::*;
 
 /// Runs a [`Plan`] again and again with buffers the caller owns.
@@ -19,31 +24,37 @@ use tract_core::internal::*;
 pub struct Encoder {
     plan: Arc<Plan>,
     state: TypedSimpleState,
-    /// Input tensors (first input, attention_mask, token_type_ids if the graph takes them),
-    /// allocated once, refilled every call.
-    inputs: [Option<Arc<Tensor>>; 3],
+    /// Input tensors (first input, attention_mask, token_type_ids if the graph takes them)
+    /// by call length, refilled every call.
+    inputs: InputCache,
+    /// tract's matmul threads ([`LoadOptions::threads`](crate::LoadOptions::threads)).
+    executor: Option<Executor>,
 }
 
 impl Encoder {
-    /// Allocates the input tensors and the tract state for `plan` (see [`Encoder::run`]).
+    /// Allocates the input tensors, the tract state and (for `threads` > 1) the thread pool
+    /// for `plan` (see [`Encoder::run`]).
     pub fn new(plan: Arc<Plan>) -> Result<Encoder> {
+        let executor = executor(plan.threads)?;
         let state = plan.runnable.spawn().map_err(Error::Engine)?;
         let model = plan.runnable.model();
-        let mut inputs: [Option<Arc<Tensor>>; 3] = [None, None, None];
-        for (slot, ix) in inputs.iter_mut().zip(plan.input_ix) {
+        let info = &plan.info;
+        let mut kinds = [None; 3];
+        for (k, (kind, ix)) in kinds.iter_mut().zip(plan.input_ix).enumerate() {
             let Some(ix) = ix else { continue };
             let fact = model.input_fact(ix).map_err(Error::Engine)?;
-            let shape = fact.shape.as_concrete().ok_or_else(|| {
-                Error::bad_model(format!("input {ix} has a symbolic shape {:?}", fact.shape))
-            })?;
-            *slot = Some(Arc::new(
-                Tensor::zero_dt(fact.datum_type, shape).map_err(Error::Engine)?,
-            ));
+            let embeds = k == 0 && info.flavour == Flavour::Embeds;
+            *kind = Some((fact.datum_type, if embeds { info.hidden } else { 0 }));
         }
+        let granule = if info.fixed_length { info.seq } else { plan.granule };
+        let mut inputs = InputCache::new(kinds, info.batch, info.seq, granule);
+        // The capacity set now: a fixed-length plan never allocates another.
+        inputs.get(info.seq)?;
         Ok(Encoder {
             plan,
             state,
             inputs,
+            executor,
         })
     }
 
@@ -55,11 +66,15 @@ impl Encoder {
     /// Runs one call: checks `input` against the plan, runs it, and overwrites `out`
     /// (from [`Plan::outputs`]). Allocates nothing in this crate's code.
     ///
-    /// Token buffers are batch × seq long: ids below the vocabulary size, types below the
-    /// type vocabulary, mask values 0 or 1 with at least one 1 per row (a row with no real
-    /// token has no meaningful embedding: error). `inputs_embeds` is batch × seq × hidden,
-    /// all finite. A panic inside tract is returned as [`Error::Engine`] and the encoder
-    /// starts over with a fresh state.
+    /// Token buffers are batch × N long (N = [`PlanInfo::seq`](crate::PlanInfo::seq)): ids
+    /// below the vocabulary size, types below the type vocabulary, mask values 0 or 1 with
+    /// at least one 1 per row (a row with no real token has no meaningful embedding: error).
+    /// `inputs_embeds` is batch × N × hidden, all finite. A plan of any length runs the call
+    /// at L = [`Plan::run_length`] of its longest row (the last 1 of the mask; zeros before
+    /// it, e.g. left padding or holes, stay masked as in a fixed-length run). Per-position
+    /// outputs ([`Outputs::last_hidden_state`], token and masked-LM logits) hold zeros at
+    /// positions ≥ L; [`Outputs::length`] says L. A panic inside tract is returned as
+    /// [`Error::Engine`] and the encoder starts over with a fresh state.
     ///
     /// ```
     /// # #[cfg(feature = "onnx")] {
@@ -81,7 +96,49 @@ impl Encoder {
         out: &mut Outputs,
     ) -> Result<()> {
         self.check(&input, out)?;
-        let res = crate::error::guard("running the plan", || self.fill_and_run(&input, out));
+        let l = self.plan.run_length(self.real_length(input.mask_and_types().0));
+        self.run_checked(&input, out, l)
+    }
+
+    /// [`Encoder::run`] at exactly `length` positions: at least the longest real row, at most
+    /// N (a fixed-length plan: N only). For callers that group calls by length themselves.
+    pub fn run_with_length<T: Copy + Into<i64>>(
+        &mut self,
+        input: Input<'_, T>,
+        out: &mut Outputs,
+        length: usize,
+    ) -> Result<()> {
+        self.check(&input, out)?;
+        let real = self.real_length(input.mask_and_types().0);
+        let n = self.plan.info.seq;
+        if length < real || length > n || (self.plan.info.fixed_length && length != n) {
+            return Err(Error::bad_input(format!(
+                "length {length}: the call has a row of {real} positions and the plan takes {}",
+                if self.plan.info.fixed_length {
+                    format!("exactly {n}")
+                } else {
+                    format!("at most {n}")
+                }
+            )));
+        }
+        self.run_checked(&input, out, length)
+    }
+
+    /// The longest row up to its last real token (the rows were checked non-empty).
+    fn real_length<T: Copy + Into<i64>>(&self, mask: &[T]) -> usize {
+        mask.chunks(self.plan.info.seq)
+            .map(|row| row.iter().rposition(|v| int(*v) != 0).map_or(0, |p| p + 1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn run_checked<T: Copy + Into<i64>>(
+        &mut self,
+        input: &Input<'_, T>,
+        out: &mut Outputs,
+        l: usize,
+    ) -> Result<()> {
+        let res = crate::error::guard("running the plan", || self.fill_and_run(input, out, l));
         if let Err(Error::Engine(_)) = &res {
             // The tract state may be half-updated: start over with a fresh one.
             if let Ok(state) = self.plan.runnable.spawn() {
@@ -109,20 +166,27 @@ impl Encoder {
         &mut self,
         input: &Input<'_, T>,
         out: &mut Outputs,
+        l: usize,
     ) -> Result<()> {
-        let [first, m, t] = &mut self.inputs;
+        let i = &self.plan.info;
+        let rows = Rows {
+            batch: i.batch,
+            n: i.seq,
+            l,
+        };
+        let [first, m, t] = self.inputs.get(l)?;
         let missing = || Error::bad_model("the plan lost an input tensor");
         let first = first.as_mut().ok_or_else(missing)?;
         match *input {
-            Input::Ids { input_ids, .. } => fill_tokens(first, input_ids)?,
-            Input::Embeds { inputs_embeds, .. } => fill_embeds(first, inputs_embeds)?,
+            Input::Ids { input_ids, .. } => fill_tokens(first, input_ids, rows)?,
+            Input::Embeds { inputs_embeds, .. } => fill_embeds(first, inputs_embeds, rows, i.hidden)?,
         }
         let (mask, types) = input.mask_and_types();
-        fill_tokens(m.as_mut().ok_or_else(missing)?, mask)?;
+        fill_tokens(m.as_mut().ok_or_else(missing)?, mask, rows)?;
         if let Some(t) = t {
-            fill_tokens(t, types)?;
+            fill_tokens(t, types, rows)?;
         }
-        self.run_state(out)
+        self.run_state(out, rows)
     }
 
     fn tokens_len(&self) -> usize {
@@ -193,32 +257,74 @@ impl Encoder {
         Ok(())
     }
 
-    fn run_state(&mut self, out: &mut Outputs) -> Result<()> {
+    fn run_state(&mut self, out: &mut Outputs, rows: Rows) -> Result<()> {
         let p = &self.plan;
         // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
         // allocate.
         let mut ordered: [Option<TValue>; 3] = [None, None, None];
-        for (t, ix) in self.inputs.iter().zip(p.input_ix) {
+        for (t, ix) in self.inputs.get(rows.l)?.iter().zip(p.input_ix) {
             if let (Some(t), Some(ix)) = (t, ix) {
                 ordered[ix] = Some(TValue::from_const(t.clone()));
             }
         }
         let mut values: TVec<TValue> = tvec![];
         values.extend(ordered.into_iter().flatten());
-        let outputs = self.state.run(values).map_err(Error::Engine)?;
-        for (ix, dst) in p.output_ix.iter().zip(out.values.iter_mut()) {
+        let state = &mut self.state;
+        let outputs = match &self.executor {
+            Some(e) => multithread_tract_scope(e.clone(), || state.run(values)),
+            None => state.run(values),
+        }
+        .map_err(Error::Engine)?;
+        for ((ix, tokens), dst) in p.output_ix.iter().zip(&p.per_token).zip(out.values.iter_mut()) {
             if let Some(dst) = dst {
-                copy_out(&outputs[*ix], dst)?;
+                copy_out(&outputs[*ix], dst, (*tokens).then_some(rows))?;
             }
         }
+        out.length = rows.l;
         Ok(())
+    }
+}
+
+/// tract's executor for `threads` (`None`: tract's default, one thread).
+fn executor(threads: usize) -> Result<Option<Executor>> {
+    match threads {
+        0 => Err(Error::bad_input("threads must be at least 1")),
+        1 => Ok(None),
+        #[cfg(feature = "multithread")]
+        n => Ok(Some(Executor::multithread_with_name(n, "bert-edge-mm"))),
+        #[cfg(not(feature = "multithread"))]
+        n => Err(Error::bad_input(format!(
+            "threads {n}: this build has no multithreaded tract (feature `multithread`)"
+        ))),
+    }
+}
+
+/// A call's geometry: `batch` rows of capacity `n` positions, run at length `l` ≤ n.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    batch: usize,
+    n: usize,
+    l: usize,
+}
+
+impl Rows {
+    /// Pairs each destination row (`l` × `w` values) with its source row (`n` × `w`).
+    fn each<'a, D, S>(
+        self,
+        dst: &'a mut [D],
+        src: &'a [S],
+        w: usize,
+    ) -> impl Iterator<Item = (&'a mut [D], &'a [S])> {
+        dst.chunks_mut(self.l * w)
+            .zip(src.chunks(self.n * w))
+            .map(move |(d, s)| (d, &s[..self.l * w]))
     }
 }
 
 fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
     if embeds.len() != want {
         return Err(Error::bad_input(format!(
-            "inputs_embeds has {} values, the plan takes batch×seq×hidden = {want}",
+            "inputs_embeds has {} values, the plan takes batch×N×hidden = {want}",
             embeds.len()
         )));
     }
@@ -231,14 +337,19 @@ fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
     Ok(())
 }
 
-fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32]) -> Result<()> {
+fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32], rows: Rows, hidden: usize) -> Result<()> {
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::F32 => write::<f32>(t, |d| d.copy_from_slice(embeds)),
+        DatumType::F32 => write::<f32>(t, |d| {
+            rows.each(d, embeds, hidden)
+                .for_each(|(d, s)| d.copy_from_slice(s))
+        }),
         DatumType::F16 => write::<f16>(t, |d| {
-            d.iter_mut()
-                .zip(embeds)
-                .for_each(|(d, s)| *d = f16::from_f32(*s))
+            for (d, s) in rows.each(d, embeds, hidden) {
+                d.iter_mut()
+                    .zip(s)
+                    .for_each(|(d, s)| *d = f16::from_f32(*s))
+            }
         }),
         dt => Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
     }
@@ -251,7 +362,7 @@ fn int<T: Into<i64>>(v: T) -> i64 {
 fn check_tokens<T: Copy + Into<i64>>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
     if v.len() != len {
         return Err(Error::bad_input(format!(
-            "{name} has {} values, the plan takes batch×seq = {len}",
+            "{name} has {} values, the plan takes batch×N = {len}",
             v.len()
         )));
     }
@@ -285,16 +396,22 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
     Ok(())
 }
 
-fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()> {
+fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T], rows: Rows) -> Result<()> {
     /// Values were range-checked against the plan's bounds; a graph whose integer type
     /// cannot hold them (e.g. ids in `uint8`) gets an error rather than wrapped values.
-    fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(t: &mut Tensor, v: &[T]) -> Result<()> {
+    fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(
+        t: &mut Tensor,
+        v: &[T],
+        rows: Rows,
+    ) -> Result<()> {
         let mut bad = None;
         write::<D>(t, |d| {
-            for (d, s) in d.iter_mut().zip(v) {
-                match D::try_from(int(*s)) {
-                    Ok(x) => *d = x,
-                    Err(_) => bad = Some(int(*s)),
+            for (d, s) in rows.each(d, v, 1) {
+                for (d, s) in d.iter_mut().zip(s) {
+                    match D::try_from(int(*s)) {
+                        Ok(x) => *d = x,
+                        Err(_) => bad = Some(int(*s)),
+                    }
                 }
             }
         })?;
@@ -308,31 +425,57 @@ fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T]) -> Result<()
     }
     let t = exclusive(arc)?;
     match t.datum_type() {
-        DatumType::I64 => write::<i64>(t, |d| d.iter_mut().zip(v).for_each(|(d, s)| *d = int(*s))),
-        DatumType::I32 => narrow::<i32, T>(t, v),
-        DatumType::U32 => narrow::<u32, T>(t, v),
-        DatumType::I16 => narrow::<i16, T>(t, v),
-        DatumType::U16 => narrow::<u16, T>(t, v),
-        DatumType::I8 => narrow::<i8, T>(t, v),
-        DatumType::U8 => narrow::<u8, T>(t, v),
-        DatumType::U64 => narrow::<u64, T>(t, v),
+        DatumType::I64 => write::<i64>(t, |d| {
+            for (d, s) in rows.each(d, v, 1) {
+                d.iter_mut().zip(s).for_each(|(d, s)| *d = int(*s))
+            }
+        }),
+        DatumType::I32 => narrow::<i32, T>(t, v, rows),
+        DatumType::U32 => narrow::<u32, T>(t, v, rows),
+        DatumType::I16 => narrow::<i16, T>(t, v, rows),
+        DatumType::U16 => narrow::<u16, T>(t, v, rows),
+        DatumType::I8 => narrow::<i8, T>(t, v, rows),
+        DatumType::U8 => narrow::<u8, T>(t, v, rows),
+        DatumType::U64 => narrow::<u64, T>(t, v, rows),
         dt => Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }
 }
 
-fn copy_out(value: &TValue, out: &mut [f32]) -> Result<()> {
+/// Copies one output into the caller's buffer, widening f16. A per-token output (`rows`)
+/// comes as `[batch, l, w]` and goes to `[batch, n, w]`, positions ≥ l zeroed.
+fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
+    fn copy<S: Datum>(src: &[S], out: &mut [f32], rows: Option<Rows>, f: impl Fn(&S) -> f32) -> Result<()> {
+        let Some(r) = rows else {
+            if src.len() != out.len() {
+                return Err(Error::Engine(anyhow::anyhow!(
+                    "output of {} values for a buffer of {}",
+                    src.len(),
+                    out.len()
+                )));
+            }
+            out.iter_mut().zip(src).for_each(|(d, s)| *d = f(s));
+            return Ok(());
+        };
+        let w = out.len() / (r.batch * r.n).max(1);
+        if src.len() != r.batch * r.l * w || out.len() != r.batch * r.n * w {
+            return Err(Error::Engine(anyhow::anyhow!(
+                "output of {} values at length {} for a buffer of {}",
+                src.len(),
+                r.l,
+                out.len()
+            )));
+        }
+        for (d, s) in out.chunks_mut(r.n * w).zip(src.chunks(r.l * w)) {
+            let (real, rest) = d.split_at_mut(r.l * w);
+            real.iter_mut().zip(s).for_each(|(d, s)| *d = f(s));
+            rest.fill(0.0);
+        }
+        Ok(())
+    }
     let view = value.try_as_plain_ram().map_err(Error::Engine)?;
     match value.datum_type() {
-        DatumType::F32 => out.copy_from_slice(view.as_slice::<f32>().map_err(Error::Engine)?),
-        DatumType::F16 => {
-            for (d, s) in out
-                .iter_mut()
-                .zip(view.as_slice::<f16>().map_err(Error::Engine)?)
-            {
-                *d = s.to_f32();
-            }
-        }
-        dt => return Err(Error::bad_model(format!("output of type {dt:?}"))),
+        DatumType::F32 => copy(view.as_slice::<f32>().map_err(Error::Engine)?, out, rows, |s| *s),
+        DatumType::F16 => copy(view.as_slice::<f16>().map_err(Error::Engine)?, out, rows, |s| s.to_f32()),
+        dt => Err(Error::bad_model(format!("output of type {dt:?}"))),
     }
-    Ok(())
 }

@@ -4,7 +4,8 @@
 use super::plan::{Flavour, Plan};
 use super::signature::{OutputInfo, Role};
 
-/// One call's input: slices the caller owns, batch × seq long (× hidden for embeddings).
+/// One call's input: slices the caller owns, batch × N long (× hidden for embeddings), N the
+/// plan's sequence capacity ([`crate::PlanInfo::seq`]).
 ///
 /// `inputs_embeds` replaces only the word-embedding lookup: `word_embeddings[ids]` through an
 /// embeds plan gives the ids plan's output. Token values may be any integer type that
@@ -150,9 +151,11 @@ pub struct Outputs {
     /// One per plan output, in the plan's order; `None` for the outputs not asked for.
     pub(crate) values: Vec<Option<Vec<f32>>>,
     pub(crate) specs: Vec<OutputInfo>,
-    /// Sequence length and hidden size of the plan that sized them.
+    /// Sequence capacity N and hidden size of the plan that sized them.
     pub(crate) seq: usize,
     pub(crate) hidden: usize,
+    /// The length L the last call ran at (0 before any).
+    pub(crate) length: usize,
 }
 
 impl Outputs {
@@ -177,8 +180,8 @@ impl Outputs {
             .filter_map(|(s, v)| v.as_deref().map(|v| (s, v)))
     }
 
-    /// Per-token hidden states ([`Role::HiddenStates`], `last_hidden_state`), batch × seq ×
-    /// hidden; `None` if the graph has none (e.g. a classifier export) or it was not asked for.
+    /// Per-token hidden states ([`Role::HiddenStates`], `last_hidden_state`), batch × N ×
+    /// hidden, zeros at positions ≥ [`Outputs::length`]; `None` if the graph has none (e.g. a classifier export) or it was not asked for.
     pub fn last_hidden_state(&self) -> Option<&[f32]> {
         self.role(Role::HiddenStates)
     }
@@ -195,9 +198,15 @@ impl Outputs {
         self.hidden
     }
 
-    /// Sequence length of a row.
+    /// Positions in a row of a per-token output: the plan's capacity N (the row stride).
     pub fn seq_len(&self) -> usize {
         self.seq
+    }
+
+    /// The length L the last call ran at (≤ N; N for a fixed-length plan; 0 before any
+    /// call). Per-token outputs hold zeros at positions ≥ L of every row.
+    pub fn length(&self) -> usize {
+        self.length
     }
 }
 
@@ -241,6 +250,7 @@ impl Plan {
             specs: i.outputs.clone(),
             seq: i.seq,
             hidden: i.hidden,
+            length: 0,
         }
     }
 

@@ -6,6 +6,7 @@
 pub(crate) mod archive;
 mod embeddings;
 mod encoder;
+mod input_cache;
 mod io;
 mod load_memory;
 pub(crate) mod memory_check;
@@ -17,10 +18,11 @@ pub use embeddings::WordEmbeddings;
 pub use encoder::Encoder;
 pub use io::{Input, Inputs, Outputs};
 pub(crate) use load_memory::LoadMemory;
-pub use options::{F16Compute, LoadOptions, DEFAULT_SEQ};
+pub use options::{F16Compute, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
 #[cfg(feature = "onnx")]
 pub(crate) use plan::read_outputs;
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
+pub(crate) use plan::SEQ_SYMBOL;
 #[cfg(feature = "onnx")]
 pub(crate) use signature::task_of;
 pub use signature::{OutputInfo, Role, Task};

@@ -3,19 +3,26 @@
 use super::plan::{Flavour, Variant};
 use crate::passes::Fixes;
 
-/// Sequence length used for an ONNX export when the options do not say (archives carry theirs).
+/// Sequence capacity N used for an ONNX export when the options do not say (archives carry
+/// theirs).
 pub const DEFAULT_SEQ: usize = 128;
 
+/// Default granule: a call on a plan of any length runs at its real length rounded up to a
+/// multiple of this (fewer distinct shapes, same kernels).
+pub const DEFAULT_GRANULE: usize = 8;
+
 /// How [`crate::Plan::load`] builds a plan. Every setting is optional: an ONNX export gets
-/// batch 1 and sequence length [`DEFAULT_SEQ`] and keeps its own flavour and variant; an
-/// archive keeps the shapes it was compiled for, and a setting that disagrees with it is an
-/// error.
+/// batch 1 and a plan of any length up to [`DEFAULT_SEQ`] and keeps its own flavour and
+/// variant; an archive keeps the shapes it was compiled for, and a setting that disagrees
+/// with it is an error.
 ///
 /// ```
 /// use bert_edge::{F16Compute, LoadOptions, Variant};
 /// let opts = LoadOptions::new()
-///     .seq(32)
+///     .seq(512) // buffers of 512 positions; each call runs at its own length
+///     .granule(16)
 ///     .batch(1)
+///     .threads(2)
 ///     .variant(Variant::F16)
 ///     .f16_compute(F16Compute::Native);
 /// # let _ = opts;
@@ -23,6 +30,9 @@ pub const DEFAULT_SEQ: usize = 128;
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub(crate) seq: Option<usize>,
+    pub(crate) fixed_length: Option<bool>,
+    pub(crate) granule: Option<usize>,
+    pub(crate) threads: Option<usize>,
     pub(crate) batch: Option<usize>,
     pub(crate) flavour: Option<Flavour>,
     pub(crate) variant: Option<Variant>,
@@ -33,14 +43,40 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Everything taken from the file (ONNX: batch 1, sequence length [`DEFAULT_SEQ`]).
+    /// Everything taken from the file (ONNX: batch 1, any length up to [`DEFAULT_SEQ`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sequence length N of every call (ONNX: pins it; archive: must match).
+    /// Sequence capacity N: every call's token rows are N long (ONNX: the plan's bound, at
+    /// most the model's positions; archive: must match). A plan of any length (the default)
+    /// runs each call at its real length; a [`LoadOptions::fixed_length`] plan at N.
     pub fn seq(mut self, seq: usize) -> Self {
         self.seq = Some(seq);
+        self
+    }
+
+    /// `true`: pin the plan to exactly N positions (every call computes all N, padding
+    /// included: the plans of bert-edge before 0.2). `false` (the default for an ONNX
+    /// export): the sequence axis is a tract symbol `S ≤ N`, the weights are packed once, and
+    /// each call runs at L = its longest real row rounded up to the granule. An archive keeps
+    /// what it was compiled with; asking for the other is an error.
+    pub fn fixed_length(mut self, fixed: bool) -> Self {
+        self.fixed_length = Some(fixed);
+        self
+    }
+
+    /// Granule of a plan of any length: a call runs at its real length rounded up to a
+    /// multiple of `g` (default [`DEFAULT_GRANULE`]; 1 = exactly the real length).
+    pub fn granule(mut self, g: usize) -> Self {
+        self.granule = Some(g);
+        self
+    }
+
+    /// Threads each [`crate::Encoder`] of the plan runs tract's matmuls on (default 1; more
+    /// needs the `multithread` feature, else [`crate::Encoder::new`] refuses).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
         self
     }
 
@@ -93,6 +129,10 @@ impl LoadOptions {
     #[cfg(feature = "onnx")]
     pub(crate) fn seq_or_default(&self) -> usize {
         self.seq.unwrap_or(DEFAULT_SEQ)
+    }
+
+    pub(crate) fn granule_or_default(&self) -> usize {
+        self.granule.unwrap_or(DEFAULT_GRANULE)
     }
 }
 

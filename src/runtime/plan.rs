@@ -1,7 +1,8 @@
-//! `Plan`: an optimized, shape-pinned tract model plus what callers need to know about it
-//! (`PlanInfo`, also stored in archives as model properties).
+//! `Plan`: an optimized tract model — of any sequence length up to N, or pinned to N — plus
+//! what callers need to know about it (`PlanInfo`, also stored in archives as model
+//! properties).
 
-use super::options::{F16Compute, LoadOptions};
+use super::options::LoadOptions;
 use super::signature::{role_of, task_of, OutputInfo, Role, Task};
 use crate::error::{Error, Result};
 use std::fmt;
@@ -117,10 +118,15 @@ pub struct PlanInfo {
     pub flavour: Flavour,
     /// Numeric variant of the plan.
     pub variant: Variant,
-    /// Pinned batch size.
+    /// Batch size: rows per call.
     pub batch: usize,
-    /// Pinned sequence length N.
+    /// Sequence capacity N: every token row of a call is N long (buffers of
+    /// [`Plan::inputs`] / [`Plan::outputs`]).
     pub seq: usize,
+    /// `false`: the plan's sequence axis is a symbol `S ≤ seq`, and each call runs at
+    /// L = its longest real row (rounded up to the granule); `true`: every call computes
+    /// all `seq` positions.
+    pub fixed_length: bool,
     /// Hidden size (768 for bert-base-chinese).
     pub hidden: usize,
     /// Word-piece vocabulary size (ids must be below it); known for ids graphs.
@@ -142,10 +148,51 @@ pub struct PlanInfo {
     pub multi_label: bool,
 }
 
-/// Archive property layout version (2: outputs by role, labels, optional token types).
-const FORMAT: i64 = 2;
+/// Archive property layout version (2: outputs by role, labels, optional token types;
+/// 3: plans of any length, `fixed_length`).
+const FORMAT: i64 = 3;
 
-/// Every output of a typed model whose inputs are pinned: name, role, concrete shape.
+/// The name of the sequence-length symbol of a plan of any length.
+pub(crate) const SEQ_SYMBOL: &str = "S";
+
+/// The shape of output `ix` at capacity (`S` = `n`), and whether it has a sequence axis
+/// (axis 1 is `S`: one row of values per position). Any other use of `S` is refused: the
+/// caller's buffers could not hold it.
+pub(crate) fn capacity_shape(
+    model: &TypedModel,
+    ix: usize,
+    name: &str,
+    n: usize,
+) -> Result<(Vec<usize>, bool)> {
+    let fact = model.output_fact(ix).map_err(Error::Engine)?;
+    let bad = || {
+        Error::bad_model(format!(
+            "output {name} has shape {:?}: bert-edge lays outputs out as [batch, …] or \
+             [batch, seq, …] with the inputs' batch and sequence axes",
+            fact.shape
+        ))
+    };
+    let Some(s) = model.symbols.get(SEQ_SYMBOL) else {
+        let shape = fact.shape.as_concrete().ok_or_else(bad)?;
+        return Ok((shape.to_vec(), false));
+    };
+    let mut per_token = false;
+    let mut shape = Vec::with_capacity(fact.rank());
+    for (axis, d) in fact.shape.iter().enumerate() {
+        if let Some(v) = d.as_i64() {
+            shape.push(v as usize);
+        } else if axis == 1 && *d == TDim::Sym(s.clone()) {
+            per_token = true;
+            shape.push(n);
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok((shape, per_token))
+}
+
+/// Every output of a translated model: name, role, shape at capacity (`dims` = batch, N,
+/// hidden).
 pub(crate) fn read_outputs(
     model: &TypedModel,
     dims: (usize, usize, usize),
@@ -153,18 +200,8 @@ pub(crate) fn read_outputs(
 ) -> Result<Vec<OutputInfo>> {
     let mut outputs = Vec::with_capacity(model.outputs.len());
     for (ix, o) in model.outputs.iter().enumerate() {
-        let fact = model.output_fact(ix).map_err(Error::Engine)?;
         let name = output_name(model, *o).to_string();
-        let shape = fact
-            .shape
-            .as_concrete()
-            .map(|s| s.to_vec())
-            .ok_or_else(|| {
-                Error::bad_model(format!(
-                    "output {name} keeps a symbolic shape {:?} with all inputs pinned",
-                    fact.shape
-                ))
-            })?;
+        let (shape, _) = capacity_shape(model, ix, &name, dims.1)?;
         outputs.push(OutputInfo {
             role: role_of(&name, &shape, dims, vocab),
             name,
@@ -193,6 +230,13 @@ impl PlanInfo {
             return mismatch(format!(
                 "compiled for sequence length {}, asked for {s}",
                 i.seq
+            ));
+        }
+        if let Some(f) = opts.fixed_length.filter(|f| *f != i.fixed_length) {
+            return mismatch(format!(
+                "compiled as a {} plan, asked for a {} one (recompile it)",
+                length_kind(i.fixed_length),
+                length_kind(f)
             ));
         }
         if let Some(b) = opts.batch.filter(|b| *b != i.batch) {
@@ -226,6 +270,7 @@ impl PlanInfo {
         props.insert(k("variant"), Arc::new(tensor0(self.variant.to_string())));
         props.insert(k("batch"), p(self.batch as i64));
         props.insert(k("seq"), p(self.seq as i64));
+        props.insert(k("fixed_length"), p(self.fixed_length as i64));
         props.insert(k("hidden"), p(self.hidden as i64));
         props.insert(
             k("vocab_size"),
@@ -268,7 +313,8 @@ impl PlanInfo {
                 .and_then(|v| v.to_scalar::<String>().cloned())
                 .map_err(|e| Error::bad_model(format!("property {name}: {e}")))
         };
-        if int("format")? != FORMAT {
+        let format = int("format")?;
+        if !(2..=FORMAT).contains(&format) {
             return Err(Error::bad_model(
                 "archive made by an incompatible bert-edge version",
             ));
@@ -303,6 +349,8 @@ impl PlanInfo {
                 .map_err(|_| Error::bad_model("bad variant property"))?,
             batch,
             seq,
+            // Format 2 archives are all pinned.
+            fixed_length: format < 3 || int("fixed_length")? != 0,
             hidden,
             vocab_size,
             type_vocab_size: int("type_vocab_size")? as usize,
@@ -320,8 +368,16 @@ impl PlanInfo {
     }
 }
 
-/// An optimized tract plan with fixed input shapes, shared by any number of
-/// [`crate::Encoder`]s (wrap it in an `Arc`).
+fn length_kind(fixed: bool) -> &'static str {
+    if fixed {
+        "fixed-length"
+    } else {
+        "any-length"
+    }
+}
+
+/// An optimized tract plan — of any sequence length up to [`PlanInfo::seq`], or pinned to
+/// it — shared by any number of [`crate::Encoder`]s (wrap it in an `Arc`).
 ///
 /// ```
 /// # #[cfg(feature = "onnx")] {
@@ -342,6 +398,13 @@ pub struct Plan {
     pub(crate) input_ix: [Option<usize>; 3],
     /// Model output index of each of `info.outputs`.
     pub(crate) output_ix: Vec<usize>,
+    /// For each of `info.outputs`: whether it has a sequence axis (axis 1) that a call of
+    /// length L fills up to L.
+    pub(crate) per_token: Vec<bool>,
+    /// A call of any length runs at a multiple of this.
+    pub(crate) granule: usize,
+    /// Threads each encoder runs tract on.
+    pub(crate) threads: usize,
 }
 
 impl Plan {
@@ -382,6 +445,25 @@ impl Plan {
         &self.info
     }
 
+    /// The length a call whose longest real row is `real` tokens runs at: `real` rounded up
+    /// to the granule, at most N (a fixed-length plan: always N).
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{LoadOptions, Plan};
+    /// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(20))?;
+    /// assert_eq!((plan.run_length(6), plan.run_length(9), plan.run_length(19)), (8, 16, 20));
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn run_length(&self, real: usize) -> usize {
+        let n = self.info.seq;
+        if self.info.fixed_length {
+            return n;
+        }
+        real.max(1).div_ceil(self.granule).saturating_mul(self.granule).min(n)
+    }
+
     /// Whether any tensor of the plan is f16 (an f16 plan widened to f32 by
     /// [`crate::F16Compute`] has none).
     pub fn computes_f16(&self) -> bool {
@@ -416,9 +498,10 @@ impl Plan {
     pub(crate) fn from_translated(
         mut model: TypedModel,
         info: PlanInfo,
-        f16: F16Compute,
+        opts: &LoadOptions,
         fold_int8_sums: bool,
     ) -> Result<Plan> {
+        let f16 = opts.f16_compute;
         use crate::passes::{fold, widen_f16};
         if f16.widens() {
             widen_f16::widen_to_f32(&mut model).map_err(Error::Engine)?;
@@ -435,10 +518,16 @@ impl Plan {
         if fold_int8_sums {
             fold::apply(&mut model).map_err(Error::Engine)?;
         }
-        Plan::from_optimized(model, info)
+        let mut plan = Plan::from_optimized(model, info)?;
+        plan.granule = opts.granule_or_default();
+        plan.threads = opts.threads.unwrap_or(1);
+        if plan.granule == 0 || plan.threads == 0 {
+            return Err(Error::bad_input("granule and threads must be at least 1"));
+        }
+        Ok(plan)
     }
 
-    /// Makes a runnable plan from an optimized typed model whose inputs are pinned.
+    /// Makes a runnable plan from an optimized typed model whose inputs are set.
     fn from_optimized(model: TypedModel, info: PlanInfo) -> Result<Plan> {
         let wanted = 2 + info.token_types as usize;
         if model.inputs.len() != wanted {
@@ -462,6 +551,7 @@ impl Plan {
                 .transpose()?,
         ];
         let mut output_ix = Vec::with_capacity(info.outputs.len());
+        let mut per_token = Vec::with_capacity(info.outputs.len());
         for o in &info.outputs {
             let ix = model
                 .outputs
@@ -470,14 +560,15 @@ impl Plan {
                 .ok_or_else(|| {
                     Error::bad_model(format!("the optimized graph lost output {:?}", o.name))
                 })?;
-            let fact = model.output_fact(ix).map_err(Error::Engine)?;
-            if fact.shape.as_concrete() != Some(o.shape.as_slice()) {
+            let (shape, tokens) = capacity_shape(&model, ix, &o.name, info.seq)?;
+            if shape != o.shape {
                 return Err(Error::bad_model(format!(
-                    "output {} has shape {:?}, expected {:?}",
-                    o.name, fact.shape, o.shape
+                    "output {} has shape {shape:?}, expected {:?}",
+                    o.name, o.shape
                 )));
             }
             output_ix.push(ix);
+            per_token.push(tokens);
         }
         let runnable = model.into_runnable().map_err(Error::Engine)?;
         Ok(Plan {
@@ -485,6 +576,9 @@ impl Plan {
             info,
             input_ix,
             output_ix,
+            per_token,
+            granule: super::options::DEFAULT_GRANULE,
+            threads: 1,
         })
     }
 }

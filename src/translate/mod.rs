@@ -305,24 +305,48 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         f16_gemm::apply(&mut proto);
     }
     let mut model = parse(&proto, path, opts)?;
-    let (b, s, h) = (batch, seq, facts.hidden);
+    let (b, h) = (batch, facts.hidden);
+    // The sequence axis: a symbol S in 1..=N (one plan for every length), or N itself.
+    let s: TDim = if info.fixed_length {
+        seq.to_dim()
+    } else {
+        let sym = model.symbols.sym(crate::runtime::SEQ_SYMBOL);
+        // S ≥ 1 lets tract prove S-sized tensors non-empty (its fast binary-op kernels
+        // need that); S ≤ N keeps the position slice's bound simple. tract does not check
+        // them at run time: the encoder does (L ≤ N).
+        model
+            .symbols
+            .add_assertion(format!("{}>=1", crate::runtime::SEQ_SYMBOL))
+            .and_then(|_| {
+                model
+                    .symbols
+                    .add_assertion(format!("{}<={seq}", crate::runtime::SEQ_SYMBOL))
+            })
+            .map_err(Error::Engine)?;
+        sym.into()
+    };
+    let bs = || -> TVec<TDim> { tvec![b.to_dim(), s.clone()] };
     let g = proto.graph.as_ref();
     let ty =
         |name: &str, default: DatumType| g.and_then(|g| declared_type(g, name)).unwrap_or(default);
     let first_fact = match facts.flavour {
-        Flavour::Ids => InferenceFact::dt_shape(ty("input_ids", DatumType::I64), [b, s]),
-        Flavour::Embeds => InferenceFact::dt_shape(ty("inputs_embeds", DatumType::F32), [b, s, h]),
+        Flavour::Ids => InferenceFact::dt_shape(ty("input_ids", DatumType::I64), bs()),
+        Flavour::Embeds => {
+            let mut shape = bs();
+            shape.push(h.to_dim());
+            InferenceFact::dt_shape(ty("inputs_embeds", DatumType::F32), shape)
+        }
     };
     let mut pins = vec![
         (facts.flavour.input_name(), first_fact),
         (
             "attention_mask",
-            InferenceFact::dt_shape(ty("attention_mask", DatumType::I64), [b, s]),
+            InferenceFact::dt_shape(ty("attention_mask", DatumType::I64), bs()),
         ),
     ];
     if facts.token_types {
         let t = ty("token_type_ids", DatumType::I64);
-        pins.push(("token_type_ids", InferenceFact::dt_shape(t, [b, s])));
+        pins.push(("token_type_ids", InferenceFact::dt_shape(t, bs())));
     }
     if model.inputs.len() != pins.len() {
         let names: Vec<&str> = model
@@ -359,7 +383,7 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
         dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
     }
-    info.outputs = read_outputs(&typed, (b, s, h), facts.vocab_size.or(cfg.vocab_size))?;
+    info.outputs = read_outputs(&typed, (b, seq, h), facts.vocab_size.or(cfg.vocab_size))?;
     info.task = crate::runtime::task_of(&info.outputs)
         .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))?;
     info.labels = config::labels_for(&info.outputs, &cfg, config_path.as_deref())?;
@@ -434,6 +458,7 @@ fn plan_info(
         variant,
         batch,
         seq,
+        fixed_length: opts.fixed_length.unwrap_or(false),
         hidden: facts.hidden,
         vocab_size: facts.vocab_size,
         type_vocab_size: facts.type_vocab_size,
@@ -450,7 +475,7 @@ fn plan_info(
 pub(crate) fn load_onnx(path: &Path, opts: &LoadOptions) -> Result<Plan> {
     let _memory = crate::runtime::LoadMemory::begin();
     let (model, info) = translate_onnx(path, opts)?;
-    Plan::from_translated(model, info, opts.f16_compute, opts.fixes.fold_int8_sums)
+    Plan::from_translated(model, info, opts, opts.fixes.fold_int8_sums)
 }
 
 /// Translates an ONNX export (as [`Plan::load`] would, with `opts`) and writes it as a

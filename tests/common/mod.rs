@@ -172,6 +172,19 @@ pub fn min_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
         .fold(1.0, f64::min)
 }
 
+/// The rows (of width `w`) of a per-token output at the real tokens of `mask` (batch × seq
+/// positions): what a reference can be compared on. Padding positions hold whatever an
+/// engine computes there, and a plan of any length writes zeros at and beyond the length it
+/// ran at.
+pub fn real_rows(x: &[f32], mask: &[i64], w: usize) -> Vec<f32> {
+    assert_eq!(x.len(), mask.len() * w, "per-token output vs mask");
+    x.chunks(w)
+        .zip(mask)
+        .filter(|(_, m)| **m != 0)
+        .flat_map(|(c, _)| c.iter().copied())
+        .collect()
+}
+
 /// A plan's outputs against the PyTorch reference of one case.
 pub struct Outcome {
     pub hidden_max_abs: f32,
@@ -220,7 +233,9 @@ pub fn run_reference_case_with(
     let plan = Plan::load(file, &opts).unwrap_or_else(|e| panic!("{file:?}: {e}"));
     let w = plan.info().hidden;
     let (hidden, pooled) = run_plan(plan, dir, case);
-    let want_h = read_f32(dir, &case.outputs["last_hidden_state"]);
+    let mask = read_i64(dir, &case.inputs["attention_mask"]);
+    let hidden = real_rows(&hidden, &mask, w);
+    let want_h = real_rows(&read_f32(dir, &case.outputs["last_hidden_state"]), &mask, w);
     let want_p = read_f32(dir, &case.outputs["pooler_output"]);
     Outcome {
         hidden_max_abs: max_abs(&hidden, &want_h),
