@@ -18,9 +18,12 @@
 //! ones for onnxruntime): `[CLS] ids… [SEP]` with ids `672 + (i·7919) mod (vocab − 700)`,
 //! mask all ones, types all zeros; embeds `((i mod 97) − 48)·1e-3` (f32).
 //!
-//! `--threads T`: tract's multithreaded matmul executor with a T-thread pool. Needs
-//! tract-linalg's `multithread-mm` feature, i.e. a build with the crate feature
-//! `multithread` (see bench/README.md); without it only `--threads 1` is accepted.
+//! `--threads T` (default 1 here): tract's multithreaded matmuls on a T-thread pool per
+//! encoder (`LoadOptions::threads`; crate feature `multithread`, on by default).
+//!
+//! `--lengths 4,8,…`: real lengths to time on the one plan, round-robin call by call (each
+//! input: `[CLS] ids… [SEP]` over the first L positions, mask ones there, padding after);
+//! prints a line per length. In `--stdin` mode `run L` / `dump L` run one call at real length L.
 #![allow(unexpected_cfgs)]
 
 use crate::alloc_count::{peak_rss_bytes, snapshot};
@@ -38,7 +41,7 @@ pub struct Options {
     json: bool,
     stdin: bool,
     profile: bool,
-    threads: usize,
+    lengths: Vec<usize>,
 }
 
 impl Options {
@@ -51,20 +54,26 @@ impl Options {
             .opt_value_from_str("--warmup")
             .map_err(|e| e.to_string())?
             .unwrap_or(2);
-        let threads = args
-            .opt_value_from_str("--threads")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(1);
+        let lengths: Option<String> = args
+            .opt_value_from_str("--lengths")
+            .map_err(|e| e.to_string())?;
+        let lengths = match lengths {
+            None => Vec::new(),
+            Some(l) => l
+                .split(',')
+                .map(|x| match x.trim().parse::<usize>() {
+                    Ok(n) if n >= 2 => Ok(n),
+                    _ => Err(format!("--lengths: {x:?} is not a length ≥ 2 ([CLS] and [SEP])")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
         if reps == 0 {
             return Err("--reps must be at least 1".into());
-        }
-        if threads == 0 {
-            return Err("--threads must be at least 1".into());
         }
         Ok(Options {
             reps,
             warmup,
-            threads,
+            lengths,
             json: args.contains("--json"),
             stdin: args.contains("--stdin"),
             profile: args.contains("--profile"),
@@ -72,7 +81,8 @@ impl Options {
     }
 }
 
-/// Installs a `threads`-thread tract executor for the whole process.
+/// Installs a `threads`-thread tract executor for the whole process (`--profile` runs its own
+/// tract state, outside the encoder's pool).
 #[cfg(feature = "multithread")]
 fn set_threads(threads: usize) -> Result<(), Error> {
     use tract_core::prelude::multithread::{set_default_executor, Executor};
@@ -98,22 +108,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[ix]
 }
 
-/// The deterministic input of `plan`: `[CLS] ids… [SEP]` over every row, mask all ones,
-/// types all zeros; for an embeds plan the embeddings `((i mod 97) − 48)·1e-3`.
-fn bench_inputs(plan: &Plan) -> Inputs {
+/// The deterministic input of `plan` at real length `len` (≤ N): `[CLS] ids… [SEP]` over
+/// the first `len` positions of every row, mask ones there, padding after, types all zeros;
+/// for an embeds plan the embeddings `((i mod 97) − 48)·1e-3` (`i` over the rows of `len`
+/// positions, as bench/compare.py makes them for onnxruntime at that length).
+fn bench_inputs(plan: &Plan, len: usize) -> Inputs {
     let info = plan.info();
+    let (n, h) = (info.seq, info.hidden);
+    let len = len.clamp(2, n);
     let mut inputs = plan.inputs();
     let vocab = info.vocab_size.unwrap_or(21128) as i64;
-    for (i, id) in inputs.input_ids.iter_mut().enumerate() {
-        *id = 672 + (i as i64 * 7919) % (vocab - 700);
-    }
-    for row in inputs.input_ids.chunks_mut(info.seq) {
+    for (r, row) in inputs.input_ids.chunks_mut(n).enumerate() {
+        for (j, id) in row[..len].iter_mut().enumerate() {
+            let i = (r * len + j) as i64;
+            *id = 672 + (i * 7919) % (vocab - 700);
+        }
         row[0] = 101;
-        row[info.seq - 1] = 102;
+        row[len - 1] = 102;
     }
-    inputs.attention_mask.fill(1);
-    for (i, e) in inputs.inputs_embeds.iter_mut().enumerate() {
-        *e = ((i % 97) as f32 - 48.0) * 1e-3;
+    for row in inputs.attention_mask.chunks_mut(n) {
+        row[..len].fill(1);
+    }
+    let mut k = 0usize;
+    for row in inputs.inputs_embeds.chunks_mut(n * h) {
+        for e in &mut row[..len * h] {
+            *e = ((k % 97) as f32 - 48.0) * 1e-3;
+            k += 1;
+        }
     }
     inputs
 }
@@ -140,31 +161,33 @@ fn tensors(plan: &Plan, inputs: &Inputs) -> Result<TVec<TValue>, Error> {
 }
 
 pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
-    set_threads(o.threads)?;
+    let threads = m.threads.unwrap_or(1);
+    let mut m = m.clone();
+    m.threads = Some(threads);
+    let m = &m;
+    if o.profile {
+        set_threads(threads)?;
+    }
     let t0 = Instant::now();
     let plan = Arc::new(m.load()?);
     let load_s = t0.elapsed().as_secs_f64();
     let info = plan.info().clone();
     let mut enc = Encoder::new(plan.clone())?;
-    let (inputs, mut out) = (bench_inputs(&plan), plan.outputs());
+    let (inputs, mut out) = (bench_inputs(&plan, info.seq), plan.outputs());
     let t1 = Instant::now();
     enc.run(inputs.as_input(), &mut out)?;
     let first_s = t1.elapsed().as_secs_f64();
     if o.stdin {
-        return serve_stdin(
-            &plan,
-            &mut enc,
-            &inputs,
-            &mut out,
-            (load_s, first_s),
-            o.threads,
-        );
+        return serve_stdin(&plan, &mut enc, &mut out, (load_s, first_s), threads);
     }
     for _ in 0..o.warmup {
         enc.run(inputs.as_input(), &mut out)?;
     }
     if o.profile {
-        return profile(&plan, &inputs, o);
+        return profile(&plan, &inputs, o, threads);
+    }
+    if !o.lengths.is_empty() {
+        return by_length(m, &plan, &mut enc, &mut out, o, threads);
     }
     let (isa, kernels) = tract_isa(&plan);
     let mut lat = Vec::with_capacity(o.reps);
@@ -185,7 +208,8 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     if o.json {
         let j = serde_json::json!({
             "model": m.model, "flavour": info.flavour.to_string(), "variant": info.variant.to_string(),
-            "batch": info.batch, "seq": info.seq, "reps": o.reps, "threads": o.threads,
+            "batch": info.batch, "seq": info.seq, "fixed_length": info.fixed_length,
+            "reps": o.reps, "threads": threads,
             "load_s": load_s, "first_run_s": first_s,
             "latency_ms": {"median": med, "p90": p90, "min": min, "samples": lat},
             "allocations_per_call": allocs, "bytes_per_call": bytes, "peak_rss_mb": rss,
@@ -195,10 +219,14 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     } else {
         println!("model        {}", m.model.display());
         println!(
-            "plan         {} {} batch {} seq {}",
-            info.flavour, info.variant, info.batch, info.seq
+            "plan         {} {} batch {} seq {}{}",
+            info.flavour,
+            info.variant,
+            info.batch,
+            info.seq,
+            if info.fixed_length { " (fixed length)" } else { " (any length; timed at N)" }
         );
-        println!("threads      {}", o.threads);
+        println!("threads      {threads}");
         println!("cpu          {}", cpu_model());
         println!("tract isa    {isa}; kernels {}", kernels.join(", "));
         println!("load         {load_s:.3} s (first run {first_s:.3} s)");
@@ -218,11 +246,90 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--lengths`: latency per real length on the one plan, lengths round-robin call by call.
+fn by_length(
+    m: &ModelArgs,
+    plan: &Plan,
+    enc: &mut Encoder,
+    out: &mut Outputs,
+    o: &Options,
+    threads: usize,
+) -> Result<(), Error> {
+    let info = plan.info();
+    let inputs: Vec<Inputs> = o.lengths.iter().map(|l| bench_inputs(plan, *l)).collect();
+    for x in &inputs {
+        for _ in 0..o.warmup {
+            enc.run(x.as_input(), out)?;
+        }
+    }
+    let mut lat = vec![Vec::with_capacity(o.reps); inputs.len()];
+    let mut allocs = vec![0u64; inputs.len()];
+    let mut ran = vec![0usize; inputs.len()];
+    for _ in 0..o.reps {
+        for (k, x) in inputs.iter().enumerate() {
+            let (c0, _) = snapshot();
+            let t = Instant::now();
+            enc.run(x.as_input(), out)?;
+            lat[k].push(t.elapsed().as_secs_f64() * 1e3);
+            allocs[k] += snapshot().0 - c0;
+            ran[k] = out.length();
+        }
+    }
+    let (isa, kernels) = tract_isa(plan);
+    let counted = cfg!(feature = "count-allocs");
+    let rows: Vec<serde_json::Value> = o
+        .lengths
+        .iter()
+        .zip(&mut lat)
+        .zip(allocs.iter().zip(&ran))
+        .map(|((l, lat), (a, ran))| {
+            lat.sort_by(f64::total_cmp);
+            serde_json::json!({
+                "real_length": l, "run_length": ran,
+                "median_ms": percentile(lat, 0.5), "p90_ms": percentile(lat, 0.9),
+                "allocations_per_call": counted.then(|| *a as f64 / o.reps as f64),
+            })
+        })
+        .collect();
+    if o.json {
+        let j = serde_json::json!({
+            "model": m.model, "flavour": info.flavour.to_string(), "variant": info.variant.to_string(),
+            "batch": info.batch, "seq": info.seq, "fixed_length": info.fixed_length,
+            "reps": o.reps, "threads": threads, "cpu": cpu_model(), "isa": isa, "kernels": kernels,
+            "lengths": rows, "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
+        });
+        println!("{j}");
+        return Ok(());
+    }
+    println!(
+        "{} {} {} N={} threads {threads}; cpu {}; tract isa {isa}; kernels {}",
+        m.model.display(),
+        info.flavour,
+        info.variant,
+        info.seq,
+        cpu_model(),
+        kernels.join(", ")
+    );
+    println!("{:>6} {:>6} {:>10} {:>10} {:>8}", "real", "ran at", "median ms", "p90 ms", "allocs");
+    for r in &rows {
+        println!(
+            "{:>6} {:>6} {:>10.3} {:>10.3} {:>8}",
+            r["real_length"],
+            r["run_length"],
+            r["median_ms"].as_f64().unwrap_or(0.0),
+            r["p90_ms"].as_f64().unwrap_or(0.0),
+            r["allocations_per_call"]
+                .as_f64()
+                .map_or("-".to_string(), |a| format!("{a:.1}"))
+        );
+    }
+    Ok(())
+}
+
 /// `--stdin`: one call per command line, for drivers that interleave engines.
 fn serve_stdin(
     plan: &Plan,
     enc: &mut Encoder,
-    inputs: &Inputs,
     out: &mut Outputs,
     (load_s, first_s): (f64, f64),
     threads: usize,
@@ -234,16 +341,37 @@ fn serve_stdin(
     let io = |e: std::io::Error| Error::BadInput(format!("stdout: {e}"));
     let ready = serde_json::json!({
         "ready": true, "flavour": info.flavour.to_string(), "variant": info.variant.to_string(),
-        "batch": info.batch, "seq": info.seq, "hidden": info.hidden, "threads": threads,
-        "load_s": load_s, "first_run_s": first_s, "inputs": "bert-edge bench v1",
+        "batch": info.batch, "seq": info.seq, "fixed_length": info.fixed_length,
+        "hidden": info.hidden, "threads": threads, "load_s": load_s, "first_run_s": first_s, "inputs": "bert-edge bench v1",
         "peak_rss_mb": peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
         "cpu": cpu_model(), "isa": isa, "kernels": kernels,
     });
     writeln!(w, "{ready}").and_then(|_| w.flush()).map_err(io)?;
+    // Inputs by real length (N for a bare `run`), made on first use.
+    let mut by_len: Vec<(usize, Inputs)> = vec![(info.seq, bench_inputs(plan, info.seq))];
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| Error::BadInput(format!("stdin: {e}")))?;
-        match line.trim() {
-            "" | "run" => {
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("run");
+        let len = match words.next().map(str::parse::<usize>) {
+            None => Ok(info.seq),
+            Some(Ok(l)) if (2..=info.seq).contains(&l) => Ok(l),
+            Some(_) => Err(format!("length must be 2..={}", info.seq)),
+        };
+        let len = match len {
+            Ok(l) => l,
+            Err(e) => {
+                writeln!(w, "{}", serde_json::json!({ "error": e })).map_err(io)?;
+                w.flush().map_err(io)?;
+                continue;
+            }
+        };
+        if !by_len.iter().any(|(l, _)| *l == len) {
+            by_len.push((len, bench_inputs(plan, len)));
+        }
+        let inputs = &by_len.iter().find(|(l, _)| *l == len).expect("just added").1;
+        match cmd {
+            "run" => {
                 let t = Instant::now();
                 enc.run(inputs.as_input(), out)?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -272,7 +400,7 @@ fn serve_stdin(
 
 /// `--profile`: wall time per node over `reps` calls, summed by op kind, by matmul
 /// geometry, and the heaviest nodes.
-fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
+fn profile(plan: &Plan, inputs: &Inputs, o: &Options, threads: usize) -> Result<(), Error> {
     let model = unstable::model(plan).clone();
     let splan = SimplePlan::new(model).map_err(Error::Engine)?;
     let (per_node, total) = time_nodes(&splan, plan, inputs, o.reps)?;
@@ -284,7 +412,7 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options) -> Result<(), Error> {
         info.flavour,
         info.variant,
         info.seq,
-        o.threads,
+        threads,
         o.reps,
         total / reps * 1e3,
         nodes_sum / reps * 1e3

@@ -30,6 +30,7 @@ USAGE:
                     Hugging Face's pipelines give them (labels from the export's config.json).
   bert-edge info    --model FILE [--seq N] [--variant V]
   bert-edge bench   --model FILE [--seq N] [--variant V] [--reps R] [--warmup W] [--json]
+                    [--lengths 4,8,...] (latency per real length on the one plan)
   bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
                     (feed them, edited or not, to `encode` on the inputs_embeds model)
@@ -40,6 +41,11 @@ USAGE:
                     HTTP: POST /embed, POST /v1/embeddings (models with hidden states or a pooler),
                     POST /classify, /ner, /fill-mask (by the model's task), GET /health, GET /metrics
 
+--seq N (any command that loads a model): token rows of N positions (default 128, at most the
+model's 512). A plan runs each call at its real length rounded up to --granule G (default 8),
+computing no padding beyond; --fixed-length pins it to exactly N (every call pays for N).
+--threads T: tract's matmul threads per encoder (default: the machine's cores; bench: 1;
+serve: cores / --workers).
 --config FILE (any command that loads an ONNX model): the export's config.json (labels:
 id2label); default: config.json beside the model.
 --f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
@@ -51,9 +57,14 @@ Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
 ";
 
 /// Options shared by the subcommands that load a model.
+#[derive(Debug, Clone)]
 pub struct ModelArgs {
     pub model: PathBuf,
     pub seq: Option<usize>,
+    pub fixed_length: bool,
+    pub granule: Option<usize>,
+    /// `None`: the command's default (the machine's cores; bench: 1; serve: cores ÷ workers).
+    pub threads: Option<usize>,
     pub variant: Option<Variant>,
     pub flavour: Option<Flavour>,
     pub f16_compute: bert_edge::F16Compute,
@@ -75,9 +86,21 @@ impl ModelArgs {
         let config = args
             .opt_value_from_str("--config")
             .map_err(|e| e.to_string())?;
+        let granule = args
+            .opt_value_from_str("--granule")
+            .map_err(|e| e.to_string())?;
+        let threads: Option<usize> = args
+            .opt_value_from_str("--threads")
+            .map_err(|e| e.to_string())?;
+        if threads == Some(0) || granule == Some(0) {
+            return Err("--threads and --granule must be at least 1".into());
+        }
         Ok(ModelArgs {
             model,
             seq,
+            fixed_length: args.contains("--fixed-length"),
+            granule,
+            threads,
             variant,
             flavour,
             f16_compute,
@@ -87,9 +110,17 @@ impl ModelArgs {
 
     /// The load options these arguments ask for.
     pub fn options(&self) -> LoadOptions {
-        let mut o = LoadOptions::new().f16_compute(self.f16_compute);
+        let mut o = LoadOptions::new()
+            .f16_compute(self.f16_compute)
+            .threads(self.threads.unwrap_or_else(cores));
         if let Some(s) = self.seq {
             o = o.seq(s);
+        }
+        if self.fixed_length {
+            o = o.fixed_length(true);
+        }
+        if let Some(g) = self.granule {
+            o = o.granule(g);
         }
         if let Some(v) = self.variant {
             o = o.variant(v);
@@ -114,18 +145,26 @@ impl ModelArgs {
         let i = plan.info();
         let widened = i.variant == Variant::F16 && !plan.computes_f16();
         eprintln!(
-            "bert-edge: plan ready in {:.2} s: {} {} {}{} batch {} seq {} hidden {}",
+            "bert-edge: plan ready in {:.2} s: {} {} {}{} batch {} {} {} hidden {}",
             t.elapsed().as_secs_f64(),
             i.task,
             i.flavour,
             i.variant,
             if widened { " (computed in f32)" } else { "" },
             i.batch,
+            if i.fixed_length { "seq" } else { "any length up to" },
             i.seq,
             i.hidden
         );
         Ok(plan)
     }
+}
+
+/// The machine's cores (1 if unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn opt_parse<T: std::str::FromStr<Err = Error>>(

@@ -336,6 +336,10 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
     let tok_path = find_tokenizer(opts, &m.model)
         .ok_or_else(|| fail("serve needs a tokenizer.json: pass --tokenizer FILE"))?;
     let tokenizer = BertTokenizer::from_file(&tok_path).map_err(fail)?;
+    // Workers × threads = the machine's cores unless --threads says otherwise.
+    let mut m = m.clone();
+    m.threads
+        .get_or_insert((crate::cores() / opts.workers.max(1)).max(1));
     let plan = Arc::new(m.load().map_err(fail)?);
     let info = plan.info().clone();
     if info.flavour != Flavour::Ids {

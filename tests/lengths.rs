@@ -1,0 +1,229 @@
+//! Plans of any length (issue #16): one plan of capacity N runs each call at its real length.
+//!
+//! For every tiny fixture (ids and embeds; f32, f16, int8):
+//! - at every real length L in 1..=N, the outputs at real positions equal a plan pinned to
+//!   exactly L positions (f32/f16 ≤ 1e-5; int8 bit for bit: same tensors, same ranges), and a
+//!   plan pinned to N with padding (f32/f16 ≤ 1e-5; int8 is not compared there: its ranges
+//!   take the padding in, see the README);
+//! - int8 at real length: cosine ≥ 0.999 against onnxruntime fed the unpadded tokens
+//!   (models/tiny/refs-lengths, models/lengths_refs.py), and identical whatever N;
+//! - positions ≥ the length the call ran at are zeros; pooled outputs do not depend on N.
+//! Also: masks with holes and left padding, a batch of rows of different lengths, the
+//! granule, explicit lengths, and lengths over N refused.
+
+mod common;
+use bert_edge::{Encoder, Error, Input, LoadOptions, Outputs, Plan};
+use common::*;
+use std::sync::Arc;
+
+const N: usize = 16;
+const H: usize = 64;
+
+fn ids_for(len: usize) -> Vec<i64> {
+    if len == 1 {
+        return vec![101];
+    }
+    let mut v = vec![101i64];
+    v.extend((0..len as i64 - 2).map(|j| 672 + (j * 7919) % 20428));
+    v.push(102);
+    v
+}
+
+struct Runner {
+    enc: Encoder,
+    out: Outputs,
+    embeds: bool,
+    table: bert_edge::WordEmbeddings,
+}
+
+impl Runner {
+    fn new(flavour: &str, variant: &str, opts: LoadOptions) -> Runner {
+        let plan = Arc::new(Plan::load(model(flavour, variant), &opts).unwrap());
+        Runner {
+            out: plan.outputs(),
+            enc: Encoder::new(plan).unwrap(),
+            embeds: flavour == "embeds",
+            table: bert_edge::WordEmbeddings::from_onnx(model("ids", "f32")).unwrap(),
+        }
+    }
+
+    /// One call: the ids padded to the plan's N with `mask` (N long); (hidden, pooled).
+    fn call_masked(&mut self, ids: &[i64], mask: &[i64]) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        let n = self.enc.plan().info().seq;
+        let b = mask.len() / n;
+        let mut pid = vec![0i64; b * n];
+        pid[..ids.len()].copy_from_slice(ids);
+        let types = vec![0i64; b * n];
+        if self.embeds {
+            let mut e = vec![0f32; b * n * H];
+            self.table.lookup_into(&pid, &mut e).unwrap();
+            self.enc.run(
+                Input::Embeds { inputs_embeds: &e, attention_mask: mask, token_type_ids: &types },
+                &mut self.out,
+            )?;
+        } else {
+            self.enc.run(
+                Input::Ids { input_ids: &pid, attention_mask: mask, token_type_ids: &types },
+                &mut self.out,
+            )?;
+        }
+        Ok((
+            self.out.last_hidden_state().unwrap().to_vec(),
+            self.out.pooler_output().unwrap().to_vec(),
+        ))
+    }
+
+    fn call(&mut self, ids: &[i64]) -> (Vec<f32>, Vec<f32>) {
+        let n = self.enc.plan().info().seq;
+        let mut mask = vec![0i64; n];
+        mask[..ids.len()].fill(1);
+        self.call_masked(ids, &mask).unwrap()
+    }
+}
+
+fn any(n: usize) -> LoadOptions {
+    LoadOptions::new().seq(n).granule(1)
+}
+
+fn fixed(n: usize) -> LoadOptions {
+    LoadOptions::new().seq(n).fixed_length(true)
+}
+
+/// onnxruntime's int8 outputs on the unpadded tokens of each length 1..=16.
+fn ort_int8(flavour: &str) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let dir = tiny().join("refs-lengths");
+    let bytes = std::fs::read(dir.join(format!("{flavour}_int8.bin"))).unwrap();
+    let v: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let mut at = 0;
+    (1..=16)
+        .map(|l| {
+            let h = v[at..at + l * H].to_vec();
+            let p = v[at + l * H..at + (l + 1) * H].to_vec();
+            at += (l + 1) * H;
+            (h, p)
+        })
+        .collect()
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it() {
+    for flavour in ["ids", "embeds"] {
+        for variant in ["f32", "f16", "int8"] {
+            let mut one = Runner::new(flavour, variant, any(N));
+            let mut wider = Runner::new(flavour, variant, any(2 * N));
+            let mut padded = Runner::new(flavour, variant, fixed(N));
+            let refs = (variant == "int8").then(|| ort_int8(flavour));
+            let mut worst = (0f32, 0f32, 1f64);
+            for l in 1..=N {
+                let ids = ids_for(l);
+                let (h, p) = one.call(&ids);
+                assert_eq!(one.out.length(), l, "{flavour}/{variant}: ran at");
+                // Zeros at and beyond L.
+                assert!(h[l * H..].iter().all(|v| *v == 0.0), "{flavour}/{variant} L {l}: not zero beyond L");
+                let mut exact = Runner::new(flavour, variant, fixed(l));
+                let (he, pe) = exact.call(&ids);
+                let d = max_abs(&h[..l * H], &he).max(max_abs(&p, &pe));
+                let (hw, pw) = wider.call(&ids);
+                let label = format!("{flavour}/{variant} L {l}");
+                if variant == "int8" {
+                    assert!(d == 0.0, "{label}: differs from the plan pinned to L by {d:e}");
+                    assert!(h[..l * H] == hw[..l * H] && p == pw, "{label}: depends on N");
+                    let (rh, rp) = &refs.as_ref().unwrap()[l - 1];
+                    let c = min_cos(&h[..l * H], rh, H).min(cos(&p, rp));
+                    assert!(c >= 0.999, "{label}: cos {c} against onnxruntime unpadded");
+                    worst.2 = worst.2.min(c);
+                } else {
+                    assert!(d <= 1e-5, "{label}: {d:e} from the plan pinned to L");
+                    let (hp, pp) = padded.call(&ids);
+                    let dp = max_abs(&h[..l * H], &hp[..l * H]).max(max_abs(&p, &pp));
+                    let dw = max_abs(&h[..l * H], &hw[..l * H]).max(max_abs(&p, &pw));
+                    assert!(dp <= 1e-5 && dw <= 1e-5, "{label}: padded {dp:e}, N=32 {dw:e}");
+                    worst.1 = worst.1.max(dp.max(dw));
+                }
+                worst.0 = worst.0.max(d);
+            }
+            eprintln!(
+                "{flavour}/{variant}: L 1..{N}: max abs vs pinned to L {:.1e}, vs padded/other N {:.1e}, int8 1 - min cos vs onnxruntime {:.1e}",
+                worst.0, worst.1, 1.0 - worst.2
+            );
+        }
+    }
+}
+
+#[test]
+fn granule_holes_left_padding_and_explicit_lengths() {
+    let mut g8 = Runner::new("ids", "f32", LoadOptions::new().seq(N));
+    let mut pinned = Runner::new("ids", "f32", fixed(N));
+    let plan = g8.enc.plan().clone();
+    assert_eq!(
+        (1..=N).map(|l| plan.run_length(l)).collect::<Vec<_>>(),
+        [8, 8, 8, 8, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16]
+    );
+    // A mask with holes, and one with left padding: as the pinned plan computes them.
+    let ids = ids_for(10);
+    for mask in [
+        [1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+    ] {
+        let (h, p) = g8.call_masked(&ids, &mask).unwrap();
+        let (hp, pp) = pinned.call_masked(&ids, &mask).unwrap();
+        assert_eq!(g8.out.length(), 16);
+        let real = real_rows(&h, &mask, H);
+        let d = max_abs(&real, &real_rows(&hp, &mask, H)).max(max_abs(&p, &pp));
+        assert!(d <= 1e-5, "mask {mask:?}: {d:e}");
+    }
+    // Explicit lengths: at least the longest row, at most N.
+    let mut mask = vec![0i64; N];
+    mask[..6].fill(1);
+    let mut pid = vec![0i64; N];
+    pid[..6].copy_from_slice(&ids_for(6));
+    let types = vec![0i64; N];
+    let input = Input::Ids { input_ids: &pid, attention_mask: &mask, token_type_ids: &types };
+    let mut enc = Encoder::new(plan.clone()).unwrap();
+    let mut out = plan.outputs();
+    enc.run_with_length(input, &mut out, 7).unwrap();
+    assert_eq!(out.length(), 7);
+    for bad in [5, 17] {
+        let e = enc.run_with_length(input, &mut out, bad).unwrap_err();
+        assert!(matches!(e, Error::BadInput(_)), "{e}");
+        assert!(e.to_string().contains("at most 16"), "{e}");
+    }
+    // Longer than N: the buffers do not fit the plan (a clear error, not a truncation).
+    let long = vec![1i64; N + 1];
+    let e = enc
+        .run(Input::Ids { input_ids: &long, attention_mask: &long, token_type_ids: &vec![0; N + 1] }, &mut out)
+        .unwrap_err();
+    assert!(e.to_string().contains("batch×N = 16"), "{e}");
+    // A pinned plan takes N only.
+    let mut pe = Encoder::new(pinned.enc.plan().clone()).unwrap();
+    let e = pe.run_with_length(input, &mut pinned.out, 8).unwrap_err();
+    assert!(e.to_string().contains("exactly 16"), "{e}");
+}
+
+#[test]
+fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
+    for variant in ["f32", "f16"] {
+        for flavour in ["ids", "embeds"] {
+            let mut batch = Runner::new(flavour, variant, LoadOptions::new().seq(N).batch(3));
+            let mut alone = Runner::new(flavour, variant, LoadOptions::new().seq(N));
+            let lens = [3usize, 11, 6];
+            let mut ids = vec![0i64; 3 * N];
+            let mut mask = vec![0i64; 3 * N];
+            for (r, l) in lens.iter().enumerate() {
+                ids[r * N..r * N + l].copy_from_slice(&ids_for(*l));
+                mask[r * N..r * N + l].fill(1);
+            }
+            let (h, p) = batch.call_masked(&ids, &mask).unwrap();
+            assert_eq!(batch.out.length(), 16, "runs at the longest row (11 → 16)");
+            for (r, l) in lens.iter().enumerate() {
+                let (ha, pa) = alone.call(&ids_for(*l));
+                let d = max_abs(&h[r * N * H..(r * N + l) * H], &ha[..l * H])
+                    .max(max_abs(&p[r * H..(r + 1) * H], &pa));
+                assert!(d <= 1e-5, "{flavour}/{variant} row {r}: {d:e} from the row alone");
+            }
+        }
+    }
+}
