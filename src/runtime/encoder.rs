@@ -47,7 +47,7 @@ impl Encoder {
             *kind = Some((fact.datum_type, if embeds { info.hidden } else { 0 }));
         }
         let granule = if info.fixed_length { info.seq } else { plan.granule };
-        let mut inputs = InputCache::new(kinds, info.batch, info.seq, granule);
+        let mut inputs = InputCache::new(kinds, plan.run_batch, info.seq, granule);
         // The capacity set now: a fixed-length plan never allocates another.
         inputs.get(info.seq)?;
         Ok(Encoder {
@@ -73,8 +73,11 @@ impl Encoder {
     /// at L = [`Plan::run_length`] of its longest row (the last 1 of the mask; zeros before
     /// it, e.g. left padding or holes, stay masked as in a fixed-length run). Per-position
     /// outputs ([`Outputs::last_hidden_state`], token and masked-LM logits) hold zeros at
-    /// positions ≥ L; [`Outputs::length`] says L. A panic inside tract is returned as
-    /// [`Error::Engine`] and the encoder starts over with a fresh state.
+    /// positions ≥ L; [`Outputs::length`] says L. The rows of an f32/f16 batch run together
+    /// at the longest row's L; an int8 batch runs row by row, each row at its own L (dynamic
+    /// quantization takes one range per tensor: rows run together would change each other's
+    /// outputs). A panic inside tract is returned as [`Error::Engine`] and the encoder
+    /// starts over with a fresh state.
     ///
     /// ```
     /// # #[cfg(feature = "onnx")] {
@@ -96,8 +99,7 @@ impl Encoder {
         out: &mut Outputs,
     ) -> Result<()> {
         self.check(&input, out)?;
-        let l = self.plan.run_length(self.real_length(input.mask_and_types().0));
-        self.run_checked(&input, out, l)
+        self.run_checked(&input, out, None)
     }
 
     /// [`Encoder::run`] at exactly `length` positions: at least the longest real row, at most
@@ -121,7 +123,7 @@ impl Encoder {
                 }
             )));
         }
-        self.run_checked(&input, out, length)
+        self.run_checked(&input, out, Some(length))
     }
 
     /// The longest row up to its last real token (the rows were checked non-empty).
@@ -136,9 +138,27 @@ impl Encoder {
         &mut self,
         input: &Input<'_, T>,
         out: &mut Outputs,
-        l: usize,
+        length: Option<usize>,
     ) -> Result<()> {
-        let res = crate::error::guard("running the plan", || self.fill_and_run(input, out, l));
+        let res = crate::error::guard("running the plan", || {
+            let i = &self.plan.info;
+            let (b, n, h) = (i.batch, i.seq, i.hidden);
+            let k = self.plan.run_batch;
+            // All rows in one run (k = b), or one by one (int8), each group at its own length.
+            let mut longest = 0;
+            for r in (0..b).step_by(k) {
+                let rows = input.rows(r, k, n, h);
+                let l = length.unwrap_or_else(|| {
+                    self.plan
+                        .run_length(self.real_length(rows.mask_and_types().0))
+                });
+                let geometry = Rows { batch: k, n, l };
+                self.fill_and_run(&rows, out, geometry, r)?;
+                longest = longest.max(l);
+            }
+            out.length = longest;
+            Ok(())
+        });
         if let Err(Error::Engine(_)) = &res {
             // The tract state may be half-updated: start over with a fresh one.
             if let Ok(state) = self.plan.runnable.spawn() {
@@ -162,19 +182,17 @@ impl Encoder {
         self.check_outputs(out)
     }
 
+    /// One tract run of `rows.batch` rows at length `rows.l`, written to the caller's rows
+    /// from `first_row` on.
     fn fill_and_run<T: Copy + Into<i64>>(
         &mut self,
         input: &Input<'_, T>,
         out: &mut Outputs,
-        l: usize,
+        rows: Rows,
+        first_row: usize,
     ) -> Result<()> {
         let i = &self.plan.info;
-        let rows = Rows {
-            batch: i.batch,
-            n: i.seq,
-            l,
-        };
-        let [first, m, t] = self.inputs.get(l)?;
+        let [first, m, t] = self.inputs.get(rows.l)?;
         let missing = || Error::bad_model("the plan lost an input tensor");
         let first = first.as_mut().ok_or_else(missing)?;
         match *input {
@@ -186,7 +204,7 @@ impl Encoder {
         if let Some(t) = t {
             fill_tokens(t, types, rows)?;
         }
-        self.run_state(out, rows)
+        self.run_state(out, rows, first_row)
     }
 
     fn tokens_len(&self) -> usize {
@@ -257,7 +275,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn run_state(&mut self, out: &mut Outputs, rows: Rows) -> Result<()> {
+    fn run_state(&mut self, out: &mut Outputs, rows: Rows, first_row: usize) -> Result<()> {
         let p = &self.plan;
         // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
         // allocate.
@@ -277,10 +295,15 @@ impl Encoder {
         .map_err(Error::Engine)?;
         for ((ix, tokens), dst) in p.output_ix.iter().zip(&p.per_token).zip(out.values.iter_mut()) {
             if let Some(dst) = dst {
+                let dst = if rows.batch == p.info.batch {
+                    &mut dst[..]
+                } else {
+                    let per_row = dst.len() / p.info.batch;
+                    &mut dst[first_row * per_row..(first_row + rows.batch) * per_row]
+                };
                 copy_out(&outputs[*ix], dst, (*tokens).then_some(rows))?;
             }
         }
-        out.length = rows.l;
         Ok(())
     }
 }

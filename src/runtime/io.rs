@@ -59,6 +59,31 @@ impl<'a, T> Input<'a, T> {
         }
     }
 
+    /// Rows `r..r + k` of an input of rows of `n` positions (`h` values each for embeddings).
+    pub(crate) fn rows(&self, r: usize, k: usize, n: usize, h: usize) -> Input<'a, T> {
+        let t = |v: &'a [T]| if v.is_empty() { v } else { &v[r * n..(r + k) * n] };
+        match *self {
+            Input::Ids {
+                input_ids,
+                attention_mask,
+                token_type_ids,
+            } => Input::Ids {
+                input_ids: t(input_ids),
+                attention_mask: t(attention_mask),
+                token_type_ids: t(token_type_ids),
+            },
+            Input::Embeds {
+                inputs_embeds,
+                attention_mask,
+                token_type_ids,
+            } => Input::Embeds {
+                inputs_embeds: &inputs_embeds[r * n * h..(r + k) * n * h],
+                attention_mask: t(attention_mask),
+                token_type_ids: t(token_type_ids),
+            },
+        }
+    }
+
     /// The attention mask and token types (common to both flavours).
     pub(crate) fn mask_and_types(&self) -> (&'a [T], &'a [T]) {
         match *self {

@@ -191,19 +191,37 @@ pub(crate) fn capacity_shape(
     Ok((shape, per_token))
 }
 
+/// Rows a tract run of the model takes: its first input's batch axis. Equal to
+/// [`PlanInfo::batch`], or 1 for an int8 plan of batch > 1, whose rows run one by one (each
+/// at its own length, each with its own quantization ranges).
+pub(crate) fn model_batch(model: &TypedModel) -> Result<usize> {
+    let fact = model.input_fact(0).map_err(Error::Engine)?;
+    fact.shape
+        .iter()
+        .next()
+        .and_then(|d| d.as_i64())
+        .map(|b| b as usize)
+        .ok_or_else(|| Error::bad_model(format!("input batch axis of {:?}", fact.shape)))
+}
+
 /// Every output of a translated model: name, role, shape at capacity (`dims` = batch, N,
-/// hidden).
+/// hidden; batch first even when the model runs rows one by one).
 pub(crate) fn read_outputs(
     model: &TypedModel,
     dims: (usize, usize, usize),
     vocab: Option<usize>,
 ) -> Result<Vec<OutputInfo>> {
+    let rows = model_batch(model)?;
     let mut outputs = Vec::with_capacity(model.outputs.len());
     for (ix, o) in model.outputs.iter().enumerate() {
         let name = output_name(model, *o).to_string();
-        let (shape, _) = capacity_shape(model, ix, &name, dims.1)?;
+        let (mut shape, _) = capacity_shape(model, ix, &name, dims.1)?;
+        let role = role_of(&name, &shape, (rows, dims.1, dims.2), vocab);
+        if role.is_some() {
+            shape[0] = dims.0;
+        }
         outputs.push(OutputInfo {
-            role: role_of(&name, &shape, dims, vocab),
+            role,
             name,
             shape,
         });
@@ -401,6 +419,8 @@ pub struct Plan {
     /// For each of `info.outputs`: whether it has a sequence axis (axis 1) that a call of
     /// length L fills up to L.
     pub(crate) per_token: Vec<bool>,
+    /// Rows per tract run: `info.batch`, or 1 (rows one by one, see [`model_batch`]).
+    pub(crate) run_batch: usize,
     /// A call of any length runs at a multiple of this.
     pub(crate) granule: usize,
     /// Threads each encoder runs tract on.
@@ -560,7 +580,10 @@ impl Plan {
                 .ok_or_else(|| {
                     Error::bad_model(format!("the optimized graph lost output {:?}", o.name))
                 })?;
-            let (shape, tokens) = capacity_shape(&model, ix, &o.name, info.seq)?;
+            let (mut shape, tokens) = capacity_shape(&model, ix, &o.name, info.seq)?;
+            if o.role.is_some() {
+                shape[0] = info.batch;
+            }
             if shape != o.shape {
                 return Err(Error::bad_model(format!(
                     "output {} has shape {shape:?}, expected {:?}",
@@ -570,6 +593,18 @@ impl Plan {
             output_ix.push(ix);
             per_token.push(tokens);
         }
+        let run_batch = model_batch(&model)?;
+        if run_batch != info.batch && run_batch != 1 {
+            return Err(Error::bad_model(format!(
+                "the graph runs {run_batch} rows, the plan says {}",
+                info.batch
+            )));
+        }
+        if run_batch != info.batch && info.outputs.iter().any(|o| o.role.is_none()) {
+            return Err(Error::bad_model(
+                "a plan whose rows run one by one needs every output batch-first",
+            ));
+        }
         let runnable = model.into_runnable().map_err(Error::Engine)?;
         Ok(Plan {
             runnable,
@@ -577,6 +612,7 @@ impl Plan {
             input_ix,
             output_ix,
             per_token,
+            run_batch,
             granule: super::options::DEFAULT_GRANULE,
             threads: 1,
         })

@@ -305,7 +305,10 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         f16_gemm::apply(&mut proto);
     }
     let mut model = parse(&proto, path, opts)?;
-    let (b, h) = (batch, facts.hidden);
+    // int8 batches run row by row: dynamic quantization takes one range per tensor, so rows
+    // run together would change each other's outputs.
+    let b = if variant == Variant::Int8 { 1 } else { batch };
+    let h = facts.hidden;
     // The sequence axis: a symbol S in 1..=N (one plan for every length), or N itself.
     let s: TDim = if info.fixed_length {
         seq.to_dim()
@@ -383,7 +386,11 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
         dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
     }
-    info.outputs = read_outputs(&typed, (b, seq, h), facts.vocab_size.or(cfg.vocab_size))?;
+    info.outputs = read_outputs(
+        &typed,
+        (batch, seq, h),
+        facts.vocab_size.or(cfg.vocab_size),
+    )?;
     info.task = crate::runtime::task_of(&info.outputs)
         .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))?;
     info.labels = config::labels_for(&info.outputs, &cfg, config_path.as_deref())?;
