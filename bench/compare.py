@@ -110,9 +110,9 @@ def cos(a, b):
 # engines
 
 class Tract:
-    def __init__(self, binary, model, seq, variant, threads):
+    def __init__(self, binary, model, seq, variant, threads, extra=()):
         cmd = [binary, "bench", "--model", model, "--seq", str(seq), "--variant", variant,
-               "--threads", str(threads), "--stdin"]
+               "--threads", str(threads), "--stdin", *extra]
         self.cmd = cmd
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -131,8 +131,9 @@ class Tract:
             raise RuntimeError("bert-edge died: " + self.p.stderr.read().strip()[-600:])
         return line
 
-    def run(self):
-        return float(self._ask("run"))
+    def run(self, length=None):
+        """One call (at real length `length`, default the plan's N); its latency in ms."""
+        return float(self._ask("run" if length is None else f"run {length}"))
 
     def dump(self):
         """Every output of the graph by name, in the graph's order."""

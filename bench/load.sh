@@ -4,6 +4,7 @@
 #   bench/load.sh                       # 10 s per phase, base int8 model, seq 128
 #   SOAK=10m bench/load.sh              # + a 10-minute run at 8 clients: RSS before/after
 #   MODEL=models/tiny/bert_ids_f32.onnx SEQ=32 DURATION=5s bench/load.sh   # quick smoke
+#   SERVE_ARGS=--fixed-length PHASES="c1 c8" bench/load.sh   # a plan pinned to SEQ; two phases
 #
 # Phases, one server for all: 1, 2 and 8 concurrent clients (keep-alive connections, one
 # single-text POST /embed at a time each), then OVERLOAD clients against a small --queue
@@ -22,6 +23,8 @@ QUEUE=${QUEUE:-16}
 OVERLOAD=${OVERLOAD:-64}
 PORT=${PORT:-18080}
 BIN=${BIN:-target/debug/bert-edge}
+SERVE_ARGS=${SERVE_ARGS:-}          # extra `serve` arguments, e.g. --fixed-length, --threads 2
+PHASES=${PHASES:-c1 c2 c8 overload c1-after}
 [ -x "$BIN" ] || cargo build --bin bert-edge
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
 [ -f "$MODEL" ] || { echo "no $MODEL: run models/generate base (or set MODEL=...)" >&2; exit 2; }
@@ -54,9 +57,10 @@ LUA
 rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MiB  ", $1, $2/1024}' "/proc/$SERVER_PID/status"; }
 status_counts() { curl -s "$URL/metrics" | awk -F'[{}]' '/^bert_edge_requests_total\{endpoint="\/embed"/ {split($2,a,"status=\""); s=substr(a[2],1,3); printf "%s=%s ", s, $3+0}'; }
 
-echo "== bert-edge serve: $MODEL seq $SEQ, $WORKERS workers, queue $QUEUE, $DURATION per phase, $(nproc) cores"
+echo "== bert-edge serve: $MODEL seq $SEQ, $WORKERS workers, queue $QUEUE, $DURATION per phase, $(nproc) cores, cpu $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) ${SERVE_ARGS}"
+# shellcheck disable=SC2086  # SERVE_ARGS is a list of words
 "$BIN" serve --model "$MODEL" --seq "$SEQ" --bind "127.0.0.1:$PORT" --workers "$WORKERS" --queue "$QUEUE" \
-  2> "$TMP/server.log" &
+  $SERVE_ARGS 2> "$TMP/server.log" &
 SERVER_PID=$!
 for _ in $(seq 1 600); do  # model load: up to 5 min on a Pi
   grep -q "listening on" "$TMP/server.log" 2>/dev/null && break
@@ -93,11 +97,16 @@ idle() {
   done
   echo "server still busy after 300 s" >&2
 }
-phase c1 1; idle
-phase c2 2; idle
-phase c8 8; idle
-phase overload "$OVERLOAD"; idle
-phase c1-after 1
+for p in $PHASES; do
+  case $p in
+    c1|c1-after) phase "$p" 1 ;;
+    c2) phase c2 2 ;;
+    c8) phase c8 8 ;;
+    overload) phase overload "$OVERLOAD" ;;
+    *) echo "unknown phase $p" >&2; exit 2 ;;
+  esac
+  idle
+done
 if [ -n "${SOAK:-}" ]; then
   # Memory over a long run: 8 clients for SOAK; RSS read before and after (same process).
   idle

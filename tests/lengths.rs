@@ -160,7 +160,7 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     let plan = g8.enc.plan().clone();
     assert_eq!(
         (1..=N).map(|l| plan.run_length(l)).collect::<Vec<_>>(),
-        [8, 8, 8, 8, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16]
+        [1, 2, 3, 4, 5, 6, 7, 8, 16, 16, 16, 16, 16, 16, 16, 16]
     );
     // A mask with holes, and one with left padding: as the pinned plan computes them.
     let ids = ids_for(10);

@@ -46,7 +46,7 @@ impl InputCache {
             kinds,
             batch,
             slots: Vec::new(),
-            max: n.div_ceil(granule) + 1,
+            max: n.div_ceil(granule) + granule,
             budget: 0,
             clock: 0,
         };
@@ -131,6 +131,10 @@ mod tests {
             assert!(set[2].is_none());
         }
         assert_eq!(c.held(), 64, "an ids plan keeps every length");
+        for l in 1..8 {
+            c.get(l).unwrap();
+        }
+        assert_eq!(c.held(), 71, "and those below the granule");
         let embeds = Some((DatumType::F32, 768));
         let mut c = InputCache::new([embeds, ids, ids], 1, 512, 8);
         c.get(8).unwrap();

@@ -8,7 +8,8 @@ use crate::passes::Fixes;
 pub const DEFAULT_SEQ: usize = 128;
 
 /// Default granule: a call on a plan of any length runs at its real length rounded up to a
-/// multiple of this (fewer distinct shapes, same kernels).
+/// multiple of this (lengths below it as they are): fewer distinct lengths to keep input
+/// tensors for, at most granule − 1 padding positions computed.
 pub const DEFAULT_GRANULE: usize = 8;
 
 /// How [`crate::Plan::load`] builds a plan. Every setting is optional: an ONNX export gets
@@ -59,7 +60,8 @@ impl LoadOptions {
     /// `true`: pin the plan to exactly N positions (every call computes all N, padding
     /// included: the plans of bert-edge before 0.2). `false` (the default for an ONNX
     /// export): the sequence axis is a tract symbol `S ≤ N`, the weights are packed once, and
-    /// each call runs at L = its longest real row rounded up to the granule. An archive keeps
+    /// each call runs at L = its longest real row rounded up to the granule
+    /// ([`crate::Plan::run_length`]). An archive keeps
     /// what it was compiled with; asking for the other is an error.
     pub fn fixed_length(mut self, fixed: bool) -> Self {
         self.fixed_length = Some(fixed);
@@ -67,7 +69,8 @@ impl LoadOptions {
     }
 
     /// Granule of a plan of any length: a call runs at its real length rounded up to a
-    /// multiple of `g` (default [`DEFAULT_GRANULE`]; 1 = exactly the real length).
+    /// multiple of `g`, lengths below `g` as they are (default [`DEFAULT_GRANULE`]; 1 =
+    /// always exactly the real length).
     pub fn granule(mut self, g: usize) -> Self {
         self.granule = Some(g);
         self
