@@ -69,8 +69,7 @@ fn no_allocation_in_crate_code_per_call() {
                     token_type_ids: &types,
                 }
             };
-            let (crate_and_tract, bytes_total) =
-                per_call(20, || enc.run(input, &mut out).unwrap());
+            let (crate_and_tract, bytes_total) = per_call(20, || enc.run(input, &mut out).unwrap());
             assert_eq!(out.length(), l);
 
             // tract alone, same model and [1, l] inputs, prepared outside the count.
@@ -79,11 +78,9 @@ fn no_allocation_in_crate_code_per_call() {
             let mut state = raw.spawn().unwrap();
             let input = |name: &str| -> TValue {
                 let t: Tensor = match name {
-                    "input_ids" => {
-                        tract_ndarray::Array2::from_shape_vec((1, l), ids[..l].to_vec())
-                            .unwrap()
-                            .into()
-                    }
+                    "input_ids" => tract_ndarray::Array2::from_shape_vec((1, l), ids[..l].to_vec())
+                        .unwrap()
+                        .into(),
                     "inputs_embeds" => {
                         tract_ndarray::Array3::from_shape_vec((1, l, h), embeds[..l * h].to_vec())
                             .unwrap()

@@ -8,6 +8,7 @@
 //! - int8 at real length: cosine ≥ 0.999 against onnxruntime fed the unpadded tokens
 //!   (models/tiny/refs-lengths, models/lengths_refs.py), and identical whatever N;
 //! - positions ≥ the length the call ran at are zeros; pooled outputs do not depend on N.
+//!
 //! Also: masks with holes and left padding, a batch of rows of different lengths, the
 //! granule, explicit lengths, and lengths over N refused.
 
@@ -58,12 +59,20 @@ impl Runner {
             let mut e = vec![0f32; b * n * H];
             self.table.lookup_into(&pid, &mut e).unwrap();
             self.enc.run(
-                Input::Embeds { inputs_embeds: &e, attention_mask: mask, token_type_ids: &types },
+                Input::Embeds {
+                    inputs_embeds: &e,
+                    attention_mask: mask,
+                    token_type_ids: &types,
+                },
                 &mut self.out,
             )?;
         } else {
             self.enc.run(
-                Input::Ids { input_ids: &pid, attention_mask: mask, token_type_ids: &types },
+                Input::Ids {
+                    input_ids: &pid,
+                    attention_mask: mask,
+                    token_type_ids: &types,
+                },
                 &mut self.out,
             )?;
         }
@@ -122,15 +131,24 @@ fn every_length_equals_a_plan_pinned_to_it() {
                 let (h, p) = one.call(&ids);
                 assert_eq!(one.out.length(), l, "{flavour}/{variant}: ran at");
                 // Zeros at and beyond L.
-                assert!(h[l * H..].iter().all(|v| *v == 0.0), "{flavour}/{variant} L {l}: not zero beyond L");
+                assert!(
+                    h[l * H..].iter().all(|v| *v == 0.0),
+                    "{flavour}/{variant} L {l}: not zero beyond L"
+                );
                 let mut exact = Runner::new(flavour, variant, fixed(l));
                 let (he, pe) = exact.call(&ids);
                 let d = max_abs(&h[..l * H], &he).max(max_abs(&p, &pe));
                 let (hw, pw) = wider.call(&ids);
                 let label = format!("{flavour}/{variant} L {l}");
                 if variant == "int8" {
-                    assert!(d == 0.0, "{label}: differs from the plan pinned to L by {d:e}");
-                    assert!(h[..l * H] == hw[..l * H] && p == pw, "{label}: depends on N");
+                    assert!(
+                        d == 0.0,
+                        "{label}: differs from the plan pinned to L by {d:e}"
+                    );
+                    assert!(
+                        h[..l * H] == hw[..l * H] && p == pw,
+                        "{label}: depends on N"
+                    );
                     let (rh, rp) = &refs.as_ref().unwrap()[l - 1];
                     let c = min_cos(&h[..l * H], rh, H).min(cos(&p, rp));
                     assert!(c >= 0.999, "{label}: cos {c} against onnxruntime unpadded");
@@ -140,7 +158,10 @@ fn every_length_equals_a_plan_pinned_to_it() {
                     let (hp, pp) = padded.call(&ids);
                     let dp = max_abs(&h[..l * H], &hp[..l * H]).max(max_abs(&p, &pp));
                     let dw = max_abs(&h[..l * H], &hw[..l * H]).max(max_abs(&p, &pw));
-                    assert!(dp <= 1e-5 && dw <= 1e-5, "{label}: padded {dp:e}, N=32 {dw:e}");
+                    assert!(
+                        dp <= 1e-5 && dw <= 1e-5,
+                        "{label}: padded {dp:e}, N=32 {dw:e}"
+                    );
                     worst.1 = worst.1.max(dp.max(dw));
                 }
                 worst.0 = worst.0.max(d);
@@ -181,7 +202,11 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     let mut pid = vec![0i64; N];
     pid[..6].copy_from_slice(&ids_for(6));
     let types = vec![0i64; N];
-    let input = Input::Ids { input_ids: &pid, attention_mask: &mask, token_type_ids: &types };
+    let input = Input::Ids {
+        input_ids: &pid,
+        attention_mask: &mask,
+        token_type_ids: &types,
+    };
     let mut enc = Encoder::new(plan.clone()).unwrap();
     let mut out = plan.outputs();
     enc.run_with_length(input, &mut out, 7).unwrap();
@@ -194,7 +219,14 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     // Longer than N: the buffers do not fit the plan (a clear error, not a truncation).
     let long = vec![1i64; N + 1];
     let e = enc
-        .run(Input::Ids { input_ids: &long, attention_mask: &long, token_type_ids: &vec![0; N + 1] }, &mut out)
+        .run(
+            Input::Ids {
+                input_ids: &long,
+                attention_mask: &long,
+                token_type_ids: &[0; N + 1],
+            },
+            &mut out,
+        )
         .unwrap_err();
     assert!(e.to_string().contains("batch×N = 16"), "{e}");
     // A pinned plan takes N only.
@@ -225,11 +257,17 @@ fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
                 // int8 rows run one by one, each at its own length: exactly the row alone,
                 // whatever its neighbours hold.
                 let tol = if variant == "int8" { 0.0 } else { 1e-5 };
-                assert!(d <= tol, "{flavour}/{variant} row {r}: {d:e} from the row alone");
+                assert!(
+                    d <= tol,
+                    "{flavour}/{variant} row {r}: {d:e} from the row alone"
+                );
                 if variant == "int8" {
                     let own = batch.enc.plan().run_length(*l);
                     let beyond = &h[(r * N + own) * H..(r + 1) * N * H];
-                    assert!(beyond.iter().all(|v| *v == 0.0), "row {r}: zeros beyond its L");
+                    assert!(
+                        beyond.iter().all(|v| *v == 0.0),
+                        "row {r}: zeros beyond its L"
+                    );
                 }
             }
         }

@@ -63,7 +63,9 @@ impl Options {
                 .split(',')
                 .map(|x| match x.trim().parse::<usize>() {
                     Ok(n) if n >= 2 => Ok(n),
-                    _ => Err(format!("--lengths: {x:?} is not a length ≥ 2 ([CLS] and [SEP])")),
+                    _ => Err(format!(
+                        "--lengths: {x:?} is not a length ≥ 2 ([CLS] and [SEP])"
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -224,7 +226,11 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
             info.variant,
             info.batch,
             info.seq,
-            if info.fixed_length { " (fixed length)" } else { " (any length; timed at N)" }
+            if info.fixed_length {
+                " (fixed length)"
+            } else {
+                " (any length; timed at N)"
+            }
         );
         println!("threads      {threads}");
         println!("cpu          {}", cpu_model());
@@ -310,7 +316,10 @@ fn by_length(
         cpu_model(),
         kernels.join(", ")
     );
-    println!("{:>6} {:>6} {:>10} {:>10} {:>8}", "real", "ran at", "median ms", "p90 ms", "allocs");
+    println!(
+        "{:>6} {:>6} {:>10} {:>10} {:>8}",
+        "real", "ran at", "median ms", "p90 ms", "allocs"
+    );
     for r in &rows {
         println!(
             "{:>6} {:>6} {:>10.3} {:>10.3} {:>8}",
@@ -369,7 +378,11 @@ fn serve_stdin(
         if !by_len.iter().any(|(l, _)| *l == len) {
             by_len.push((len, bench_inputs(plan, len)));
         }
-        let inputs = &by_len.iter().find(|(l, _)| *l == len).expect("just added").1;
+        let inputs = &by_len
+            .iter()
+            .find(|(l, _)| *l == len)
+            .expect("just added")
+            .1;
         match cmd {
             "run" => {
                 let t = Instant::now();

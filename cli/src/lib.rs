@@ -152,7 +152,11 @@ impl ModelArgs {
             i.variant,
             if widened { " (computed in f32)" } else { "" },
             i.batch,
-            if i.fixed_length { "seq" } else { "any length up to" },
+            if i.fixed_length {
+                "seq"
+            } else {
+                "any length up to"
+            },
             i.seq,
             i.hidden
         );

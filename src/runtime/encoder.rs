@@ -46,7 +46,11 @@ impl Encoder {
             let embeds = k == 0 && info.flavour == Flavour::Embeds;
             *kind = Some((fact.datum_type, if embeds { info.hidden } else { 0 }));
         }
-        let granule = if info.fixed_length { info.seq } else { plan.granule };
+        let granule = if info.fixed_length {
+            info.seq
+        } else {
+            plan.granule
+        };
         let mut inputs = InputCache::new(kinds, plan.run_batch, info.seq, granule);
         // The capacity set now: a fixed-length plan never allocates another.
         inputs.get(info.seq)?;
@@ -197,7 +201,9 @@ impl Encoder {
         let first = first.as_mut().ok_or_else(missing)?;
         match *input {
             Input::Ids { input_ids, .. } => fill_tokens(first, input_ids, rows)?,
-            Input::Embeds { inputs_embeds, .. } => fill_embeds(first, inputs_embeds, rows, i.hidden)?,
+            Input::Embeds { inputs_embeds, .. } => {
+                fill_embeds(first, inputs_embeds, rows, i.hidden)?
+            }
         }
         let (mask, types) = input.mask_and_types();
         fill_tokens(m.as_mut().ok_or_else(missing)?, mask, rows)?;
@@ -293,7 +299,12 @@ impl Encoder {
             None => state.run(values),
         }
         .map_err(Error::Engine)?;
-        for ((ix, tokens), dst) in p.output_ix.iter().zip(&p.per_token).zip(out.values.iter_mut()) {
+        for ((ix, tokens), dst) in p
+            .output_ix
+            .iter()
+            .zip(&p.per_token)
+            .zip(out.values.iter_mut())
+        {
             if let Some(dst) = dst {
                 let dst = if rows.batch == p.info.batch {
                     &mut dst[..]
@@ -467,7 +478,12 @@ fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T], rows: Rows) 
 /// Copies one output into the caller's buffer, widening f16. A per-token output (`rows`)
 /// comes as `[batch, l, w]` and goes to `[batch, n, w]`, positions ≥ l zeroed.
 fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
-    fn copy<S: Datum>(src: &[S], out: &mut [f32], rows: Option<Rows>, f: impl Fn(&S) -> f32) -> Result<()> {
+    fn copy<S: Datum>(
+        src: &[S],
+        out: &mut [f32],
+        rows: Option<Rows>,
+        f: impl Fn(&S) -> f32,
+    ) -> Result<()> {
         let Some(r) = rows else {
             if src.len() != out.len() {
                 return Err(Error::Engine(anyhow::anyhow!(
@@ -497,8 +513,18 @@ fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
     }
     let view = value.try_as_plain_ram().map_err(Error::Engine)?;
     match value.datum_type() {
-        DatumType::F32 => copy(view.as_slice::<f32>().map_err(Error::Engine)?, out, rows, |s| *s),
-        DatumType::F16 => copy(view.as_slice::<f16>().map_err(Error::Engine)?, out, rows, |s| s.to_f32()),
+        DatumType::F32 => copy(
+            view.as_slice::<f32>().map_err(Error::Engine)?,
+            out,
+            rows,
+            |s| *s,
+        ),
+        DatumType::F16 => copy(
+            view.as_slice::<f16>().map_err(Error::Engine)?,
+            out,
+            rows,
+            |s| s.to_f32(),
+        ),
         dt => Err(Error::bad_model(format!("output of type {dt:?}"))),
     }
 }

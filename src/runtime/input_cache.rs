@@ -91,9 +91,7 @@ impl InputCache {
                         } else {
                             &[self.batch, len, inner]
                         };
-                        *t = Some(Arc::new(
-                            Tensor::zero_dt(dt, shape).map_err(Error::Engine)?,
-                        ));
+                        *t = Some(Arc::new(Tensor::zero_dt(dt, shape).map_err(Error::Engine)?));
                     }
                 }
                 self.slots.push(Slot {
@@ -148,6 +146,9 @@ mod tests {
         assert!(lens.contains(&8) && !lens.contains(&512), "{lens:?}");
         let used: usize = c.slots.iter().map(|s| s.bytes).sum();
         assert!(used <= c.budget, "{used} > {}", c.budget);
-        assert_eq!(c.get(480).unwrap()[0].as_ref().unwrap().shape(), &[1, 480, 768]);
+        assert_eq!(
+            c.get(480).unwrap()[0].as_ref().unwrap().shape(),
+            &[1, 480, 768]
+        );
     }
 }

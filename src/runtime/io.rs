@@ -61,7 +61,13 @@ impl<'a, T> Input<'a, T> {
 
     /// Rows `r..r + k` of an input of rows of `n` positions (`h` values each for embeddings).
     pub(crate) fn rows(&self, r: usize, k: usize, n: usize, h: usize) -> Input<'a, T> {
-        let t = |v: &'a [T]| if v.is_empty() { v } else { &v[r * n..(r + k) * n] };
+        let t = |v: &'a [T]| {
+            if v.is_empty() {
+                v
+            } else {
+                &v[r * n..(r + k) * n]
+            }
+        };
         match *self {
             Input::Ids {
                 input_ids,

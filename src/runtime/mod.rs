@@ -21,8 +21,9 @@ pub(crate) use load_memory::LoadMemory;
 pub use options::{F16Compute, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
 #[cfg(feature = "onnx")]
 pub(crate) use plan::read_outputs;
-pub use plan::{Flavour, Plan, PlanInfo, Variant};
+#[cfg(feature = "onnx")]
 pub(crate) use plan::SEQ_SYMBOL;
+pub use plan::{Flavour, Plan, PlanInfo, Variant};
 #[cfg(feature = "onnx")]
 pub(crate) use signature::task_of;
 pub use signature::{OutputInfo, Role, Task};

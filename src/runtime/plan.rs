@@ -220,11 +220,7 @@ pub(crate) fn read_outputs(
         if role.is_some() {
             shape[0] = dims.0;
         }
-        outputs.push(OutputInfo {
-            role,
-            name,
-            shape,
-        });
+        outputs.push(OutputInfo { role, name, shape });
     }
     Ok(outputs)
 }

@@ -386,11 +386,7 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
         dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
     }
-    info.outputs = read_outputs(
-        &typed,
-        (batch, seq, h),
-        facts.vocab_size.or(cfg.vocab_size),
-    )?;
+    info.outputs = read_outputs(&typed, (batch, seq, h), facts.vocab_size.or(cfg.vocab_size))?;
     info.task = crate::runtime::task_of(&info.outputs)
         .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))?;
     info.labels = config::labels_for(&info.outputs, &cfg, config_path.as_deref())?;
