@@ -1,12 +1,12 @@
 //! # bert-edge
 //!
 //! BERT-base-chinese on small ARM boards with the [tract](https://github.com/sonos/tract)
-//! engine: a plan pinned to a fixed (batch, sequence length) and optimized once, then run
-//! again and again on buffers the caller owns.
+//! engine: a plan optimized once for any sequence length up to N, then run again and again on
+//! buffers the caller owns, each call at its real length.
 //!
 //! The crate has one seam. **Translate time** (feature `onnx`, host or start-up): read a
 //! BERT ONNX export, detect its flavour (`input_ids` or `inputs_embeds`) and variant
-//! (f32 / f16 / int8), pin input shapes, apply the rewrites these exports need
+//! (f32 / f16 / int8), set input shapes (the sequence axis a symbol up to N), apply the rewrites these exports need
 //! (`src/passes/`, one file per rewrite with its reason and test), optimize — or write a precompiled archive with [`compile`]. **Run time**:
 //! a [`Plan`] shared by [`Encoder`]s, each owning one tract state and its input tensors; a
 //! call writes the outputs into the caller's [`Outputs`] and allocates nothing in this

@@ -15,7 +15,9 @@
 //! kept so that a tract upgrade that turns one into an abort (or a garbage model) is seen.
 //! The panics were found with fixed-length plans, where tract folds the graph at the pinned
 //! shapes while loading; a plan of any length keeps some of those ops unfolded, so there the
-//! same file may load and fail on its first call instead: also a typed error, checked below.
+//! same file may load and fail on its first call instead (a typed error), or, at a length where
+//! the corrupt op happens to stay in bounds, run: what is checked there is that no panic
+//! escapes and no other kind of error comes back.
 
 use bert_edge::{Encoder, Error, LoadOptions, Plan};
 use std::path::PathBuf;
@@ -25,27 +27,28 @@ fn fixed(seq: usize) -> LoadOptions {
     LoadOptions::new().seq(seq).fixed_length(true)
 }
 
-/// Loading `path` as a plan of any length, then one call: an error at one step or the
-/// other, never a panic or a result.
-fn any_length_fails(path: &std::path::Path) {
+/// Loading `path` as a plan of any length, then calls at lengths 3 and 8: typed errors or
+/// results, never a panic.
+fn any_length_never_panics(path: &std::path::Path) {
     let plan = match Plan::load(path, &LoadOptions::new().seq(8)) {
         Err(Error::Engine(_) | Error::BadModel(_)) => return,
         Err(other) => panic!("{}: unexpected error kind: {other}", path.display()),
         Ok(plan) => Arc::new(plan),
     };
-    let r = Encoder::new(plan.clone()).and_then(|mut enc| {
-        let mut inputs = plan.inputs();
-        inputs.input_ids[..3].copy_from_slice(&[101, 2769, 102]);
-        inputs.attention_mask[..3].fill(1);
-        if !inputs.inputs_embeds.is_empty() {
-            inputs.inputs_embeds.fill(0.1);
+    for len in [3, 8] {
+        let r = Encoder::new(plan.clone()).and_then(|mut enc| {
+            let mut inputs = plan.inputs();
+            inputs.input_ids[..len].fill(2769);
+            inputs.attention_mask[..len].fill(1);
+            if !inputs.inputs_embeds.is_empty() {
+                inputs.inputs_embeds.fill(0.1);
+            }
+            enc.run(inputs.as_input(), &mut plan.outputs())
+        });
+        match r {
+            Ok(()) | Err(Error::Engine(_) | Error::BadModel(_)) => {}
+            Err(other) => panic!("{}: unexpected error kind: {other}", path.display()),
         }
-        enc.run(inputs.as_input(), &mut plan.outputs())
-    });
-    match r {
-        Err(Error::Engine(_) | Error::BadModel(_)) => {}
-        Err(other) => panic!("{}: unexpected error kind: {other}", path.display()),
-        Ok(()) => panic!("{}: a fuzzed input ran as a model", path.display()),
     }
 }
 
@@ -90,7 +93,7 @@ fn every_committed_fuzz_input_is_a_typed_error() {
             continue;
         }
         let panicked = path.to_string_lossy().contains("-panic");
-        any_length_fails(&path);
+        any_length_never_panics(&path);
         match Plan::load(&path, &fixed(8)) {
             // Found as panics inside tract: caught, or refused by a check of ours first.
             Err(Error::Engine(e)) if panicked => {
