@@ -204,7 +204,8 @@ def measure(args, variant, flavour, seq, threads, cfg_json):
         rec["skipped"] = f"no {model}"
         return rec
     try:
-        tr = Tract(args.bin, model, seq, variant, threads)
+        tr = Tract(args.bin, model, seq, variant, threads,
+                   ["--fixed-length"] if args.fixed_length else [])
     except RuntimeError as e:
         rec["skipped"] = str(e).splitlines()[-1] if str(e) else "bert-edge failed"
         return rec
@@ -405,6 +406,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "bert-edge"))
     ap.add_argument("--out", default=None, help="output stem (default bench/out/compare-<stamp>)")
     ap.add_argument("--no-check", action="store_true", help="skip the output agreement check")
+    ap.add_argument("--fixed-length", action="store_true",
+                    help="bert-edge plans pinned to seq (default: a plan of any length, fed seq tokens)")
     ap.add_argument("--from-json", nargs="+", default=None,
                     help="re-render table + chart from saved run(s); several are merged (use --out)")
     args = ap.parse_args()
