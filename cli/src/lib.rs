@@ -196,6 +196,18 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
     println!("flavour:     {}", i.flavour);
     println!("variant:     {}", i.variant);
     println!("batch, seq:  {}, {}", i.batch, i.seq);
+    println!(
+        "length:      {}",
+        if i.fixed_length {
+            format!("fixed: every call computes {} positions", i.seq)
+        } else {
+            format!(
+                "any up to {}: a call runs at its longest real row (e.g. 6 tokens -> {})",
+                i.seq,
+                plan.run_length(6)
+            )
+        }
+    );
     println!("hidden:      {}", i.hidden);
     match i.vocab_size {
         Some(v) => println!("vocab:       {v}"),
