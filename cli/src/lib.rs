@@ -29,7 +29,7 @@ USAGE:
                     JSON Lines {\"text\": ...} in (classify: also \"text_pair\"), answers out, as
                     Hugging Face's pipelines give them (labels from the export's config.json).
   bert-edge info    --model FILE [--seq N] [--variant V]
-  bert-edge bench   --model FILE [--seq N] [--variant V] [--reps R] [--warmup W] [--json]
+  bert-edge bench   --model FILE [--seq N] [--batch B] [--variant V] [--reps R] [--warmup W] [--json]
                     [--lengths 4,8,...] (latency per real length on the one plan)
   bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
@@ -65,6 +65,8 @@ pub struct ModelArgs {
     pub granule: Option<usize>,
     /// `None`: the command's default (the machine's cores; bench: 1; serve: cores ÷ workers).
     pub threads: Option<usize>,
+    /// Rows per call (`compile`, `bench`; the other commands take batch-1 plans).
+    pub batch: Option<usize>,
     pub variant: Option<Variant>,
     pub flavour: Option<Flavour>,
     pub f16_compute: bert_edge::F16Compute,
@@ -92,8 +94,11 @@ impl ModelArgs {
         let threads: Option<usize> = args
             .opt_value_from_str("--threads")
             .map_err(|e| e.to_string())?;
-        if threads == Some(0) || granule == Some(0) {
-            return Err("--threads and --granule must be at least 1".into());
+        let batch: Option<usize> = args
+            .opt_value_from_str("--batch")
+            .map_err(|e| e.to_string())?;
+        if threads == Some(0) || granule == Some(0) || batch == Some(0) {
+            return Err("--threads, --granule and --batch must be at least 1".into());
         }
         Ok(ModelArgs {
             model,
@@ -101,6 +106,7 @@ impl ModelArgs {
             fixed_length: args.contains("--fixed-length"),
             granule,
             threads,
+            batch,
             variant,
             flavour,
             f16_compute,
@@ -121,6 +127,9 @@ impl ModelArgs {
         }
         if let Some(g) = self.granule {
             o = o.granule(g);
+        }
+        if let Some(b) = self.batch {
+            o = o.batch(b);
         }
         if let Some(v) = self.variant {
             o = o.variant(v);
@@ -244,8 +253,8 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
 }
 
 #[cfg(feature = "onnx")]
-fn compile(m: &ModelArgs, batch: usize, out: &Path) -> Result<(), Error> {
-    let opts = m.options().batch(batch);
+fn compile(m: &ModelArgs, out: &Path) -> Result<(), Error> {
+    let opts = m.options();
     let t = std::time::Instant::now();
     eprintln!(
         "bert-edge: translating {} into {}…",
@@ -314,15 +323,12 @@ fn run() -> Result<ExitCode, (u8, String)> {
         #[cfg(feature = "onnx")]
         Some("compile") => {
             let m = ModelArgs::parse(&mut args).map_err(usage)?;
-            let batch = args
-                .opt_value_from_str("--batch")
-                .map_err(|e| usage(e.to_string()))?;
             let out: PathBuf = args
                 .opt_value_from_str("-o")
                 .map_err(|e| usage(e.to_string()))?
                 .ok_or_else(|| usage("-o FILE is required".into()))?;
             finish(args).map_err(usage)?;
-            compile(&m, batch.unwrap_or(1), &out).map_err(model_err)?;
+            compile(&m, &out).map_err(model_err)?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "serve")]
