@@ -16,6 +16,7 @@
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
 #   aarch64-fp16  the f16 tests again (`-- f16` filter: the binaries are already built, only the
 #                 f16-relevant tests re-run) under -cpu cortex-a76 (Pi 5: fp16 + dotprod),
+#                 and the plans-of-any-length test (tests/lengths.rs) with native f16 compute,
 #                 + examples/kernels.rs asserting the arm64fp16 kernels are the ones used
 #   armv7         cargo test --target armv7-unknown-linux-gnueabihf --tests under -cpu cortex-a15
 #                 (generic armv7neon kernels = Pi 3/4/5 on a 32-bit OS)
@@ -117,6 +118,8 @@ aarch64_fp16() (
     if $OLD_QEMU; then export TRACT_CPU_ISA=+fp16; fi
     cross_tests qemu-aarch64
     run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 "${CROSS_TESTS[@]}" -- f16
+    # Plans of any length with native f16 compute (Pi 5): every length vs pinned plans.
+    run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test lengths
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a76 \
         --expect-f32 arm64simd_mmm_f32 --expect-f16 arm64fp16_mmm_f16
 )
