@@ -26,10 +26,117 @@ fn round_ties_even_small(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// Lanes of the min/max accumulators: enough independent chains for the compiler to keep
+/// 4 (SSE2, NEON), 8 (AVX2) or 16 values per instruction busy.
+const LANES: usize = 16;
+
+/// min and max over `xs` and 0, NaN ignored: the same values as folding `f32::min` /
+/// `f32::max` from 0 (min and max are exact, so the order of the fold does not matter), in
+/// a form the compiler vectorizes.
+#[inline(always)]
+fn min_max_body(xs: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            let v = c[i];
+            // `v < lo` is false for NaN: a NaN is skipped, as f32::min skips it.
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+        }
+    }
+    let (mut l, mut h) = (0f32, 0f32);
+    for i in 0..LANES {
+        l = l.min(lo[i]);
+        h = h.max(hi[i]);
+    }
+    for &v in rest {
+        l = l.min(v);
+        h = h.max(v);
+    }
+    (l, h)
+}
+
+/// `y = clamp(round_ties_even(x / scale) + zp, 0, 255)`, the ONNX spec's arithmetic
+/// (division, not a multiplication by 1/scale: bit-identical to tract-onnx).
+#[inline(always)]
+fn quantize_body(xs: &[f32], dst: &mut [u8], scale: f32, zp: i32) {
+    for (y, x) in dst.iter_mut().zip(xs) {
+        *y = ((round_ties_even_small(x / scale) as i32) + zp).clamp(0, 255) as u8;
+    }
+}
+
+/// The same bodies compiled for AVX2 (8 lanes), chosen at run time; the baseline x86_64
+/// build has SSE2 only. Same operations in the same order per element: same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #[target_feature(enable = "avx2")]
+    pub(super) fn min_max(xs: &[f32]) -> (f32, f32) {
+        super::min_max_body(xs)
+    }
+
+    /// 32 values a round with AVX2 intrinsics: divide, round to nearest even, clamp to
+    /// ±2^22 (as `round_ties_even_small`), NaN to 0 (as `as i32`), add the zero point, clamp
+    /// to 0..=255, pack; the tail through the scalar body.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: i32) {
+        use std::arch::x86_64::*;
+        const ROUND: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        let n = xs.len().min(dst.len()) / 32 * 32;
+        let s = _mm256_set1_ps(scale);
+        let (lo, hi) = (_mm256_set1_ps(-4_194_304.0), _mm256_set1_ps(4_194_304.0));
+        let zpv = _mm256_set1_epi32(zp);
+        let (zero, top) = (_mm256_setzero_si256(), _mm256_set1_epi32(255));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let one = |x: &[f32]| {
+            // SAFETY: `x` holds 8 f32 (a chunk of 32 split in four); unaligned load.
+            let v = unsafe { _mm256_loadu_ps(x.as_ptr()) };
+            let r = _mm256_round_ps::<ROUND>(_mm256_div_ps(v, s));
+            // NaN first (max/min would turn it into a bound), then the clamp.
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(r, r);
+            let r = _mm256_andnot_ps(nan, r);
+            let r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            let i = _mm256_add_epi32(_mm256_cvtps_epi32(r), zpv);
+            _mm256_min_epi32(_mm256_max_epi32(i, zero), top)
+        };
+        for (x, y) in xs[..n].chunks_exact(32).zip(dst[..n].chunks_exact_mut(32)) {
+            let (a, b, c, d) = (one(&x[..8]), one(&x[8..16]), one(&x[16..24]), one(&x[24..]));
+            // Per 128-bit lane: a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7, then in order.
+            let p = _mm256_packus_epi16(_mm256_packus_epi32(a, b), _mm256_packus_epi32(c, d));
+            let p = _mm256_permutevar8x32_epi32(p, order);
+            // SAFETY: `y` holds 32 bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(y.as_mut_ptr().cast(), p) };
+        }
+        super::quantize_body(&xs[n..], &mut dst[n..], scale, zp)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+fn min_max(xs: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { avx2::min_max(xs) };
+    }
+    min_max_body(xs)
+}
+
+fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: u8) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { avx2::quantize(xs, dst, scale, zp as i32) };
+    }
+    quantize_body(xs, dst, scale, zp as i32)
+}
+
 fn scale_and_zero_point(xs: &[f32]) -> (f32, u8) {
-    let (min, max) = xs
-        .iter()
-        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (min, max) = min_max(xs);
     let scale = (max - min) / 255.0;
     let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0);
     (scale, zero_point as u8)
@@ -49,14 +156,14 @@ impl EvalOp for DynQuantU8 {
         let input = input.cast_to::<f32>()?;
         let xs = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let (scale, zp) = scale_and_zero_point(xs);
-        let mut dst = Tensor::zero::<u8>(input.shape())?;
-        dst.try_as_plain_ram_mut()?
-            .as_slice_mut::<u8>()?
-            .iter_mut()
-            .zip(xs)
-            .for_each(|(y, x)| {
-                *y = ((round_ties_even_small(x / scale) as i32) + zp as i32).clamp(0, 255) as u8
-            });
+        // SAFETY: u8 has no invalid bit patterns, and `quantize` writes every element.
+        let mut dst = unsafe { Tensor::uninitialized::<u8>(input.shape())? };
+        quantize(
+            xs,
+            dst.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+            scale,
+            zp,
+        );
         Ok(tvec!(
             dst.into_tvalue(),
             tensor0(scale).into_tvalue(),
@@ -134,7 +241,84 @@ pub fn swap_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::round_ties_even_small;
+    use super::*;
+
+    /// The quantizer as it was written first (and as tract-onnx does it): the reference.
+    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (min, max) = xs
+            .iter()
+            .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let scale = (max - min) / 255.0;
+        let zp = (-min / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        let q = xs
+            .iter()
+            .map(|x| ((x / scale).round_ties_even() as i32 + zp as i32).clamp(0, 255) as u8)
+            .collect();
+        (q, scale, zp)
+    }
+
+    fn fast(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (scale, zp) = scale_and_zero_point(xs);
+        let mut q = vec![0u8; xs.len()];
+        quantize(xs, &mut q, scale, zp);
+        (q, scale, zp)
+    }
+
+    /// xorshift: deterministic inputs without a dependency.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed.max(1);
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    #[test]
+    fn vectorized_quantizer_is_bit_identical_to_the_reference() {
+        let mut next = rng(0x5eed);
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![0.0; 37],
+            vec![-0.0; 16],
+            vec![3.5; 33],
+            vec![-2.0, -1.0, -0.5],
+            (0..255).map(|i| i as f32).collect(), // scale 1: every value a tie-free integer
+            (0..512).map(|i| i as f32 * 0.5 - 64.0).collect(), // halves: ties to even
+            vec![1e-40, -1e-40, 1e-38, 0.0, 5e-45], // subnormals
+            vec![3.0e38, -3.0e38, 1.0],
+            vec![f32::NAN, 1.0, -2.0, f32::NAN, 0.5], // NaN skipped by min/max
+            // NaN, ties and huge values inside the 32-wide vector path too
+            (0..96)
+                .map(|i| match i % 7 {
+                    0 => f32::NAN,
+                    1 => (i as f32) * 0.5,
+                    2 => -1e30,
+                    _ => i as f32 - 20.0,
+                })
+                .collect(),
+            (0..64).map(|i| (i as f32 - 32.0) * 0.5).collect(),
+        ];
+        for len in [1usize, 15, 16, 17, 31, 100, 768, 3072 + 5] {
+            for spread in [1e-3f32, 1.0, 30.0, 1e4] {
+                cases.push(
+                    (0..len)
+                        .map(|_| ((next() % 2_000_001) as f32 / 1e6 - 1.0) * spread)
+                        .collect(),
+                );
+            }
+            // all positive / all negative (the range still includes 0)
+            cases.push((0..len).map(|i| 1.0 + i as f32 * 0.01).collect());
+            cases.push((0..len).map(|i| -1.0 - i as f32 * 0.37).collect());
+        }
+        for xs in &cases {
+            let (a, b) = (reference(xs), fast(xs));
+            assert_eq!(a.1.to_bits(), b.1.to_bits(), "scale of {xs:?}");
+            assert_eq!(a.2, b.2, "zero point of {xs:?}");
+            assert_eq!(a.0, b.0, "values of {} inputs", xs.len());
+        }
+    }
 
     #[test]
     fn magic_rounding_matches_round_ties_even() {
