@@ -438,7 +438,7 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options, threads: usize) -> Result<
     );
     let model = splan.model();
     print_by_op(model, &per_node, reps);
-    print_by_geometry(model, &per_node, reps);
+    print_by_geometry(model, &per_node, reps, info.seq);
     print_heaviest(model, &per_node, reps);
     Ok(())
 }
@@ -531,23 +531,33 @@ fn tract_isa(plan: &Plan) -> (String, Vec<String>) {
 }
 
 /// An optimized matmul's geometry and kernels ("m:768 k:3072 n:128 [fma_mmm_f32_16x6]") and
-/// its multiply-adds per call (k × every output element, batched products included).
-fn matmul_geometry(model: &TypedModel, node: &TypedNode) -> Option<(String, f64)> {
+/// its multiply-adds per call (k × every output element, batched products included). In a
+/// plan of any length the sequence symbol `S` is taken at `n_max` (what `--profile` runs).
+fn matmul_geometry(model: &TypedModel, node: &TypedNode, n_max: usize) -> Option<(String, f64)> {
     use tract_core::ops::matmul::optimized::OptMatMul;
     let op = node.op_as::<OptMatMul>()?;
     let k = op.guess_k()?;
     let kernels: Vec<&str> = op.mmm.iter().map(|m| m.name()).collect();
     let label = format!("m:{} k:{k} n:{} {kernels:?}", op.m(), op.n());
+    let mut at = SymbolValues::default();
+    if let Some(s) = model.symbols.get("S") {
+        at.set(&s, n_max as i64);
+    }
     let outputs = model.outlet_fact(OutletId::new(node.id, 0)).ok()?;
-    let outputs = outputs.shape.as_concrete()?.iter().product::<usize>() as f64;
+    let outputs = outputs
+        .shape
+        .eval_to_usize(&at)
+        .ok()?
+        .iter()
+        .product::<usize>() as f64;
     Some((label, k.to_i64().ok()? as f64 * outputs))
 }
 
-fn print_by_geometry(model: &TypedModel, per_node: &[f64], reps: f64) {
+fn print_by_geometry(model: &TypedModel, per_node: &[f64], reps: f64, n_max: usize) {
     let nodes_sum: f64 = per_node.iter().sum();
     let mut by_geometry: Vec<(String, f64, usize, f64)> = Vec::new(); // label, s, nodes, MACs
     for node in model.nodes() {
-        let Some((label, macs)) = matmul_geometry(model, node) else {
+        let Some((label, macs)) = matmul_geometry(model, node, n_max) else {
             continue;
         };
         match by_geometry.iter_mut().find(|g| g.0 == label) {
