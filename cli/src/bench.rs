@@ -262,6 +262,12 @@ fn by_length(
     threads: usize,
 ) -> Result<(), Error> {
     let info = plan.info();
+    if let Some(l) = o.lengths.iter().find(|l| **l > info.seq) {
+        return Err(Error::BadInput(format!(
+            "--lengths: {l} is over the plan's N = {} (--seq)",
+            info.seq
+        )));
+    }
     let inputs: Vec<Inputs> = o.lengths.iter().map(|l| bench_inputs(plan, *l)).collect();
     for x in &inputs {
         for _ in 0..o.warmup {

@@ -133,6 +133,25 @@ fn bad_f16_compute_value_is_a_usage_error() {
 }
 
 #[test]
+fn bad_length_counts_and_lengths_over_n_are_usage_errors() {
+    let m = ids_model();
+    for (args, needle) in [
+        (&["--threads", "0"][..], "at least 1"),
+        (&["--granule", "0"][..], "at least 1"),
+        (&["--lengths", "4,9"][..], "over the plan's N = 8"),
+        (&["--lengths", "1"][..], "not a length"),
+    ] {
+        let mut all = vec!["bench", "--model", &m, "--seq", "8", "--reps", "1"];
+        all.extend_from_slice(args);
+        let (code, lines, err) = bert_edge(&all, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(lines.is_empty(), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
 fn info_shows_flavour_variant_and_ops() {
     let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
         .args([
