@@ -37,5 +37,6 @@ pub fn plan_from_translated(
     info: PlanInfo,
     opts: &crate::LoadOptions,
 ) -> Result<Plan> {
+    opts.check()?;
     Plan::from_translated(model, info, opts, true)
 }

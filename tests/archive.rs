@@ -87,6 +87,16 @@ fn bad_archives_are_clear_errors() {
             other.map(|p| p.info().clone())
         ),
     };
+    // Counts of zero are refused before the archive is read.
+    for o in [LoadOptions::new().granule(0), LoadOptions::new().threads(0)] {
+        match Plan::load(&good, &o) {
+            Err(Error::BadInput(m)) => assert!(m.contains("must be at least 1"), "{m}"),
+            other => panic!(
+                "expected BadInput, got {:?}",
+                other.map(|p| p.info().clone())
+            ),
+        }
+    }
     let truncated = tmp("truncated.nnef.tgz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     check(load(&truncated, None, None), "not a readable NNEF archive");

@@ -196,6 +196,18 @@ fn wrong_variant_flavour_or_hidden_size() {
     );
     assert_bad_input(Plan::load(model("ids", "f32"), &opts(513)), "512 positions");
     assert_bad_input(Plan::load(model("ids", "f32"), &opts(0)), "at least 1");
+    assert_bad_input(
+        Plan::load(model("ids", "f32"), &opts(8).batch(0)),
+        "batch must be at least 1",
+    );
+    assert_bad_input(
+        Plan::load(model("ids", "f32"), &opts(8).granule(0)),
+        "granule must be at least 1",
+    );
+    assert_bad_input(
+        Plan::load(model("ids", "f32"), &opts(8).threads(0)),
+        "threads must be at least 1",
+    );
 }
 
 #[test]

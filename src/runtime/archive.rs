@@ -99,6 +99,7 @@ pub(crate) fn save_archive(model: &TypedModel, path: &Path) -> Result<()> {
 /// Loads an archive written by [`save_archive`] (`bert-edge compile`) and optimizes it;
 /// `opts` must agree with what it was compiled for.
 pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
+    opts.check()?;
     let _memory = super::LoadMemory::begin();
     let model = nnef().model_for_path(path).map_err(|e| {
         Error::bad_model(format!(

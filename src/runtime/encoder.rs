@@ -195,14 +195,15 @@ impl Encoder {
         rows: Rows,
         first_row: usize,
     ) -> Result<()> {
-        let i = &self.plan.info;
-        let [first, m, t] = self.inputs.get(rows.l)?;
+        let p = &self.plan;
+        let set = self.inputs.get(rows.l)?;
+        let [first, m, t] = &mut *set;
         let missing = || Error::bad_model("the plan lost an input tensor");
         let first = first.as_mut().ok_or_else(missing)?;
         match *input {
             Input::Ids { input_ids, .. } => fill_tokens(first, input_ids, rows)?,
             Input::Embeds { inputs_embeds, .. } => {
-                fill_embeds(first, inputs_embeds, rows, i.hidden)?
+                fill_embeds(first, inputs_embeds, rows, p.info.hidden)?
             }
         }
         let (mask, types) = input.mask_and_types();
@@ -210,7 +211,17 @@ impl Encoder {
         if let Some(t) = t {
             fill_tokens(t, types, rows)?;
         }
-        self.run_state(out, rows, first_row)
+        // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
+        // allocate.
+        let mut ordered: [Option<TValue>; 3] = [None, None, None];
+        for (t, ix) in set.iter().zip(p.input_ix) {
+            if let (Some(t), Some(ix)) = (t, ix) {
+                ordered[ix] = Some(TValue::from_const(t.clone()));
+            }
+        }
+        let mut values: TVec<TValue> = tvec![];
+        values.extend(ordered.into_iter().flatten());
+        self.run_state(values, out, rows, first_row)
     }
 
     fn tokens_len(&self) -> usize {
@@ -281,18 +292,16 @@ impl Encoder {
         Ok(())
     }
 
-    fn run_state(&mut self, out: &mut Outputs, rows: Rows, first_row: usize) -> Result<()> {
+    /// Runs tract on `values` (model input order) and copies the outputs to the caller's rows
+    /// from `first_row` on.
+    fn run_state(
+        &mut self,
+        values: TVec<TValue>,
+        out: &mut Outputs,
+        rows: Rows,
+        first_row: usize,
+    ) -> Result<()> {
         let p = &self.plan;
-        // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
-        // allocate.
-        let mut ordered: [Option<TValue>; 3] = [None, None, None];
-        for (t, ix) in self.inputs.get(rows.l)?.iter().zip(p.input_ix) {
-            if let (Some(t), Some(ix)) = (t, ix) {
-                ordered[ix] = Some(TValue::from_const(t.clone()));
-            }
-        }
-        let mut values: TVec<TValue> = tvec![];
-        values.extend(ordered.into_iter().flatten());
         let state = &mut self.state;
         let outputs = match &self.executor {
             Some(e) => multithread_tract_scope(e.clone(), || state.run(values)),
@@ -319,11 +328,11 @@ impl Encoder {
     }
 }
 
-/// tract's executor for `threads` (`None`: tract's default, one thread).
+/// tract's executor for `threads` (`None`: tract's default, one thread; 0 was refused by
+/// `LoadOptions::check`).
 fn executor(threads: usize) -> Result<Option<Executor>> {
     match threads {
-        0 => Err(Error::bad_input("threads must be at least 1")),
-        1 => Ok(None),
+        0 | 1 => Ok(None),
         #[cfg(feature = "multithread")]
         n => Ok(Some(Executor::multithread_with_name(n, "bert-edge-mm"))),
         #[cfg(not(feature = "multithread"))]

@@ -18,7 +18,6 @@ pub(crate) type Set = [Option<Arc<Tensor>>; 3];
 struct Slot {
     len: usize,
     tensors: Set,
-    bytes: usize,
     used: u64,
 }
 
@@ -65,6 +64,11 @@ impl InputCache {
             .sum()
     }
 
+    /// Bytes of every set held.
+    fn held_bytes(&self) -> usize {
+        self.slots.iter().map(|s| self.bytes(s.len)).sum()
+    }
+
     /// The tensors for length `len`, made now if this length has not been seen (or was
     /// evicted).
     pub(crate) fn get(&mut self, len: usize) -> Result<&mut Set> {
@@ -73,15 +77,15 @@ impl InputCache {
             Some(ix) => ix,
             None => {
                 let bytes = self.bytes(len);
-                let used: usize = self.slots.iter().map(|s| s.bytes).sum();
-                let mut used = used;
+                let mut used = self.held_bytes();
                 while !self.slots.is_empty()
                     && (self.slots.len() >= self.max || used + bytes > self.budget)
                 {
                     let lru = (0..self.slots.len())
                         .min_by_key(|i| self.slots[*i].used)
                         .unwrap_or(0);
-                    used -= self.slots.swap_remove(lru).bytes;
+                    let gone = self.slots.swap_remove(lru);
+                    used -= self.bytes(gone.len);
                 }
                 let mut tensors: Set = [None, None, None];
                 for (t, kind) in tensors.iter_mut().zip(&self.kinds) {
@@ -97,7 +101,6 @@ impl InputCache {
                 self.slots.push(Slot {
                     len,
                     tensors,
-                    bytes,
                     used: 0,
                 });
                 self.slots.len() - 1
@@ -144,7 +147,7 @@ mod tests {
         c.get(480).unwrap(); // over budget: evicts 512 (least recent), not 8
         let lens: Vec<usize> = c.slots.iter().map(|s| s.len).collect();
         assert!(lens.contains(&8) && !lens.contains(&512), "{lens:?}");
-        let used: usize = c.slots.iter().map(|s| s.bytes).sum();
+        let used = c.held_bytes();
         assert!(used <= c.budget, "{used} > {}", c.budget);
         assert_eq!(
             c.get(480).unwrap()[0].as_ref().unwrap().shape(),

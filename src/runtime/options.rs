@@ -134,6 +134,22 @@ impl LoadOptions {
         self.seq.unwrap_or(DEFAULT_SEQ)
     }
 
+    /// Refuses a count of zero (sequence length, batch, granule, threads) before any work.
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        let counts = [
+            ("sequence length", self.seq),
+            ("batch", self.batch),
+            ("granule", self.granule),
+            ("threads", self.threads),
+        ];
+        match counts.iter().find(|(_, v)| *v == Some(0)) {
+            Some((name, _)) => Err(crate::Error::bad_input(format!(
+                "{name} must be at least 1"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn granule_or_default(&self) -> usize {
         self.granule.unwrap_or(DEFAULT_GRANULE)
     }

@@ -541,12 +541,10 @@ impl Plan {
         if fold_int8_sums {
             fold::apply(&mut model).map_err(Error::Engine)?;
         }
+        // The counts were checked (`LoadOptions::check`) before translating or reading.
         let mut plan = Plan::from_optimized(model, info)?;
         plan.granule = opts.granule_or_default();
         plan.threads = opts.threads.unwrap_or(1);
-        if plan.granule == 0 || plan.threads == 0 {
-            return Err(Error::bad_input("granule and threads must be at least 1"));
-        }
         Ok(plan)
     }
 

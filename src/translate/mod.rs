@@ -284,12 +284,8 @@ pub fn inspect_onnx(path: impl AsRef<Path>) -> Result<OnnxFacts> {
 /// [`PlanInfo`] (also stored in the model's properties). Not yet optimized: this is what an
 /// NNEF archive stores.
 pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, PlanInfo)> {
+    opts.check()?;
     let (seq, batch) = (opts.seq_or_default(), opts.batch.unwrap_or(1));
-    if seq == 0 || batch == 0 {
-        return Err(Error::bad_input(
-            "batch and sequence length must be at least 1",
-        ));
-    }
     let mut proto = read_proto(path)?;
     unfuse(&mut proto, path)?;
     let facts = inspect(&proto, path)?;
