@@ -13,6 +13,7 @@
 #   fuzz          scripts/fuzz.sh: every fuzz target natively on its seeds for FUZZ_SECONDS (60)
 #                 each; a crash (a panic that escapes the crate boundary) fails the stage
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
+#                 + tract-linalg's kernel tests of the vendored int8 SMULL kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
 #   aarch64-fp16  the f16 tests again (`-- f16` filter: the binaries are already built, only the
 #                 f16-relevant tests re-run) under -cpu cortex-a76 (Pi 5: fp16 + dotprod),
@@ -106,9 +107,27 @@ fuzz() {
     run env SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
 }
 
+# tract-linalg's own kernel tests for the int8 kernel vendor/tract-linalg adds (PATCHED.md,
+# change 4), under the given CPU model. The vendored crate is path-patched into this
+# workspace, where cargo refuses to build it on its own, so it is tested from a copy, with
+# its own Cargo.lock and target dir (target/linalg-test, pruned with the aarch64 tree).
+linalg_kernel_tests() { # cpu
+    local copy
+    copy=$(mktemp -d -t bert-edge-linalg.XXXXXX)
+    cp -r vendor/tract-linalg "$copy/"
+    rm -rf "$copy/tract-linalg/target"
+    (cd "$copy/tract-linalg" &&
+        run env "$A64_RUNNER_VAR=$(a64_runner "$1")" \
+            CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+            CARGO_TARGET_DIR="$OLDPWD/target/linalg-test" \
+            cargo test --target $A64 --lib -- smull i8k16)
+    rm -rf "$copy"
+}
+
 aarch64() {
     cross_tests qemu-aarch64
     run cargo test --target $A64 "${CROSS_TESTS[@]}"
+    linalg_kernel_tests cortex-a72
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a72 --expect-f32 arm64simd_mmm_f32
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a53 --expect-f32 arm64simd_mmm_f32
 }
@@ -120,6 +139,8 @@ aarch64_fp16() (
     run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 "${CROSS_TESTS[@]}" -- f16
     # Plans of any length with native f16 compute (Pi 5): every length vs pinned plans.
     run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test lengths
+    # int8 on the Pi 5: the SDOT kernel, and the int8 parity tests with it
+    run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test parity -- int8
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a76 \
         --expect-f32 arm64simd_mmm_f32 --expect-f16 arm64fp16_mmm_f16
 )
@@ -139,7 +160,7 @@ stage_dir() {
     case $1 in
         native) echo target/debug ;;
         fuzz) echo fuzz/target ;;
-        aarch64 | aarch64-fp16) echo "target/$A64" ;;
+        aarch64 | aarch64-fp16) echo "target/$A64 target/linalg-test" ;;
         armv7) echo "target/$ARM" ;;
     esac
 }
@@ -161,7 +182,7 @@ for i in "${!ALL[@]}"; do
     if [[ $PRUNE == 1 ]]; then
         dir=$(stage_dir "$s") needed=false
         for later in "${ALL[@]:i+1}"; do [[ $(stage_dir "$later") == "$dir" ]] && needed=true; done
-        $needed || { echo "PRUNE: removing $dir"; rm -rf "$dir"; }
+        $needed || { echo "PRUNE: removing $dir"; rm -rf $dir; }
     fi
     disk
 done

@@ -144,6 +144,44 @@ fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
     }
 }
 
+/// The int8 kernel a Pi runs: SDOT where the CPU has the dot product (Pi 5, cortex-a76), else
+/// the byte-multiplying SMULL/SADALP kernel of the vendored tract-linalg (Pi 4 / Pi 3; issue
+/// #17), for plans of any length and pinned ones. Run under cortex-a72 by the aarch64 stage
+/// and under cortex-a76 by the aarch64-fp16 stage; elsewhere it only checks a kernel is named.
+#[test]
+fn int8_plans_use_the_boards_int8_kernel() {
+    use bert_edge::unstable;
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let dotprod = cpuinfo.split_whitespace().any(|w| w == "asimddp");
+    for fixed in [false, true] {
+        let plan = Plan::load(
+            model("ids", "int8"),
+            &LoadOptions::new().seq(16).fixed_length(fixed),
+        )
+        .unwrap();
+        let kernels: Vec<String> = unstable::model(&plan)
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<OptMatMul>())
+            .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+            .filter(|k| k.contains("i32"))
+            .collect();
+        assert!(!kernels.is_empty(), "no int8 matmul kernel in the plan");
+        if cfg!(target_arch = "aarch64") {
+            let want = if dotprod {
+                "arm64simd_mmm_i32_8x8_dot"
+            } else {
+                "arm64simd_mmm_i32_4x4_smull"
+            };
+            assert!(
+                kernels.iter().any(|k| k == want),
+                "fixed_length {fixed}, dotprod {dotprod}: want {want}, plan has {kernels:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn f16_tract_conversion_matches_pytorch() {
     check_variant(&tiny(), "f32", Some(Variant::F16), f16_ok);

@@ -112,6 +112,46 @@ mod avx2 {
     }
 }
 
+/// The quantizer with NEON intrinsics (baseline on aarch64): 16 values a round, the same
+/// steps as the AVX2 version (divide, round to nearest even with `frintn`, NaN to 0, clamp to
+/// ±2^22, convert, add the zero point, clamp to 0..=255, narrow); the tail through the scalar
+/// body. min/max stay in the portable body, which the compiler vectorizes for NEON.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    pub(super) fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: i32) {
+        use std::arch::aarch64::*;
+        let n = xs.len().min(dst.len()) / 16 * 16;
+        // SAFETY: NEON is part of the aarch64 baseline; every load reads 4 f32 of a chunk of
+        // 16 and every store writes the 16 bytes of a chunk of 16.
+        unsafe {
+            let s = vdupq_n_f32(scale);
+            let (lo, hi) = (vdupq_n_f32(-4_194_304.0), vdupq_n_f32(4_194_304.0));
+            let zpv = vdupq_n_s32(zp);
+            let (zero, top) = (vdupq_n_s32(0), vdupq_n_s32(255));
+            let one = |x: *const f32| {
+                let r = vrndnq_f32(vdivq_f32(vld1q_f32(x), s));
+                // NaN to 0 first (as `as i32` does), then the clamp.
+                let r = vreinterpretq_f32_u32(vandq_u32(
+                    vreinterpretq_u32_f32(r),
+                    vceqq_f32(r, r),
+                ));
+                let r = vminq_f32(vmaxq_f32(r, lo), hi);
+                let i = vaddq_s32(vcvtq_s32_f32(r), zpv);
+                vminq_s32(vmaxq_s32(i, zero), top)
+            };
+            for (x, y) in xs[..n].chunks_exact(16).zip(dst[..n].chunks_exact_mut(16)) {
+                let p = x.as_ptr();
+                let (a, b, c, d) = (one(p), one(p.add(4)), one(p.add(8)), one(p.add(12)));
+                // values are in 0..=255: the saturating narrows are exact
+                let ab = vcombine_u16(vqmovun_s32(a), vqmovun_s32(b));
+                let cd = vcombine_u16(vqmovun_s32(c), vqmovun_s32(d));
+                vst1q_u8(y.as_mut_ptr(), vcombine_u8(vqmovn_u16(ab), vqmovn_u16(cd)));
+            }
+        }
+        super::quantize_body(&xs[n..], &mut dst[n..], scale, zp)
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
@@ -132,6 +172,9 @@ fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: u8) {
         // SAFETY: the CPU has AVX2 (checked just above).
         return unsafe { avx2::quantize(xs, dst, scale, zp as i32) };
     }
+    #[cfg(target_arch = "aarch64")]
+    return neon::quantize(xs, dst, scale, zp as i32);
+    #[allow(unreachable_code)]
     quantize_body(xs, dst, scale, zp as i32)
 }
 
@@ -285,7 +328,12 @@ mod tests {
             vec![3.5; 33],
             vec![-2.0, -1.0, -0.5],
             (0..255).map(|i| i as f32).collect(), // scale 1: every value a tie-free integer
-            (0..512).map(|i| i as f32 * 0.5 - 64.0).collect(), // halves: ties to even
+            (0..512).map(|i| i as f32 * 0.5 - 64.0).collect(),
+            // exact ties: range [0, 255] (scale 1) with every half step, range [-255, 0]
+            // (scale 1, zero point 255), range [0, 510] (scale 2) with odd values
+            (0..=510).map(|i| i as f32 * 0.5).collect(),
+            (0..=510).map(|i| i as f32 * -0.5).collect(),
+            (0..=510).map(|i| i as f32).collect(),
             vec![1e-40, -1e-40, 1e-38, 0.0, 5e-45], // subnormals
             vec![3.0e38, -3.0e38, 1.0],
             vec![f32::NAN, 1.0, -2.0, f32::NAN, 0.5], // NaN skipped by min/max

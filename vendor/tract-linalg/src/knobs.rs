@@ -11,6 +11,14 @@ tract_data::declare_knob!(
     "aarch64: disable the FEAT_DotProd (SDOT/UDOT) kernels, forcing the SMLAL fallback."
 );
 
+// bert-edge addition (PATCHED.md, change 4)
+tract_data::declare_knob!(
+    TRACT_ARM64_I8_SMULL_DISABLE,
+    bool,
+    false,
+    "aarch64 without FEAT_DotProd: use the published SMLAL 8x8 int8 kernel instead of the SMULL/SADALP 4x4 (for before/after comparisons)."
+);
+
 tract_data::declare_knob!(
     TRACT_SVE_DISABLE,
     bool,

@@ -343,16 +343,21 @@ impl Kind {
     }
 }
 
-/// SDOT (~4x the SMLAL 8x8) when FEAT_DotProd is present, else the SMLAL 8x8 fallback. The SDOT
-/// kernel only exists when the assembler could encode `sdot` (`tract_arm64_dotprod`, set by
-/// build.rs); otherwise always use the SMLAL 8x8.
+/// SDOT (~4x the SMLAL 8x8) when FEAT_DotProd is present, else (bert-edge) the SMULL/SADALP
+/// 4x4, or the SMLAL 8x8 with TRACT_ARM64_I8_SMULL_DISABLE. The SDOT kernel only exists when
+/// the assembler could encode `sdot` (`tract_arm64_dotprod`, set by build.rs).
 fn neon_qmmm_i32(isa: &IsaSet, _suitable: &[Suitable]) -> Option<&'static str> {
     let _ = isa;
     #[cfg(tract_arm64_dotprod)]
     if isa.has(Isa::Aarch64DotProd) {
         return Some(arm64simd_mmm_i32_8x8_dot.name.as_str());
     }
-    Some(arm64simd_mmm_i32_8x8.name.as_str())
+    // bert-edge (PATCHED.md, change 4): byte multiplies (smull/smlal2/sadalp), 16
+    // multiply-adds per 3 instructions, instead of the 8x8's widening smlal.4s.
+    if crate::knobs::TRACT_ARM64_I8_SMULL_DISABLE.get() {
+        return Some(arm64simd_mmm_i32_8x8.name.as_str());
+    }
+    Some(arm64simd_mmm_i32_4x4_smull.name.as_str())
 }
 
 /// n==1: below the fixed kernel's mr, a narrower/better-fitting kernel wins (the 64x1 pays full

@@ -1466,6 +1466,133 @@ impl MMMInputFormat for PackedI8asI16K2 {
     }
 }
 
+// bert-edge addition (see PATCHED.md, change 4): i8, K=16-inner, for the aarch64 SMULL/SADALP
+// kernel (arm64simd_mmm_i32_4x4_smull). A panel is a 16-byte header, then for each block of 16
+// k, each lane's 16 bytes: out[16 + (k/16)*r*16 + mn*16 + k%16] = src[mn,k], K padded with
+// zeros to a multiple of 16. Header byte 0 is 1 when the panel holds a -128 anywhere: the
+// kernel adds two i8*i8 products in one i16 lane, exact unless both are (-128)*(-128), so it
+// takes its one-product-per-lane loop when *both* panels carry that flag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct PackedI8K16 {
+    pub r: usize,
+    pub align: usize,
+}
+impl PackedI8K16 {
+    pub const HEADER: usize = 16;
+    pub fn new(r: usize) -> Self {
+        PackedI8K16 { r, align: 16 }
+    }
+    /// Bytes of one panel, header included.
+    pub fn panel_bytes(&self, k: usize) -> usize {
+        Self::HEADER + k.div_ceil(16) * 16 * self.r
+    }
+    pub fn pack_view(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+    ) -> TractResult<Box<dyn MMMInputValue>> {
+        ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
+        ensure!(t.datum_type().size_of() == 1, "PackedI8K16 packs 8-bit integers");
+        let k = t.shape()[k_axis];
+        let mn = t.shape()[mn_axis];
+        let pb = self.panel_bytes(k);
+        let panels = mn.div_ceil(self.r);
+        let st = t.strides();
+        let mut blob = unsafe { Blob::new_for_size_and_align(panels * pb, self.align) };
+        blob.as_bytes_mut().fill(0);
+        let (ks, ms) = (st[k_axis], st[mn_axis]);
+        let r = self.r;
+        unsafe {
+            let src = t.as_ptr_unchecked::<i8>();
+            let dst = blob.as_mut_ptr() as *mut i8;
+            for p in 0..panels {
+                let pw = r.min(mn - p * r);
+                let panel = dst.add(p * pb);
+                let body = panel.add(Self::HEADER);
+                let mn0 = (p * r) as isize;
+                let mut has_min = false;
+                if ks == 1 {
+                    // contiguous along k: each lane's 16 k are one copy
+                    for lm in 0..pw {
+                        let lane = src.offset((mn0 + lm as isize) * ms);
+                        for kb in 0..k.div_ceil(16) {
+                            let n = 16.min(k - kb * 16);
+                            let from = std::slice::from_raw_parts(lane.add(kb * 16), n);
+                            has_min |= from.contains(&i8::MIN);
+                            std::ptr::copy_nonoverlapping(
+                                from.as_ptr(),
+                                body.add(kb * r * 16 + lm * 16),
+                                n,
+                            );
+                        }
+                    }
+                } else {
+                    for kk in 0..k {
+                        let srow = src.offset(kk as isize * ks + mn0 * ms);
+                        let dcol = body.add((kk / 16) * r * 16 + kk % 16);
+                        for lm in 0..pw {
+                            let v = *srow.offset(lm as isize * ms);
+                            has_min |= v == i8::MIN;
+                            *dcol.add(lm * 16) = v;
+                        }
+                    }
+                }
+                *panel = has_min as i8;
+            }
+        }
+        Ok(Box::new(EagerPackedInput {
+            fact: PackedExoticFact { format: Box::new(self.clone()), mn: mn.to_dim(), k },
+            packed: blob.into(),
+            panel_bytes: pb,
+            mn,
+        }))
+    }
+}
+impl std::fmt::Display for PackedI8K16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "I8K16[{}]", self.r)
+    }
+}
+impl MMMInputFormat for PackedI8K16 {
+    fn prepare_tensor(&self, t: &Tensor, k_axis: usize, mn_axis: usize) -> TractResult<Tensor> {
+        Ok(PackedMatrixStorage::new(self.prepare_one(t, k_axis, mn_axis)?)
+            .into_tensor(t.datum_type()))
+    }
+    fn prepare_one_view(
+        &self,
+        t: &TensorView,
+        k_axis: usize,
+        mn_axis: usize,
+    ) -> TractResult<Box<dyn MMMInputValue>> {
+        self.pack_view(t, k_axis, mn_axis)
+    }
+    fn precursor(&self) -> WeightType {
+        WeightType::Plain(i8::datum_type())
+    }
+    fn r(&self) -> usize {
+        self.r
+    }
+    fn k_alignment(&self) -> usize {
+        16
+    }
+    fn merge_with<'o, 'a: 'o, 'b: 'o>(
+        &'a self,
+        o: &'b dyn MMMInputFormat,
+    ) -> Option<&'o dyn MMMInputFormat> {
+        o.downcast_ref::<PackedI8K16>().filter(|x| x.r == self.r).map(|_| self as _)
+    }
+    fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
+        mn.divceil(self.r) * self.panel_bytes(k.to_usize().unwrap_or(0))
+    }
+    fn extract_at_mn_f16(&self, _: &EagerPackedInput, _: usize, _: &mut [f16]) -> TractResult<()> {
+        bail!("no f16 extract")
+    }
+    fn extract_at_mn_f32(&self, _: &EagerPackedInput, _: usize, _: &mut [f32]) -> TractResult<()> {
+        bail!("no f32 extract")
+    }
+}
+
 pub trait Packing {
     fn packing(r: usize) -> PackedFormat;
 }

@@ -236,7 +236,31 @@ unsafe fn store_float_t<const MR: usize, const NR: usize, TC, TI>(
 }
 
 #[inline(never)]
-unsafe fn kernel<TI, const MR: usize, const NR: usize>(mut pnl: *const FusedKerSpec<TI>) -> isize
+unsafe fn kernel<TI, const MR: usize, const NR: usize>(pnl: *const FusedKerSpec<TI>) -> isize
+where
+    TI: LADatum + ScaleShiftAndRound + AsPrimitive<TI>,
+    TI: AsPrimitive<f16> + AsPrimitive<f32> + AsPrimitive<f64>,
+    usize: AsPrimitive<TI>,
+    f16: AsPrimitive<TI>,
+    f32: AsPrimitive<TI>,
+    f64: AsPrimitive<TI>,
+    i8: AsPrimitive<TI>,
+    i32: AsPrimitive<TI>,
+{
+    unsafe { kernel_with::<TI, MR, NR>(pnl, None) }
+}
+
+/// bert-edge addition (PATCHED.md, change 4): an `AddMatMul` hook for arch kernels written in
+/// Rust that only replace the inner product (packing, pa, pb, k, tile) and keep this epilogue.
+/// The hook returns false for packings it does not handle, which then take the generic path.
+pub(crate) type AddMatMulHook<TI, const MR: usize, const NR: usize> =
+    unsafe fn(usize, *const u8, *const u8, usize, &mut [[TI; NR]; MR]) -> bool;
+
+#[inline(always)]
+pub(crate) unsafe fn kernel_with<TI, const MR: usize, const NR: usize>(
+    mut pnl: *const FusedKerSpec<TI>,
+    hook: Option<AddMatMulHook<TI, MR, NR>>,
+) -> isize
 where
     TI: LADatum + ScaleShiftAndRound + AsPrimitive<TI>,
     TI: AsPrimitive<f16> + AsPrimitive<f32> + AsPrimitive<f64>,
@@ -327,6 +351,8 @@ where
                         }
                     }
                 }
+                FusedKerSpec::AddMatMul { k, pa, pb, packing }
+                    if hook.is_some_and(|h| h(packing, pa, pb, k, &mut ab)) => {}
                 FusedKerSpec::AddMatMul { k, pa, pb, packing } => {
                     use std::mem::transmute;
                     if TI::datum_type().is_float() {
