@@ -140,7 +140,7 @@ aarch64_fp16() (
     # Plans of any length with native f16 compute (Pi 5): every length vs pinned plans.
     run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test lengths
     # int8 on the Pi 5: the SDOT kernel, and the int8 parity tests with it
-    run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test parity -- int8
+    run env "$A64_RUNNER_VAR=$(a64_runner cortex-a76)" cargo test --target $A64 -p bert-edge --test parity -- int8 any_length_plans
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a76 \
         --expect-f32 arm64simd_mmm_f32 --expect-f16 arm64fp16_mmm_f16
 )

@@ -144,14 +144,26 @@ fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
     }
 }
 
+/// The matmul kernels of a plan, sorted, without repeats.
+fn plan_kernels(plan: &Plan) -> Vec<String> {
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let mut kernels: Vec<String> = bert_edge::unstable::model(plan)
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<OptMatMul>())
+        .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+        .collect();
+    kernels.sort();
+    kernels.dedup();
+    kernels
+}
+
 /// The int8 kernel a Pi runs: SDOT where the CPU has the dot product (Pi 5, cortex-a76), else
 /// the byte-multiplying SMULL/SADALP kernel of the vendored tract-linalg (Pi 4 / Pi 3; issue
 /// #17), for plans of any length and pinned ones. Run under cortex-a72 by the aarch64 stage
 /// and under cortex-a76 by the aarch64-fp16 stage; elsewhere it only checks a kernel is named.
 #[test]
 fn int8_plans_use_the_boards_int8_kernel() {
-    use bert_edge::unstable;
-    use tract_core::ops::matmul::optimized::OptMatMul;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let dotprod = cpuinfo.split_whitespace().any(|w| w == "asimddp");
     for fixed in [false, true] {
@@ -160,11 +172,8 @@ fn int8_plans_use_the_boards_int8_kernel() {
             &LoadOptions::new().seq(16).fixed_length(fixed),
         )
         .unwrap();
-        let kernels: Vec<String> = unstable::model(&plan)
-            .nodes()
-            .iter()
-            .filter_map(|n| n.op_as::<OptMatMul>())
-            .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+        let kernels: Vec<String> = plan_kernels(&plan)
+            .into_iter()
             .filter(|k| k.contains("i32"))
             .collect();
         assert!(!kernels.is_empty(), "no int8 matmul kernel in the plan");
@@ -179,6 +188,33 @@ fn int8_plans_use_the_boards_int8_kernel() {
                 "fixed_length {fixed}, dotprod {dotprod}: want {want}, plan has {kernels:?}"
             );
         }
+    }
+}
+
+/// On a Pi 4 / Pi 5 core a plan of any length runs the kernels a plan pinned to a length runs
+/// (vendored tract-core, PATCHED.md change 2: without it, f32 took the 32x3 kernel, ~14 % more
+/// instructions on a Cortex-A72). Checked where /proc/cpuinfo names an A72 or A76 part.
+#[test]
+fn any_length_plans_use_the_pinned_plans_kernels_on_a72_and_a76() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let part = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("CPU part"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|p| p.trim().to_string());
+    if !matches!(part.as_deref(), Some("0xd08") | Some("0xd0b")) {
+        return; // x86_64, other cores: the kernel choice is tract's own
+    }
+    for variant in ["f32", "int8"] {
+        let load = |fixed| {
+            let opts = LoadOptions::new().seq(16).fixed_length(fixed);
+            plan_kernels(&Plan::load(model("ids", variant), &opts).unwrap())
+        };
+        let (any, pinned) = (load(false), load(true));
+        let matrix = |ks: Vec<String>| -> Vec<String> {
+            ks.into_iter().filter(|k| !k.ends_with("x1") && !k.contains("x1_")).collect()
+        };
+        assert_eq!(matrix(any), matrix(pinned), "{variant}: GEMM kernels, any length vs pinned");
     }
 }
 
