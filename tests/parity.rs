@@ -212,9 +212,15 @@ fn any_length_plans_use_the_pinned_plans_kernels_on_a72_and_a76() {
         };
         let (any, pinned) = (load(false), load(true));
         let matrix = |ks: Vec<String>| -> Vec<String> {
-            ks.into_iter().filter(|k| !k.ends_with("x1") && !k.contains("x1_")).collect()
+            ks.into_iter()
+                .filter(|k| !k.ends_with("x1") && !k.contains("x1_"))
+                .collect()
         };
-        assert_eq!(matrix(any), matrix(pinned), "{variant}: GEMM kernels, any length vs pinned");
+        assert_eq!(
+            matrix(any),
+            matrix(pinned),
+            "{variant}: GEMM kernels, any length vs pinned"
+        );
     }
 }
 

@@ -131,10 +131,7 @@ mod neon {
             let one = |x: *const f32| {
                 let r = vrndnq_f32(vdivq_f32(vld1q_f32(x), s));
                 // NaN to 0 first (as `as i32` does), then the clamp.
-                let r = vreinterpretq_f32_u32(vandq_u32(
-                    vreinterpretq_u32_f32(r),
-                    vceqq_f32(r, r),
-                ));
+                let r = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(r), vceqq_f32(r, r)));
                 let r = vminq_f32(vmaxq_f32(r, lo), hi);
                 let i = vaddq_s32(vcvtq_s32_f32(r), zpv);
                 vminq_s32(vmaxq_s32(i, zero), top)
