@@ -21,6 +21,21 @@ pub fn model(plan: &Plan) -> &TypedModel {
     plan.runnable.model()
 }
 
+/// The matmul kernels a plan runs (tract-linalg names: "arm64simd_mmm_i32_4x4_smull", …),
+/// sorted, without repeats.
+pub fn matmul_kernels(plan: &Plan) -> Vec<String> {
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let mut kernels: Vec<String> = model(plan)
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<OptMatMul>())
+        .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+        .collect();
+    kernels.sort();
+    kernels.dedup();
+    kernels
+}
+
 /// tract's NNEF framework with every registry a bert-edge archive needs.
 pub fn nnef() -> tract_nnef::framework::Nnef {
     crate::runtime::archive::nnef()

@@ -144,20 +144,6 @@ fn widened_f16_plans_hold_no_f16_and_native_ones_do() {
     }
 }
 
-/// The matmul kernels of a plan, sorted, without repeats.
-fn plan_kernels(plan: &Plan) -> Vec<String> {
-    use tract_core::ops::matmul::optimized::OptMatMul;
-    let mut kernels: Vec<String> = bert_edge::unstable::model(plan)
-        .nodes()
-        .iter()
-        .filter_map(|n| n.op_as::<OptMatMul>())
-        .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
-        .collect();
-    kernels.sort();
-    kernels.dedup();
-    kernels
-}
-
 /// The int8 kernel a Pi runs: SDOT where the CPU has the dot product (Pi 5, cortex-a76), else
 /// the byte-multiplying SMULL/SADALP kernel of the vendored tract-linalg (Pi 4 / Pi 3; issue
 /// #17), for plans of any length and pinned ones. Run under cortex-a72 by the aarch64 stage
@@ -172,7 +158,7 @@ fn int8_plans_use_the_boards_int8_kernel() {
             &LoadOptions::new().seq(16).fixed_length(fixed),
         )
         .unwrap();
-        let kernels: Vec<String> = plan_kernels(&plan)
+        let kernels: Vec<String> = bert_edge::unstable::matmul_kernels(&plan)
             .into_iter()
             .filter(|k| k.contains("i32"))
             .collect();
@@ -208,7 +194,7 @@ fn any_length_plans_use_the_pinned_plans_kernels_on_a72_and_a76() {
     for variant in ["f32", "int8"] {
         let load = |fixed| {
             let opts = LoadOptions::new().seq(16).fixed_length(fixed);
-            plan_kernels(&Plan::load(model("ids", variant), &opts).unwrap())
+            bert_edge::unstable::matmul_kernels(&Plan::load(model("ids", variant), &opts).unwrap())
         };
         let (any, pinned) = (load(false), load(true));
         let matrix = |ks: Vec<String>| -> Vec<String> {

@@ -523,17 +523,8 @@ fn cpu_model() -> String {
 /// What tract found on this machine and what it chose: the instruction-set rung and features
 /// tract-linalg probed (after `TRACT_CPU_ISA`), and the matmul kernels the optimized plan runs.
 fn tract_isa(plan: &Plan) -> (String, Vec<String>) {
-    use tract_core::ops::matmul::optimized::OptMatMul;
     let isa = tract_core::internal::tract_linalg::isa::native();
-    let mut kernels: Vec<String> = unstable::model(plan)
-        .nodes()
-        .iter()
-        .filter_map(|n| n.op_as::<OptMatMul>())
-        .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
-        .collect();
-    kernels.sort();
-    kernels.dedup();
-    (format!("{isa:?}"), kernels)
+    (format!("{isa:?}"), unstable::matmul_kernels(plan))
 }
 
 /// An optimized matmul's geometry and kernels ("m:768 k:3072 n:128 [fma_mmm_f32_16x6]") and
