@@ -68,7 +68,12 @@ pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> Tr
     ensure!(suitable.len() > 0);
     // Only with `n` in hand: a symbolic `n` is what the packing-group reasoning below is for,
     // and it serves both roles at once, which a single pick cannot.
-    if query.n.is_some()
+    // bert-edge patch (PATCHED.md, change 2): and on aarch64 with a symbolic `n` (a plan of
+    // any sequence length) too. There the walk below prefers a group holding both a GEMV and
+    // a matrix kernel: f32's 32x1/32x3, ~14 % more instructions per call than the 8x8 the
+    // tier names on a Cortex-A72 (BERT-base, seq 32), which plans pinned to a length ran.
+    // The tier's kernel serves n = 1 too.
+    if (query.n.is_some() || cfg!(target_arch = "aarch64"))
         && let Some(chosen) = tract_linalg::MmmDispatch::native().preferred(&query, &suitable)
     {
         let n_ok = n_axis_contiguous(model, node, op);
@@ -90,18 +95,6 @@ pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> Tr
         } else {
             return Ok(single_strat(chosen));
         }
-    }
-    // bert-edge patch (PATCHED.md, change 2): on aarch64, a symbolic `n` (a plan of any
-    // sequence length) takes the kernel the platform's tiers name for an unknown `n`, as a
-    // concrete `n` does above, instead of the packing-group walk below. That walk prefers a
-    // group holding both a GEMV and a matrix kernel: f32's 32x1/32x3, which run ~14 % more
-    // instructions per call than the 8x8 the tier names on a Cortex-A72 (BERT-base, seq 32),
-    // where the plan pinned to a length ran the 8x8. The tier's kernel serves n = 1 too.
-    if cfg!(target_arch = "aarch64")
-        && query.n.is_none()
-        && let Some(chosen) = tract_linalg::MmmDispatch::native().preferred(&query, &suitable)
-    {
-        return Ok(single_strat(chosen));
     }
     retain_best(&mut suitable);
     if suitable.len() == 1 {

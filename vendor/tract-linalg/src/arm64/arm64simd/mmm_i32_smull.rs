@@ -107,9 +107,9 @@ unsafe fn kernel(pnl: *const FusedKerSpec<i32>) -> isize {
 }
 
 /// Above the other NEON-level int8 kernels (the SMLAL 8x8 and the 64x1 GEMV), below the SDOT
-/// kernel's instruction-set level: a plan of any length (symbolic n) picks among the kernels
-/// `retain_best` keeps, by tile size, and would otherwise take the 8x8 for its larger mr.
-/// TRACT_ARM64_I8_SMULL_DISABLE puts it below them.
+/// kernel's instruction-set level: where no tier answers (`neon_qmmm_i32` names this kernel),
+/// tract picks among the kernels `retain_best` keeps, by tile size, and would otherwise take
+/// the 8x8 for its larger mr. TRACT_ARM64_I8_SMULL_DISABLE puts it below them.
 fn boost() -> isize {
     if crate::knobs::TRACT_ARM64_I8_SMULL_DISABLE.get() { -1 } else { 1 }
 }
