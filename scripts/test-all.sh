@@ -21,6 +21,7 @@
 #                 + examples/kernels.rs asserting the arm64fp16 kernels are the ones used
 #   armv7         cargo test --target armv7-unknown-linux-gnueabihf --tests under -cpu cortex-a15
 #                 (generic armv7neon kernels = Pi 3/4/5 on a 32-bit OS)
+#                 + tract-linalg's kernel tests of the vendored armv7 int8 kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a15 and cortex-a7 (Pi 2)
 # Cross stages skip doctests (`--tests`): each doctest is a separate link against tract and they
 # test API docs, not kernels; they run in the native stage.
@@ -107,27 +108,29 @@ fuzz() {
     run env SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
 }
 
-# tract-linalg's own kernel tests for the int8 kernel vendor/tract-linalg adds (PATCHED.md,
-# change 4), under the given CPU model. The vendored crate is path-patched into this
-# workspace, where cargo refuses to build it on its own, so it is tested from a copy, with
-# its own Cargo.lock and target dir (target/linalg-test, pruned with the aarch64 tree).
-linalg_kernel_tests() { # cpu
+# tract-linalg's own kernel tests for the int8 kernels vendor/tract-linalg adds (PATCHED.md,
+# changes 4 and 5: aarch64 and armv7), under the given target and CPU model. The vendored crate
+# is path-patched into this workspace, where cargo refuses to build it on its own, so it is
+# tested from a copy, with its own Cargo.lock and target dir (target/linalg-test, pruned with
+# the stage's tree).
+linalg_kernel_tests() { # target runner-var runner-fn cpu
     local copy
     copy=$(mktemp -d -t bert-edge-linalg.XXXXXX)
     cp -r vendor/tract-linalg "$copy/"
     rm -rf "$copy/tract-linalg/target"
     (cd "$copy/tract-linalg" &&
-        run env "$A64_RUNNER_VAR=$(a64_runner "$1")" \
+        run env "$2=$($3 "$4")" \
             CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+            CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
             CARGO_TARGET_DIR="$OLDPWD/target/linalg-test" \
-            cargo test --target $A64 --lib -- smull i8k16)
+            cargo test --target "$1" --lib -- smull i8k16)
     rm -rf "$copy"
 }
 
 aarch64() {
     cross_tests qemu-aarch64
     run cargo test --target $A64 "${CROSS_TESTS[@]}"
-    linalg_kernel_tests cortex-a72
+    linalg_kernel_tests $A64 $A64_RUNNER_VAR a64_runner cortex-a72
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a72 --expect-f32 arm64simd_mmm_f32
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a53 --expect-f32 arm64simd_mmm_f32
 }
@@ -149,6 +152,7 @@ armv7() (
     if $OLD_QEMU; then export TRACT_CPU_ARM32_NEON=true; fi
     cross_tests qemu-arm
     run cargo test --target $ARM "${CROSS_TESTS[@]}"
+    linalg_kernel_tests $ARM $ARM_RUNNER_VAR arm_runner cortex-a15
     kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a15 --expect-f32 armv7neon_mmm_f32
     kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a7 --expect-f32 armv7neon_mmm_f32
 )
@@ -161,7 +165,7 @@ stage_dir() {
         native) echo target/debug ;;
         fuzz) echo fuzz/target ;;
         aarch64 | aarch64-fp16) echo "target/$A64 target/linalg-test" ;;
-        armv7) echo "target/$ARM" ;;
+        armv7) echo "target/$ARM target/linalg-test" ;;
     esac
 }
 disk() { echo "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"; }

@@ -174,22 +174,29 @@ fn int8_plans_use_the_boards_int8_kernel() {
                 "fixed_length {fixed}, dotprod {dotprod}: want {want}, plan has {kernels:?}"
             );
         }
+        if cfg!(target_arch = "arm") {
+            let want = "armv7neon_mmm_i32_4x2_smull";
+            assert!(
+                kernels.iter().any(|k| k == want),
+                "fixed_length {fixed}: want {want}, plan has {kernels:?}"
+            );
+        }
     }
 }
 
-/// On a Pi 4 / Pi 5 core a plan of any length runs the kernels a plan pinned to a length runs
+/// On a Pi 4 / Pi 5 core (and any armv7 core) a plan of any length runs the kernels a plan pinned to a length runs
 /// (vendored tract-core, PATCHED.md change 2: without it, f32 took the 32x3 kernel, ~14 % more
 /// instructions on a Cortex-A72). Checked where /proc/cpuinfo names an A72 or A76 part.
 #[test]
-fn any_length_plans_use_the_pinned_plans_kernels_on_a72_and_a76() {
+fn any_length_plans_use_the_pinned_plans_kernels_on_pi_cores() {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let part = cpuinfo
         .lines()
         .find(|l| l.starts_with("CPU part"))
         .and_then(|l| l.split(':').nth(1))
         .map(|p| p.trim().to_string());
-    if !matches!(part.as_deref(), Some("0xd08") | Some("0xd0b")) {
-        return; // x86_64, other cores: the kernel choice is tract's own
+    if !cfg!(target_arch = "arm") && !matches!(part.as_deref(), Some("0xd08") | Some("0xd0b")) {
+        return; // x86_64, other aarch64 cores: the kernel choice is tract's own
     }
     for variant in ["f32", "int8"] {
         let load = |fixed| {

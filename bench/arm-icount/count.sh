@@ -7,6 +7,9 @@
 #   bench/arm-icount/count.sh           # base models, seq 32, a72/a76/a53, f32/f16/int8, both engines
 #   CPUS=cortex-a72 VARIANTS=int8 ENGINES=bert-edge BE_ENV="TRACT_ARM64_I8_SMULL_DISABLE=1" \
 #       bench/arm-icount/count.sh       # one cell, with tract knobs (here: the published int8 kernel)
+#   cargo build --release --target armv7-unknown-linux-gnueabihf --bin bert-edge
+#   ARCH=armv7 bench/arm-icount/count.sh   # 32-bit builds under qemu-arm: cortex-a15 and cortex-a7
+#                                   # (qemu-arm has no 64-bit cores; bert-edge only: no armv7 wheel)
 #
 # Both engines are driven the same way: a long-lived process loads the model, does its warm-up
 # calls, writes "ready", then answers one stdin command per line with exactly one write(1, ...):
@@ -32,18 +35,27 @@ ROOT=$W/root
 MODELS=${MODELS:-models/base}          # on the host; mounted at /models/<basename> in the root
 SEQ=${SEQ:-32}
 CALLS=${CALLS:-3}
-CPUS=${CPUS:-cortex-a72,cortex-a76,cortex-a53}
 VARIANTS=${VARIANTS:-f32,f16,int8}
+ARCH=${ARCH:-aarch64}                  # or armv7: 32-bit Raspberry Pi OS builds (bert-edge only)
+case $ARCH in
+    aarch64) TARGET=aarch64-unknown-linux-gnu; QEMU=$W/src/qemu-10.0.2/build/qemu-aarch64
+             SYSROOT=${SYSROOT:-/usr/aarch64-linux-gnu}; CPUS=${CPUS:-cortex-a72,cortex-a76,cortex-a53} ;;
+    armv7)   TARGET=armv7-unknown-linux-gnueabihf; QEMU=$W/src/qemu-10.0.2/build-arm/qemu-arm
+             SYSROOT=${SYSROOT:-/usr/arm-linux-gnueabihf}
+             # onnxruntime publishes no 32-bit ARM wheel. qemu-arm has no 64-bit cores: a Pi 3/4
+             # on 32-bit Pi OS reports its own part (0xd03/0xd08), which tract's armv7 code treats
+             # like cortex-a15 (the generic kernels); cortex-a7 is the Pi 2's core (own kernels).
+             ENGINES=${ENGINES:-bert-edge}; CPUS=${CPUS:-cortex-a15,cortex-a7} ;;
+    *) echo "count.sh: ARCH is aarch64 or armv7" >&2; exit 2 ;;
+esac
 ENGINES=${ENGINES:-bert-edge,onnxruntime}
-BIN=${BIN:-target/aarch64-unknown-linux-gnu/release/bert-edge}
+BIN=${BIN:-target/$TARGET/release/bert-edge}
 BE_ENV=${BE_ENV:-}                     # extra environment for bert-edge (tract knobs)
 BENCH_ARGS=${BENCH_ARGS:-}             # extra `bert-edge bench` flags
-SYSROOT=${SYSROOT:-/usr/aarch64-linux-gnu}
-QEMU=$W/src/qemu-10.0.2/build/qemu-aarch64
 PLUGIN=$W/libspancount.so
 OUT=${OUT:-$W/out}
 [ -x "$QEMU" ] && [ -f "$PLUGIN" ] || { echo "count.sh: run $HERE/setup.sh first (no $QEMU or $PLUGIN)" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "count.sh: no $BIN (cargo build --release --target aarch64-unknown-linux-gnu --bin bert-edge)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "count.sh: no $BIN (cargo build --release --target $TARGET --bin bert-edge)" >&2; exit 2; }
 mkdir -p "$OUT" "$ROOT/tmp/icount"
 cp "$HERE/ort_driver.py" "$ROOT/opt/ort_driver.py"
 inroot=/models/$(basename "$MODELS")
@@ -53,7 +65,7 @@ md="$OUT/arm-icount-$stamp.md"
 cpu_host=$(awk -F: '/model name/ {sub(/^ /, "", $2); print $2; exit}' /proc/cpuinfo)
 ort_ver=$(chroot "$ROOT" /opt/ortvenv/bin/python3 -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null || echo '?')
 {
-    echo "# guest instructions per inference, qemu-aarch64 10.0.2 + spancount plugin"
+    echo "# guest instructions per inference, $(basename "$QEMU") 10.0.2 + spancount plugin ($TARGET)"
     echo
     echo "$MODELS, seq $SEQ, batch 1, 1 thread, median of $CALLS calls; bert-edge $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src vendor cli || echo '+dirty')${BE_ENV:+ ($BE_ENV)}, onnxruntime $ort_ver (aarch64 wheel); host $cpu_host ($(date -u +%F))"
     echo

@@ -7,7 +7,8 @@
 #  1. arm64 Debian bookworm chroot with python3 + onnxruntime + numpy (aarch64 manylinux wheels
 #     downloaded on the host with pip, installed offline in the chroot venv /opt/ortvenv).
 #  2. qemu-aarch64 10.0.2 (Debian's orig tarball, same version as the installed static qemu-user)
-#     built with TCG plugins + capstone, and the spancount plugin; both copied into the chroot
+#     built with TCG plugins + capstone (and qemu-arm the same way, for armv7 builds: ~5 min
+#     more), and the spancount plugin; qemu-aarch64 and the plugin copied into the chroot
 #     together with their x86_64 shared libraries (multiarch dirs do not collide with arm64).
 #  3. bind mounts: /proc, /sys (onnxruntime's pytorch-cpuinfo needs /sys/devices/system/cpu),
 #     /dev, and the models (read-only).
@@ -59,6 +60,15 @@ if [ ! -x "$W/src/qemu-$QV/build/qemu-aarch64" ]; then
             --enable-plugins --enable-capstone --disable-system --disable-tools --disable-docs \
             --disable-werror --disable-debug-info --without-default-features --disable-install-blobs &&
         nice -n 19 ninja -j2 qemu-aarch64)
+fi
+# 2b. the same qemu for 32-bit ARM guests (armv7 builds: 32-bit Raspberry Pi OS), own build dir
+if [ ! -x "$W/src/qemu-$QV/build-arm/qemu-arm" ]; then
+    mkdir -p "$W/src/qemu-$QV/build-arm"
+    (cd "$W/src/qemu-$QV/build-arm" &&
+        nice -n 19 ../configure --python="$W/qvenv/bin/python3" --target-list=arm-linux-user \
+            --enable-plugins --enable-capstone --disable-system --disable-tools --disable-docs \
+            --disable-werror --disable-debug-info --without-default-features --disable-install-blobs &&
+        nice -n 19 ninja -j2 qemu-arm)
 fi
 Q=$W/src/qemu-$QV/build/qemu-aarch64
 nice -n 19 gcc -O2 -shared -fPIC -Wall -I "$W/src/qemu-$QV/include/qemu" $(pkg-config --cflags glib-2.0) \

@@ -19,6 +19,14 @@ tract_data::declare_knob!(
     "aarch64 without FEAT_DotProd: use the published SMLAL 8x8 int8 kernel instead of the SMULL/SADALP 4x4 (for before/after comparisons)."
 );
 
+// bert-edge addition (PATCHED.md, change 5)
+tract_data::declare_knob!(
+    TRACT_ARM32_I8_SMULL_DISABLE,
+    bool,
+    false,
+    "armv7 NEON: use the published vmlal.s16 8x4 int8 kernel instead of the vmull.s8/vpadal 4x2 (for before/after comparisons)."
+);
+
 tract_data::declare_knob!(
     TRACT_SVE_DISABLE,
     bool,

@@ -1,5 +1,7 @@
 use std::fs;
 pub mod armv7neon;
+mod mmm_i32_smull;
+pub use mmm_i32_smull::armv7neon_mmm_i32_4x2_smull;
 mod armvfpv2;
 mod cortex_a7_linear;
 mod cortex_a7_mmv_linear;
@@ -81,6 +83,11 @@ fn preferred(
         (DatumType::F32, Some(1)) => neon_mmv_f32(suitable, query),
         (DatumType::F32, _) => neon_mmm_f32(suitable, query),
         (DatumType::I32, Some(1)) => Some(&armv7neon::armv7neon_mmm_i32_32x1.name.as_str()),
+        // bert-edge (PATCHED.md, change 5): byte multiplies (vmull.s8/vmlal.s8/vpadal.s16), 16
+        // multiply-adds per 3 instructions, instead of the 8x4's widening vmlal.s16.
+        (DatumType::I32, _) if !crate::knobs::TRACT_ARM32_I8_SMULL_DISABLE.get() => {
+            Some(armv7neon_mmm_i32_4x2_smull.name.as_str())
+        }
         (DatumType::I32, _) => Some(&armv7neon::armv7neon_mmm_i32_8x4.name.as_str()),
         _ => None,
     }

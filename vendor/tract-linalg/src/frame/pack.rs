@@ -1467,7 +1467,7 @@ impl MMMInputFormat for PackedI8asI16K2 {
 }
 
 // bert-edge addition (see PATCHED.md, change 4): i8, K=16-inner, for the aarch64 SMULL/SADALP
-// kernel (arm64simd_mmm_i32_4x4_smull). A panel is a 16-byte header, then for each block of 16
+// kernel (arm64simd_mmm_i32_4x4_smull) and its armv7 twin (change 5). A panel is a 16-byte header, then for each block of 16
 // k, each lane's 16 bytes: out[16 + (k/16)*r*16 + mn*16 + k%16] = src[mn,k], K padded with
 // zeros to a multiple of 16. Header byte 0 is 1 when the panel holds a -128 anywhere: the
 // kernel adds two i8*i8 products in one i16 lane, exact unless both are (-128)*(-128), so it

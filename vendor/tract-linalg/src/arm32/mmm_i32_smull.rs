@@ -1,0 +1,166 @@
+// bert-edge addition (PATCHED.md, change 5): int8 GEMM for armv7 NEON (32-bit Raspberry Pi
+// OS on a Pi 2/3/4), the 32-bit twin of arm64simd_mmm_i32_4x4_smull.
+//
+// The published `armv7neon_mmm_i32_8x4` sign-extends both sides to i16 (`vmovl.s8`) and
+// multiplies with `vmlal.s16` by scalar: 4 multiply-adds an instruction, plus the widening.
+// This kernel multiplies bytes: per (row, column) and block of 16 k,
+//
+//     vmull.s8   t, a_lo, b_lo     // k 0..7, one i8*i8 product per i16 lane
+//     vmlal.s8   t, a_hi, b_hi     // + k 8..15: two products per i16 lane
+//     vpadal.s16 acc, t            // pairs of i16 lanes added into i32
+//
+// 16 multiply-adds in 3 instructions. The inner product is assembly
+// (arm32/armv7neon/armv7neon_i8k16_4x2.S.j2: 32-bit NEON intrinsics are unstable in Rust),
+// called once per tile; the epilogue is tract's generic kernel (`kernel_with`). The tile is
+// 4x2 because armv7 has 16 q registers: 8 accumulators, 4 A rows, 2 B columns, 2 products.
+//
+// Exactness: as for the aarch64 kernel (see its header). Two products in an i16 lane overflow
+// only if both are (-128)*(-128); `PackedI8K16` flags each panel holding a -128, and when both
+// panels are flagged the kernel takes the `_single` loop, one product per lane.
+use crate::generic::mmm::kernel_with;
+use crate::mmm::FusedKerSpec;
+use crate::pack::PackedI8K16;
+
+const MR: usize = 4;
+const NR: usize = 2;
+
+#[cfg(target_arch = "arm")]
+mod asm {
+    extern_kernel!(fn armv7neon_i8k16_4x2_pairs(pa: *const u8, pb: *const u8, blocks: usize, out: *mut i32) -> isize);
+    extern_kernel!(fn armv7neon_i8k16_4x2_single(pa: *const u8, pb: *const u8, blocks: usize, out: *mut i32) -> isize);
+}
+
+/// The 4x2 i32 inner product of one A panel (`PackedI8K16::new(4)`) and one B panel
+/// (`PackedI8K16::new(2)`), added into `ab`.
+#[cfg(target_arch = "arm")]
+unsafe fn add_mat_mul_i8k16(pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i32; NR]; MR]) {
+    let blocks = k.div_ceil(16);
+    if blocks == 0 {
+        return;
+    }
+    let mut out = [0i32; MR * NR];
+    unsafe {
+        let both_min = *pa != 0 && *pb != 0;
+        let (a, b) = (pa.add(PackedI8K16::HEADER), pb.add(PackedI8K16::HEADER));
+        if both_min {
+            asm::armv7neon_i8k16_4x2_single(a, b, blocks, out.as_mut_ptr());
+        } else {
+            asm::armv7neon_i8k16_4x2_pairs(a, b, blocks, out.as_mut_ptr());
+        }
+    }
+    for r in 0..MR {
+        for c in 0..NR {
+            ab[r][c] = ab[r][c].wrapping_add(out[r * NR + c]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "arm"))]
+unsafe fn add_mat_mul_i8k16(_: *const u8, _: *const u8, _: usize, _: &mut [[i32; NR]; MR]) {
+    unreachable!("armv7neon_mmm_i32_4x2_smull: not built for this target arch")
+}
+
+unsafe fn hook(packing: usize, pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i32; NR]; MR]) -> bool {
+    if packing != 1 {
+        return false;
+    }
+    unsafe { add_mat_mul_i8k16(pa, pb, k, ab) };
+    true
+}
+
+unsafe fn kernel(pnl: *const FusedKerSpec<i32>) -> isize {
+    unsafe { kernel_with::<i32, MR, NR>(pnl, Some(hook)) }
+}
+
+/// Above the other NEON int8 kernels (the vmlal.s16 8x4 and the 32x1 GEMV): with a symbolic
+/// n (plans of any length) no tier answers on armv7, and tract picks among the kernels
+/// `retain_best` keeps, by tile size, which would be the 8x4. TRACT_ARM32_I8_SMULL_DISABLE
+/// puts it below them.
+fn boost() -> isize {
+    if crate::knobs::TRACT_ARM32_I8_SMULL_DISABLE.get() { -1 } else { 1 }
+}
+
+MMMRustKernel! { arm; kernel => armv7neon_mmm_i32_4x2_smull<i32>(4, 2)
+    isa(ArmNeon)
+    packing[1] = i8i8 => |k| k.with_packing(PackedI8K16::new(4), PackedI8K16::new(2));
+    boost(boost)
+    store(i8)
+}
+
+#[cfg(test)]
+mod exactness {
+    // tract's generated kernel tests draw i8 values from -5..5; these cover the full range,
+    // -128 in one, both or neither operand, and the sums closest to i16 overflow.
+    use super::*;
+    use crate::frame::mmm::kernel::MatMatMulKer;
+    use crate::frame::mmm::tests::packed_packed::PackedPackedProblem;
+
+    fn lcg(seed: u64, n: usize, lo: i32, hi: i32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (lo + ((s >> 33) % ((hi - lo + 1) as u64)) as i32) as f32
+            })
+            .collect()
+    }
+
+    fn check(m: usize, k: usize, n: usize, a: Vec<f32>, b: Vec<f32>) {
+        assert_eq!((a.len(), b.len()), (m * k, k * n));
+        let ker = &*armv7neon_mmm_i32_4x2_smull;
+        if !ker.runnable() {
+            return;
+        }
+        let pb = PackedPackedProblem::frame(ker, 1, m, n, a, b);
+        let expected = pb.reference().unwrap();
+        let found = pb.run().unwrap();
+        let found = found.try_as_plain_ram().unwrap().as_slice::<i32>().unwrap().to_vec();
+        let expected = expected.try_as_plain_ram().unwrap().as_slice::<i32>().unwrap().to_vec();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn smull_runs_here() {
+        // the tests below return early on a CPU without NEON: make that visible
+        assert!(armv7neon_mmm_i32_4x2_smull.runnable(), "no NEON: the exactness tests would not run");
+    }
+
+    #[test]
+    fn full_range_both_sides() {
+        // -128 on both sides: the one-product-per-lane loop
+        for (m, k, n) in [(9, 37, 7), (4, 16, 2), (5, 1, 3), (13, 100, 11)] {
+            check(m, k, n, lcg(1, m * k, -128, 127), lcg(2, k * n, -128, 127));
+        }
+    }
+
+    #[test]
+    fn symmetric_weights_full_range_activations() {
+        // A in -127..127: the two-products-per-lane loop (odd and even block counts), B full range
+        for (m, k, n) in [(9, 37, 7), (8, 64, 8), (13, 100, 11), (4, 48, 2)] {
+            check(m, k, n, lcg(3, m * k, -127, 127), lcg(4, k * n, -128, 127));
+            check(m, k, n, lcg(5, m * k, -128, 127), lcg(6, k * n, -127, 127));
+        }
+    }
+
+    #[test]
+    fn extremes() {
+        let (m, k, n) = (8, 48, 8);
+        // every product (-128)*(-128) = 16384: two in a lane would wrap
+        check(m, k, n, vec![-128.0; m * k], vec![-128.0; k * n]);
+        // (+-127)*(-128): the fast loop's largest sums, +-32512 per lane
+        check(m, k, n, vec![-127.0; m * k], vec![-128.0; k * n]);
+        check(m, k, n, vec![127.0; m * k], vec![-128.0; k * n]);
+        check(m, k, n, vec![-128.0; m * k], vec![127.0; k * n]);
+    }
+
+    #[test]
+    fn one_min_in_one_panel() {
+        // A's second panel (rows 4..8) holds the only -128s, at k = 17 and 25: the two
+        // products of one i16 lane. Panels are flagged one by one.
+        let (m, k, n) = (8, 32, 2);
+        let mut a = vec![-127.0; m * k];
+        a[5 * k + 17] = -128.0;
+        a[5 * k + 25] = -128.0;
+        check(m, k, n, a, vec![-128.0; k * n]);
+    }
+}
