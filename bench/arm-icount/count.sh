@@ -63,11 +63,14 @@ inroot=/models/$(basename "$MODELS")
 stamp=$(date +%Y%m%d-%H%M%S)
 md="$OUT/arm-icount-$stamp.md"
 cpu_host=$(awk -F: '/model name/ {sub(/^ /, "", $2); print $2; exit}' /proc/cpuinfo)
-ort_ver=$(chroot "$ROOT" /opt/ortvenv/bin/python3 -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null || echo '?')
+ort_desc="not run"
+if [[ ",$ENGINES," == *,onnxruntime,* ]]; then
+    ort_desc="$(chroot "$ROOT" /opt/ortvenv/bin/python3 -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null || echo '?') (aarch64 wheel)"
+fi
 {
     echo "# guest instructions per inference, $(basename "$QEMU") 10.0.2 + spancount plugin ($TARGET)"
     echo
-    echo "$MODELS, seq $SEQ, batch 1, 1 thread, median of $CALLS calls; bert-edge $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src vendor cli || echo '+dirty')${BE_ENV:+ ($BE_ENV)}, onnxruntime $ort_ver (aarch64 wheel); host $cpu_host ($(date -u +%F))"
+    echo "$MODELS, seq $SEQ, batch 1, 1 thread, median of $CALLS calls; bert-edge $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src vendor cli || echo '+dirty')${BE_ENV:+ ($BE_ENV)}, onnxruntime $ort_desc; host $cpu_host ($(date -u +%F))"
     echo
     echo "| cpu | variant | bert-edge M instr | onnxruntime M instr | bert-edge / onnxruntime |"
     echo "|---|---|---:|---:|---:|"
