@@ -275,3 +275,48 @@ fn onnxruntime_fused_exports_match_pytorch() {
         assert!(n >= 4, "only {n} {flavour} cases");
     }
 }
+
+/// x86_64 with AVX-512 VNNI: the zmm 16x16 int8 tile is kept off outputs whose columns are a
+/// multiple of 4 KiB apart (vendored tract-core change 3: its 16 column stores fall in one L1
+/// set; BERT-base's FFN-up, m = 3072, ran at ~0.6x the rate of the other matmuls with it),
+/// and used elsewhere where tract-linalg prefers it for a known n (change 6: cores with two
+/// 512-bit FMA ports, and AMD). Elsewhere the test only checks that both shapes plan.
+#[test]
+fn wide_int8_tile_stays_off_4k_strided_outputs() {
+    use tract_core::internal::*;
+    use tract_core::ops::einsum::EinSum;
+    use tract_core::ops::matmul::optimized::OptMatMul;
+    let kernel_for = |m: usize| -> String {
+        let (k, n) = (64, 32);
+        let mut model = TypedModel::default();
+        let a = model
+            .add_const("a", Tensor::zero::<i8>(&[m, k]).unwrap())
+            .unwrap();
+        let b = model.add_source("b", i8::fact([k, n])).unwrap();
+        // c[n, m]: m innermost, so a column (one n) is m i32 long
+        let c = model
+            .wire_node(
+                "mm",
+                EinSum::new("mk,kn->nm".parse().unwrap(), i32::datum_type()),
+                &[a, b],
+            )
+            .unwrap();
+        model.select_output_outlets(&c).unwrap();
+        let model = model.into_optimized().unwrap();
+        let mm = model
+            .nodes
+            .iter()
+            .find_map(|n| n.op_as::<OptMatMul>())
+            .expect("OptMatMul");
+        mm.mmm[0].name().to_string()
+    };
+    let (aliasing, free) = (kernel_for(1024), kernel_for(1040));
+    if free != "avx512vnni_mmm_i32_16x16" {
+        eprintln!("no 16x16 VNNI tile preferred here ({free}): nothing to check");
+        return;
+    }
+    assert_eq!(
+        aliasing, "avx512vnni_mmm_i32_8x8",
+        "m = 1024 (4 KiB columns)"
+    );
+}
