@@ -42,9 +42,9 @@ if [ ! -x "$ROOT/opt/ortvenv/bin/python3" ]; then
         /opt/ortvenv/bin/pip install --no-index --find-links /tmp/wheels onnxruntime numpy'
 fi
 
-# 2. plugin-capable qemu (Debian's qemu-user is static, hence no plugins)
-if [ ! -x "$W/src/qemu-$QV/build/qemu-aarch64" ]; then
-    apt-get install -y --no-install-recommends libglib2.0-dev ninja-build flex bison libcapstone-dev
+# 2. plugin-capable qemu (Debian's qemu-user is static, hence no plugins): qemu-aarch64, and
+#    qemu-arm for armv7 builds (32-bit Raspberry Pi OS), each in its own build dir
+if [ ! -x "$W/src/qemu-$QV/configure" ]; then
     mkdir -p "$W/apt/lists/partial" "$W/apt/cache/archives/partial" "$W/src"
     echo "deb-src $MIRROR bookworm-backports main" >"$W/apt/sources.list"
     A="-o Dir::Etc::SourceList=$W/apt/sources.list -o Dir::Etc::SourceParts=/dev/null
@@ -52,24 +52,21 @@ if [ ! -x "$W/src/qemu-$QV/build/qemu-aarch64" ]; then
     apt-get $A update
     (cd "$W/src" && apt-get $A source --download-only "qemu=1:$QV+ds-2+deb13u1~bpo12+1" || true)
     (cd "$W/src" && tar xf "qemu_$QV+ds.orig.tar.xz")   # the .debian.tar.xz may 404; not needed
-    python3 -m venv "$W/qvenv"
+fi
+build_qemu() { # build-dir target-list binary
+    [ -x "$W/src/qemu-$QV/$1/$3" ] && return
+    apt-get install -y --no-install-recommends libglib2.0-dev ninja-build flex bison libcapstone-dev
+    [ -x "$W/qvenv/bin/python3" ] || python3 -m venv "$W/qvenv"
     "$W/qvenv/bin/pip" install -q 'meson>=1.5,<1.9' 'pycotap==1.3.1'   # +ds dropped python/wheels
-    mkdir -p "$W/src/qemu-$QV/build"
-    (cd "$W/src/qemu-$QV/build" &&
-        nice -n 19 ../configure --python="$W/qvenv/bin/python3" --target-list=aarch64-linux-user \
+    mkdir -p "$W/src/qemu-$QV/$1"
+    (cd "$W/src/qemu-$QV/$1" &&
+        nice -n 19 ../configure --python="$W/qvenv/bin/python3" --target-list="$2" \
             --enable-plugins --enable-capstone --disable-system --disable-tools --disable-docs \
             --disable-werror --disable-debug-info --without-default-features --disable-install-blobs &&
-        nice -n 19 ninja -j2 qemu-aarch64)
-fi
-# 2b. the same qemu for 32-bit ARM guests (armv7 builds: 32-bit Raspberry Pi OS), own build dir
-if [ ! -x "$W/src/qemu-$QV/build-arm/qemu-arm" ]; then
-    mkdir -p "$W/src/qemu-$QV/build-arm"
-    (cd "$W/src/qemu-$QV/build-arm" &&
-        nice -n 19 ../configure --python="$W/qvenv/bin/python3" --target-list=arm-linux-user \
-            --enable-plugins --enable-capstone --disable-system --disable-tools --disable-docs \
-            --disable-werror --disable-debug-info --without-default-features --disable-install-blobs &&
-        nice -n 19 ninja -j2 qemu-arm)
-fi
+        nice -n 19 ninja -j2 "$3")
+}
+build_qemu build aarch64-linux-user qemu-aarch64
+build_qemu build-arm arm-linux-user qemu-arm      # ~5 min more
 Q=$W/src/qemu-$QV/build/qemu-aarch64
 nice -n 19 gcc -O2 -shared -fPIC -Wall -I "$W/src/qemu-$QV/include/qemu" $(pkg-config --cflags glib-2.0) \
     -o "$W/libspancount.so" "$HERE/spancount.c" $(pkg-config --libs glib-2.0)
