@@ -17,8 +17,6 @@
 // Exactness: as for the aarch64 kernel (see its header). Two products in an i16 lane overflow
 // only if both are (-128)*(-128); `PackedI8K16` flags each panel holding a -128, and when both
 // panels are flagged the kernel takes the `_single` loop, one product per lane.
-use crate::generic::mmm::kernel_with;
-use crate::mmm::FusedKerSpec;
 use crate::pack::PackedI8K16;
 
 const MR: usize = 4;
@@ -60,32 +58,10 @@ unsafe fn add_mat_mul_i8k16(_: *const u8, _: *const u8, _: usize, _: &mut [[i32;
     unreachable!("armv7neon_mmm_i32_4x2_smull: not built for this target arch")
 }
 
-unsafe fn hook(packing: usize, pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i32; NR]; MR]) -> bool {
-    if packing != 1 {
-        return false;
-    }
-    unsafe { add_mat_mul_i8k16(pa, pb, k, ab) };
-    true
-}
-
-unsafe fn kernel(pnl: *const FusedKerSpec<i32>) -> isize {
-    unsafe { kernel_with::<i32, MR, NR>(pnl, Some(hook)) }
-}
-
-/// Above the other NEON int8 kernels (the vmlal.s16 8x4 and the 32x1 GEMV): with a symbolic
-/// n (plans of any length) no tier answers on armv7, and tract picks among the kernels
-/// `retain_best` keeps, by tile size, which would be the 8x4. TRACT_ARM32_I8_SMULL_DISABLE
-/// puts it below them.
-fn boost() -> isize {
-    if crate::knobs::TRACT_ARM32_I8_SMULL_DISABLE.get() { -1 } else { 1 }
-}
-
-MMMRustKernel! { arm; kernel => armv7neon_mmm_i32_4x2_smull<i32>(4, 2)
-    isa(ArmNeon)
-    packing[1] = i8i8 => |k| k.with_packing(PackedI8K16::new(4), PackedI8K16::new(2));
-    boost(boost)
-    store(i8)
-}
+// With a symbolic n (plans of any length) no tier answers on armv7, and without the boost
+// tract would take the vmlal.s16 8x4 among the kernels `retain_best` keeps.
+i8k16_kernel! { arm; add_mat_mul_i8k16 => armv7neon_mmm_i32_4x2_smull(4, 2)
+    knob(crate::knobs::TRACT_ARM32_I8_SMULL_DISABLE) isa(ArmNeon) }
 
 #[cfg(test)]
 i8k16_exactness_tests!(armv7neon_mmm_i32_4x2_smull);

@@ -22,8 +22,6 @@
 // exact i32 GEMM (the kernel tests compare with tract's reference).
 use core::arch::aarch64::*;
 
-use crate::generic::mmm::kernel_with;
-use crate::mmm::FusedKerSpec;
 use crate::pack::PackedI8K16;
 
 const MR: usize = 4;
@@ -94,31 +92,10 @@ unsafe fn add_mat_mul_i8k16(pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i
     }
 }
 
-unsafe fn hook(packing: usize, pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i32; NR]; MR]) -> bool {
-    if packing != 1 {
-        return false;
-    }
-    unsafe { add_mat_mul_i8k16(pa, pb, k, ab) };
-    true
-}
-
-unsafe fn kernel(pnl: *const FusedKerSpec<i32>) -> isize {
-    unsafe { kernel_with::<i32, MR, NR>(pnl, Some(hook)) }
-}
-
-/// Above the other NEON-level int8 kernels (the SMLAL 8x8 and the 64x1 GEMV), below the SDOT
-/// kernel's instruction-set level: where no tier answers (`neon_qmmm_i32` names this kernel),
-/// tract picks among the kernels `retain_best` keeps, by tile size, and would otherwise take
-/// the 8x8 for its larger mr. TRACT_ARM64_I8_SMULL_DISABLE puts it below them.
-fn boost() -> isize {
-    if crate::knobs::TRACT_ARM64_I8_SMULL_DISABLE.get() { -1 } else { 1 }
-}
-
-MMMRustKernel! { aarch64; kernel => arm64simd_mmm_i32_4x4_smull<i32>(4, 4)
-    packing[1] = i8i8 => |k| k.with_packing(PackedI8K16::new(4), PackedI8K16::new(4));
-    boost(boost)
-    store(i8)
-}
+// Below the SDOT kernel's instruction-set level; where no tier answers (`neon_qmmm_i32` names
+// this kernel), without the boost tract would take the SMLAL 8x8 for its larger mr.
+i8k16_kernel! { aarch64; add_mat_mul_i8k16 => arm64simd_mmm_i32_4x4_smull(4, 4)
+    knob(crate::knobs::TRACT_ARM64_I8_SMULL_DISABLE) }
 
 #[cfg(test)]
 i8k16_exactness_tests!(arm64simd_mmm_i32_4x4_smull);

@@ -106,6 +106,49 @@ macro_rules! MMMRustKernel {
     }
 }
 
+// bert-edge addition (PATCHED.md, changes 4 and 5): the glue of a kernel that only replaces
+// the i8 x i8 inner product (packing 1, `PackedI8K16` on both sides) and keeps the generic Rust
+// kernel's epilogue: the `AddMatMul` hook, the kernel function, and a boost of +1 over the
+// architecture's other int8 kernels of its instruction-set level (so that plans of any length,
+// which pick among the kernels `retain_best` keeps, take it), -1 when its knob is set.
+// `$inner(pa, pb, k, ab)` adds one panel pair's product into the row-major tile `ab`.
+macro_rules! i8k16_kernel {
+    ($arch:ident; $inner:path => $id:ident($mr:literal, $nr:literal) knob($knob:path)
+        $(isa($($isa:ident),+))?) => {
+        unsafe fn hook(
+            packing: usize,
+            pa: *const u8,
+            pb: *const u8,
+            k: usize,
+            ab: &mut [[i32; $nr]; $mr],
+        ) -> bool {
+            if packing != 1 {
+                return false;
+            }
+            unsafe { $inner(pa, pb, k, ab) };
+            true
+        }
+
+        unsafe fn kernel(pnl: *const $crate::mmm::FusedKerSpec<i32>) -> isize {
+            unsafe { $crate::generic::mmm::kernel_with::<i32, $mr, $nr>(pnl, Some(hook)) }
+        }
+
+        fn boost() -> isize {
+            if $knob.get() { -1 } else { 1 }
+        }
+
+        MMMRustKernel! { $arch; kernel => $id<i32>($mr, $nr)
+            $(isa($($isa),+))?
+            packing[1] = i8i8 => |k| k.with_packing(
+                $crate::pack::PackedI8K16::new($mr),
+                $crate::pack::PackedI8K16::new($nr),
+            );
+            boost(boost)
+            store(i8)
+        }
+    };
+}
+
 macro_rules! MMMKernel {
     (
             $func: path as
