@@ -24,8 +24,8 @@ const NR: usize = 2;
 
 #[cfg(target_arch = "arm")]
 mod asm {
-    extern_kernel!(fn armv7neon_i8k16_4x2_pairs(pa: *const u8, pb: *const u8, blocks: usize, out: *mut i32) -> isize);
-    extern_kernel!(fn armv7neon_i8k16_4x2_single(pa: *const u8, pb: *const u8, blocks: usize, out: *mut i32) -> isize);
+    extern_kernel!(fn armv7neon_i8k16_4x2_pairs(pa: *const u8, pb: *const u8, blocks: usize, ab: *mut i32) -> isize);
+    extern_kernel!(fn armv7neon_i8k16_4x2_single(pa: *const u8, pb: *const u8, blocks: usize, ab: *mut i32) -> isize);
 }
 
 /// The 4x2 i32 inner product of one A panel (`PackedI8K16::new(4)`) and one B panel
@@ -36,19 +36,15 @@ unsafe fn add_mat_mul_i8k16(pa: *const u8, pb: *const u8, k: usize, ab: &mut [[i
     if blocks == 0 {
         return;
     }
-    let mut out = [0i32; MR * NR];
+    // `ab` is row-major [[i32; NR]; MR]: the layout the assembly adds its sums into
+    let ab = ab.as_mut_ptr() as *mut i32;
     unsafe {
         let both_min = *pa != 0 && *pb != 0;
         let (a, b) = (pa.add(PackedI8K16::HEADER), pb.add(PackedI8K16::HEADER));
         if both_min {
-            asm::armv7neon_i8k16_4x2_single(a, b, blocks, out.as_mut_ptr());
+            asm::armv7neon_i8k16_4x2_single(a, b, blocks, ab);
         } else {
-            asm::armv7neon_i8k16_4x2_pairs(a, b, blocks, out.as_mut_ptr());
-        }
-    }
-    for r in 0..MR {
-        for c in 0..NR {
-            ab[r][c] = ab[r][c].wrapping_add(out[r * NR + c]);
+            asm::armv7neon_i8k16_4x2_pairs(a, b, blocks, ab);
         }
     }
 }

@@ -57,7 +57,8 @@ pub fn has_dual_avx512_fma() -> bool {
 /// alias (tract-core's kernel selection keeps it off those: bert-edge's tract-core change 3).
 /// Not for a symbolic n (the boost below stays as published): a plan of any length run at
 /// n = 8 or 24 pads the 16-wide tile, and measured slower there. An explicit
-/// `TRACT_AVX512_FMA_UNITS` still decides alone.
+/// `TRACT_AVX512_FMA_UNITS` still decides alone; the vendor is tract's (`TRACT_X86_KIND` overrides
+/// it).
 pub fn wide_vnni_tile_pays() -> bool {
     static PAYS: OnceLock<bool> = OnceLock::new();
     *PAYS.get_or_init(|| {
@@ -65,18 +66,8 @@ pub fn wide_vnni_tile_pays() -> bool {
         if forced.as_deref().is_some_and(|v| matches!(v.trim(), "1" | "2")) {
             return has_dual_avx512_fma();
         }
-        has_dual_avx512_fma() || is_amd()
+        has_dual_avx512_fma() || super::vendor() == super::Vendor::Amd
     })
-}
-
-fn is_amd() -> bool {
-    // CPUID leaf 0: the vendor string in ebx, edx, ecx.
-    let r = std::arch::x86_64::__cpuid(0);
-    let mut vendor = [0u8; 12];
-    vendor[..4].copy_from_slice(&r.ebx.to_le_bytes());
-    vendor[4..8].copy_from_slice(&r.edx.to_le_bytes());
-    vendor[8..].copy_from_slice(&r.ecx.to_le_bytes());
-    &vendor == b"AuthenticAMD"
 }
 
 fn detect_fma_units() -> u8 {
