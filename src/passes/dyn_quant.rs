@@ -176,6 +176,7 @@ mod armv7 {
         ".text",
         ".syntax unified",
         ".arm",
+        ".arch armv7-a",
         ".fpu neon",
         // fn(xs: *const f32, n: usize (multiple of 16, > 0), out: *mut [f32; 2])
         ".p2align 2",
