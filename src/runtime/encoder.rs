@@ -11,10 +11,10 @@
 use super::input_cache::InputCache;
 use super::io::{Input, Outputs};
 use super::plan::{Flavour, Plan};
+use super::threads::Threads;
 use crate::error::{Error, Result};
 use half::f16;
 use std::sync::Arc;
-use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_core::internal::*;
 
 /// Runs a [`Plan`] again and again with buffers the caller owns.
@@ -28,14 +28,14 @@ pub struct Encoder {
     /// by call length, refilled every call.
     inputs: InputCache,
     /// tract's matmul threads ([`LoadOptions::threads`](crate::LoadOptions::threads)).
-    executor: Option<Executor>,
+    threads: Option<Threads>,
 }
 
 impl Encoder {
     /// Allocates the input tensors, the tract state and (for `threads` > 1) the thread pool
     /// for `plan` (see [`Encoder::run`]).
     pub fn new(plan: Arc<Plan>) -> Result<Encoder> {
-        let executor = executor(plan.threads)?;
+        let threads = Threads::new(plan.threads)?;
         let state = plan.runnable.spawn().map_err(Error::Engine)?;
         let model = plan.runnable.model();
         let info = &plan.info;
@@ -58,7 +58,7 @@ impl Encoder {
             plan,
             state,
             inputs,
-            executor,
+            threads,
         })
     }
 
@@ -303,8 +303,8 @@ impl Encoder {
     ) -> Result<()> {
         let p = &self.plan;
         let state = &mut self.state;
-        let outputs = match &self.executor {
-            Some(e) => multithread_tract_scope(e.clone(), || state.run(values)),
+        let outputs = match &mut self.threads {
+            Some(t) => t.run(|| state.run(values)),
             None => state.run(values),
         }
         .map_err(Error::Engine)?;
@@ -325,20 +325,6 @@ impl Encoder {
             }
         }
         Ok(())
-    }
-}
-
-/// tract's executor for `threads` (`None`: tract's default, one thread; 0 was refused by
-/// `LoadOptions::check`).
-fn executor(threads: usize) -> Result<Option<Executor>> {
-    match threads {
-        0 | 1 => Ok(None),
-        #[cfg(feature = "multithread")]
-        n => Ok(Some(Executor::multithread_with_name(n, "bert-edge-mm"))),
-        #[cfg(not(feature = "multithread"))]
-        n => Err(Error::bad_input(format!(
-            "threads {n}: this build has no multithreaded tract (feature `multithread`)"
-        ))),
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod memory_check;
 mod options;
 mod plan;
 mod signature;
+mod threads;
 
 pub use embeddings::WordEmbeddings;
 pub use encoder::Encoder;

@@ -1,0 +1,90 @@
+//! An encoder's matmul threads: a rayon pool of its own as tract's executor, and how one call
+//! runs on it.
+//!
+//! tract threads its matmuls (and large packings): each one is split into chunks run on the
+//! executor's pool. Called from outside the pool, every matmul would be injected into the
+//! pool, wake its sleeping workers and put the caller to sleep until the last chunk is done:
+//! two thread hand-offs per matmul, ~100 matmuls a call, each wake-up a few tens of µs on a
+//! VM or a busy board. So a call runs *on* the pool ([`Threads::run`]):
+//! - the call's serial ops (norms, softmax, GELU, quantizers) run on one pool worker, which
+//!   also starts its share of each matmul at once;
+//! - the other workers spin for the length of the call (`spawn_broadcast` + `yield_now`),
+//!   so they pick up the chunks as soon as they are queued instead of sleeping between
+//!   matmuls — onnxruntime's pool spins the same way by default. They stop when the call
+//!   ends: nothing spins between calls.
+//!
+//! Measured with `bert-edge bench --threads 1|2` on a 2-core `AMD EPYC` (docs/lengths.md).
+
+#[cfg(not(feature = "multithread"))]
+use crate::error::Error;
+use crate::error::Result;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+/// tract's executor for one encoder and the number of the call running on it.
+#[derive(Debug)]
+pub(crate) struct Threads {
+    executor: Executor,
+    /// The number of the call running on the pool, 0 between calls: spinners stop when it
+    /// changes.
+    running: Arc<AtomicUsize>,
+    calls: usize,
+}
+
+impl Threads {
+    /// `None` for one thread (tract runs on the caller's thread); 0 was refused by
+    /// `LoadOptions::check`.
+    pub(crate) fn new(threads: usize) -> Result<Option<Threads>> {
+        match threads {
+            0 | 1 => Ok(None),
+            #[cfg(feature = "multithread")]
+            n => Ok(Some(Threads {
+                executor: Executor::multithread_with_name(n, "bert-edge-mm"),
+                running: Arc::new(AtomicUsize::new(0)),
+                calls: 0,
+            })),
+            #[cfg(not(feature = "multithread"))]
+            n => Err(Error::bad_input(format!(
+                "threads {n}: this build has no multithreaded tract (feature `multithread`)"
+            ))),
+        }
+    }
+
+    /// Runs `f` (one tract run) on a worker of the pool, with the pool as tract's executor,
+    /// while the other workers spin for its chunks. A panic in `f` comes back to the caller.
+    pub(crate) fn run<R: Send>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+        #[cfg(feature = "multithread")]
+        if let Executor::MultiThread(pool) = &self.executor {
+            self.calls = self.calls.wrapping_add(1).max(1);
+            let (call, executor, running) = (self.calls, &self.executor, &self.running);
+            return pool.install(|| {
+                running.store(call, Ordering::Release);
+                let _end = EndOfCall(running);
+                let me = pool.current_thread_index();
+                let (spin_pool, spin_running) = (pool.clone(), running.clone());
+                pool.spawn_broadcast(move |ctx| {
+                    if Some(ctx.index()) == me {
+                        return;
+                    }
+                    while spin_running.load(Ordering::Acquire) == call {
+                        // Runs a queued matmul chunk if there is one.
+                        spin_pool.yield_now();
+                        std::hint::spin_loop();
+                    }
+                });
+                multithread_tract_scope(executor.clone(), f)
+            });
+        }
+        multithread_tract_scope(self.executor.clone(), f)
+    }
+}
+
+/// Marks the end of a call, also when it unwinds: the spinners return.
+struct EndOfCall<'a>(&'a AtomicUsize);
+
+impl Drop for EndOfCall<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
