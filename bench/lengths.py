@@ -44,6 +44,15 @@ def reps_for(length, base):
     return max(7, int(base * (32 / max(length, 32)) ** 0.5))
 
 
+def gap_s(args, threads):
+    """Idle seconds before each timed call at more than 1 thread (compare.py's --gap-ms): every
+    engine's pool spins for a while after a call, and at 2 threads on 2 cores a pool still
+    spinning takes a core from the next engine's call (onnxruntime's made the bert-edge call
+    after it ~1.6x slower here, 2026-12-06)."""
+    ms = args.gap_ms if args.gap_ms is not None else (0.0 if threads == 1 else 30.0)
+    return ms / 1e3
+
+
 def measure(args, variant, threads):
     model = os.path.join(args.models, f"bert_ids_{variant}.onnx")
     cfg = json.load(open(os.path.join(args.models, "manifest.json")))["config"] \
@@ -65,11 +74,14 @@ def measure(args, variant, threads):
             for _, f in engines:
                 f()
         reps = args.reps or reps_for(length, 40)
+        gap = gap_s(args, threads)
         for r in range(reps):
             order = engines[r % 3:] + engines[:r % 3]
             for name, f in order:
+                if gap:
+                    time.sleep(gap)
                 t[name].append(f())
-        row = {"length": length, "reps": reps,
+        row = {"length": length, "reps": reps, "gap_ms": gap * 1e3,
                "kernels_fixed": fixed.ready.get("kernels"),
                "peak_rss_mb_fixed": fixed.ready.get("peak_rss_mb"),
                "load_s_fixed": fixed.ready.get("load_s"),
@@ -98,7 +110,10 @@ def short_text(args, model, variant, threads):
     ta, tf = [], []
     for _ in range(args.warmup):
         a.run(6), f.run(6)
+    gap = gap_s(args, threads)
     for r in range(60):
+        if gap:
+            time.sleep(gap)
         if r % 2:
             ta.append(a.run(6)), tf.append(f.run(6))
         else:
@@ -142,6 +157,8 @@ def main():
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-short", dest="short", action="store_false")
+    ap.add_argument("--gap-ms", type=float, default=None,
+                    help="idle ms before each timed call (default 0 at 1 thread, 30 above)")
     ap.add_argument("--bin", default=os.path.join(compare.ROOT, "target", "release", "bert-edge"))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
