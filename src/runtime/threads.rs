@@ -13,6 +13,9 @@
 //!   matmuls — onnxruntime's pool spins the same way by default. They stop when the call
 //!   ends: nothing spins between calls.
 //!
+//! rayon allocates the broadcast's jobs (a few small blocks per call, next to tract's
+//! ~3,700), so a threaded call is not allocation-free the way a 1-thread call's crate code is.
+//!
 //! Measured with `bert-edge bench --threads 1|2` on a 2-core `AMD EPYC` (docs/lengths.md).
 
 #[cfg(not(feature = "multithread"))]
