@@ -21,18 +21,20 @@
 #[cfg(not(feature = "multithread"))]
 use crate::error::Error;
 use crate::error::Result;
+#[cfg(feature = "multithread")]
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "multithread")]
 use std::sync::Arc;
 use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-/// tract's executor for one encoder and the number of the call running on it.
+/// tract's executor for one encoder and the number of calls it has finished.
 #[derive(Debug)]
 pub(crate) struct Threads {
     executor: Executor,
-    /// The number of the call running on the pool, 0 between calls: spinners stop when it
-    /// changes.
-    running: Arc<AtomicUsize>,
-    calls: usize,
+    /// Calls finished on the pool: a call's spinners run while it still reads what it read
+    /// when the call began.
+    #[cfg(feature = "multithread")]
+    done: Arc<AtomicUsize>,
 }
 
 impl Threads {
@@ -44,8 +46,7 @@ impl Threads {
             #[cfg(feature = "multithread")]
             n => Ok(Some(Threads {
                 executor: Executor::multithread_with_name(n, "bert-edge-mm"),
-                running: Arc::new(AtomicUsize::new(0)),
-                calls: 0,
+                done: Arc::new(AtomicUsize::new(0)),
             })),
             #[cfg(not(feature = "multithread"))]
             n => Err(Error::bad_input(format!(
@@ -59,18 +60,18 @@ impl Threads {
     pub(crate) fn run<R: Send>(&mut self, f: impl FnOnce() -> R + Send) -> R {
         #[cfg(feature = "multithread")]
         if let Executor::MultiThread(pool) = &self.executor {
-            self.calls = self.calls.wrapping_add(1).max(1);
-            let (call, executor, running) = (self.calls, &self.executor, &self.running);
+            let (executor, done) = (&self.executor, &self.done);
             return pool.install(|| {
-                running.store(call, Ordering::Release);
-                let _end = EndOfCall(running);
+                // Calls on one encoder never overlap (`&mut self`): this one is number `call`.
+                let call = done.load(Ordering::Acquire);
+                let _end = EndOfCall(done);
                 let me = pool.current_thread_index();
-                let (spin_pool, spin_running) = (pool.clone(), running.clone());
+                let (spin_pool, spin_done) = (pool.clone(), done.clone());
                 pool.spawn_broadcast(move |ctx| {
                     if Some(ctx.index()) == me {
                         return;
                     }
-                    while spin_running.load(Ordering::Acquire) == call {
+                    while spin_done.load(Ordering::Acquire) == call {
                         // Runs a queued matmul chunk if there is one.
                         spin_pool.yield_now();
                         std::hint::spin_loop();
@@ -83,11 +84,13 @@ impl Threads {
     }
 }
 
-/// Marks the end of a call, also when it unwinds: the spinners return.
+/// Counts the call done, also when it unwinds: its spinners return.
+#[cfg(feature = "multithread")]
 struct EndOfCall<'a>(&'a AtomicUsize);
 
+#[cfg(feature = "multithread")]
 impl Drop for EndOfCall<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        self.0.fetch_add(1, Ordering::Release);
     }
 }
