@@ -182,6 +182,14 @@ def parse_list(s, cast=str):
     return [cast(x) for x in s.split(",") if x]
 
 
+def gap_s(args, threads):
+    """Idle seconds before each timed call (`--gap-ms`; default 0 at 1 thread, 30 ms above):
+    every engine's pool spins for a while after a call, and at 2 threads on 2 cores a pool
+    still spinning takes a core from the next engine's call (onnxruntime's made the bert-edge
+    call after it ~1.6x slower, 2026-12-06). lengths.py uses it too."""
+    return (args.gap_ms if args.gap_ms is not None else (0.0 if threads == 1 else 30.0)) / 1e3
+
+
 def reps_for(args, seq):
     if args.reps:
         return args.reps
@@ -235,7 +243,7 @@ def measure(args, variant, flavour, seq, threads, cfg_json):
             tr.run()
             ort_.run()
         n = reps_for(args, seq)
-        gap = (args.gap_ms if args.gap_ms is not None else (0.0 if threads == 1 else 30.0)) / 1e3
+        gap = gap_s(args, threads)
         rec["gap_ms"] = gap * 1e3
 
         def settle():

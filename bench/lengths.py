@@ -44,15 +44,6 @@ def reps_for(length, base):
     return max(7, int(base * (32 / max(length, 32)) ** 0.5))
 
 
-def gap_s(args, threads):
-    """Idle seconds before each timed call at more than 1 thread (compare.py's --gap-ms): every
-    engine's pool spins for a while after a call, and at 2 threads on 2 cores a pool still
-    spinning takes a core from the next engine's call (onnxruntime's made the bert-edge call
-    after it ~1.6x slower here, 2026-12-06)."""
-    ms = args.gap_ms if args.gap_ms is not None else (0.0 if threads == 1 else 30.0)
-    return ms / 1e3
-
-
 def measure(args, variant, threads):
     model = os.path.join(args.models, f"bert_ids_{variant}.onnx")
     cfg = json.load(open(os.path.join(args.models, "manifest.json")))["config"] \
@@ -74,7 +65,7 @@ def measure(args, variant, threads):
             for _, f in engines:
                 f()
         reps = args.reps or reps_for(length, 40)
-        gap = gap_s(args, threads)
+        gap = compare.gap_s(args, threads)
         for r in range(reps):
             order = engines[r % 3:] + engines[:r % 3]
             for name, f in order:
@@ -110,7 +101,7 @@ def short_text(args, model, variant, threads):
     ta, tf = [], []
     for _ in range(args.warmup):
         a.run(6), f.run(6)
-    gap = gap_s(args, threads)
+    gap = compare.gap_s(args, threads)
     for r in range(60):
         if gap:
             time.sleep(gap)
