@@ -11,7 +11,7 @@
 //! - the other workers spin for the length of the call (`spawn_broadcast` + `yield_now`),
 //!   so they pick up the chunks as soon as they are queued instead of sleeping between
 //!   matmuls — onnxruntime's pool spins the same way by default. They stop when the call
-//!   ends: nothing spins between calls.
+//!   ends (nothing spins between calls), or after [`SPIN_IDLE`] without a chunk to take.
 //!
 //! rayon allocates the broadcast's jobs (a few small blocks per call, next to tract's
 //! ~3,700), so a threaded call is not allocation-free the way a 1-thread call's crate code is.
@@ -22,10 +22,22 @@
 use crate::error::Error;
 use crate::error::Result;
 #[cfg(feature = "multithread")]
+use rayon::Yield;
+#[cfg(feature = "multithread")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(feature = "multithread")]
 use std::sync::Arc;
+#[cfg(feature = "multithread")]
+use std::time::{Duration, Instant};
 use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+/// How long a spinning worker waits for a chunk before it goes back to rayon's sleep. The
+/// gaps between a call's matmuls (norms, softmax, GELU at base size, L ≤ 128) are well under
+/// a millisecond; a spinner that finds nothing for this long is on a call with long serial
+/// steps or is sharing its core with other busy threads (more encoders × threads than cores),
+/// where spinning only takes CPU time from the threads doing the work.
+#[cfg(feature = "multithread")]
+const SPIN_IDLE: Duration = Duration::from_millis(5);
 
 /// tract's executor for one encoder and the number of calls it has finished.
 #[derive(Debug)]
@@ -71,9 +83,22 @@ impl Threads {
                     if Some(ctx.index()) == me {
                         return;
                     }
+                    let mut idle = 0u32;
+                    let mut idle_since = Instant::now();
                     while spin_done.load(Ordering::Acquire) == call {
                         // Runs a queued matmul chunk if there is one.
-                        spin_pool.yield_now();
+                        if spin_pool.yield_now() == Some(Yield::Executed) {
+                            idle = 0;
+                            continue;
+                        }
+                        idle += 1;
+                        if idle == 1 {
+                            idle_since = Instant::now();
+                        } else if idle.is_multiple_of(64) && idle_since.elapsed() > SPIN_IDLE {
+                            // Nothing to take for a while: this worker goes back to rayon's
+                            // sleep and is woken for the next chunk like any rayon worker.
+                            return;
+                        }
                         std::hint::spin_loop();
                     }
                 });
