@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh                            # CI: each target 60 s on its seeds
 #   SECONDS_PER_TARGET=1800 scripts/fuzz.sh    # the long run by hand (30 min each)
 #   TARGETS="tokenizer encode_line" scripts/fuzz.sh
+#   BUILD_ONLY=1 scripts/fuzz.sh               # build the targets, run nothing
 #
 # Why libFuzzer via cargo-fuzz: it builds here with the machine's one (stable) toolchain
 # (RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags; no nightly can be fetched), runs
@@ -21,6 +22,7 @@ SANITIZER=${SANITIZER:-none}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 export RUSTC_BOOTSTRAP=1
 (cd fuzz && cargo fuzz build --dev -s "$SANITIZER")
+[[ ${BUILD_ONLY:-0} == 1 ]] && exit 0
 summary=()
 for t in $TARGETS; do
     corpus=target/fuzz-corpus/$t

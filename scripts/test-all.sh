@@ -10,8 +10,10 @@
 #   native        scripts/check-vendor.sh (vendor/ = crates.io release + vendor/*/patches),
 #                 cargo test (the workspace: library + CLI, default features, doctests included),
 #                 scripts/check-device-deps.sh (the library's device build links no HTTP/CLI crate)
-#   fuzz          scripts/fuzz.sh: every fuzz target natively on its seeds for FUZZ_SECONDS (60)
-#                 each; a crash (a panic that escapes the crate boundary) fails the stage
+#   fuzz          scripts/fuzz.sh: every fuzz target natively on its seeds for FUZZ_SECONDS (15)
+#                 each; a crash (a panic that escapes the crate boundary) fails the stage.
+#                 A smoke run that keeps the targets building and running inside CI's time;
+#                 the long runs are by hand (scripts/fuzz.sh, SECONDS_PER_TARGET=1800)
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + tract-linalg's kernel tests of the vendored int8 SMULL kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
@@ -97,38 +99,70 @@ kernels() { # target runner-var runner-cpu-fn cpu args...
     env "$var=$($fn "$cpu")" cargo run --quiet --target "$target" --example kernels -- "$@"
 }
 
+# The fuzz targets' build (cargo-fuzz and a second, instrumented tract build, ~8 min cold)
+# runs in the background while the native stage builds its tests, when the fuzz stage is to
+# run: the two builds fill each other's idle cores. Tests start once both are done.
+bg_start() { # log command...: runs it in the background; sets BG_PID, BG_LOG
+    BG_LOG=$1; shift
+    "$@" >"$BG_LOG" 2>&1 &
+    BG_PID=$!
+}
+bg_wait() { # what: prints the background job's log, fails if it failed
+    local rc=0
+    wait "$BG_PID" || rc=$?
+    echo "--- $1 (built in the background)"
+    tee -a "$LOG" <"$BG_LOG"
+    rm -f "$BG_LOG"
+    if [[ $rc != 0 ]]; then echo "$1 failed ($rc)" >&2; exit 1; fi
+}
+
 native() {
     run scripts/check-vendor.sh
+    if [[ " $STAGES " == *" fuzz "* ]]; then
+        bg_start "$(mktemp -t bert-edge-fuzz-build.XXXXXX)" env BUILD_ONLY=1 scripts/fuzz.sh
+        run cargo test --no-run
+        bg_wait "fuzz targets"
+    fi
     run cargo test
     run scripts/check-device-deps.sh
     run cargo run --quiet --example kernels
 }
 
 fuzz() {
-    run env SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
+    run env SECONDS_PER_TARGET="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
 }
 
 # tract-linalg's own kernel tests for the int8 kernels vendor/tract-linalg adds (PATCHED.md,
 # changes 4 and 5: aarch64 and armv7), under the given target and CPU model. The vendored crate
 # is path-patched into this workspace, where cargo refuses to build it on its own, so it is
 # tested from a copy, with its own Cargo.lock and target dir (target/linalg-test, pruned with
-# the stage's tree).
+# the stage's tree). Its build (~2.5 min cold) runs in the background while the stage builds
+# the workspace's tests, as the fuzz build does in the native stage.
+linalg_build() { # target: starts the build in the background; sets LINALG_COPY
+    LINALG_COPY=$(mktemp -d -t bert-edge-linalg.XXXXXX)
+    cp -r vendor/tract-linalg "$LINALG_COPY/"
+    rm -rf "$LINALG_COPY/tract-linalg/target"
+    bg_start "$LINALG_COPY/build.log" env -C "$LINALG_COPY/tract-linalg" \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+        CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+        CARGO_TARGET_DIR="$PWD/target/linalg-test" \
+        cargo test --target "$1" --lib --no-run
+}
 linalg_kernel_tests() { # target runner-var runner-fn cpu
-    local copy
-    copy=$(mktemp -d -t bert-edge-linalg.XXXXXX)
-    cp -r vendor/tract-linalg "$copy/"
-    rm -rf "$copy/tract-linalg/target"
-    (cd "$copy/tract-linalg" &&
+    (cd "$LINALG_COPY/tract-linalg" &&
         run env "$2=$($3 "$4")" \
             CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
             CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
             CARGO_TARGET_DIR="$OLDPWD/target/linalg-test" \
             cargo test --target "$1" --lib -- smull i8k16)
-    rm -rf "$copy"
+    rm -rf "$LINALG_COPY"
 }
 
 aarch64() {
     cross_tests qemu-aarch64
+    linalg_build $A64
+    run cargo test --target $A64 "${CROSS_TESTS[@]}" --no-run
+    bg_wait "tract-linalg kernel tests"
     run cargo test --target $A64 "${CROSS_TESTS[@]}"
     linalg_kernel_tests $A64 $A64_RUNNER_VAR a64_runner cortex-a72
     kernels $A64 $A64_RUNNER_VAR a64_runner cortex-a72 --expect-f32 arm64simd_mmm_f32
@@ -151,6 +185,9 @@ aarch64_fp16() (
 armv7() (
     if $OLD_QEMU; then export TRACT_CPU_ARM32_NEON=true; fi
     cross_tests qemu-arm
+    linalg_build $ARM
+    run cargo test --target $ARM "${CROSS_TESTS[@]}" --no-run
+    bg_wait "tract-linalg kernel tests"
     run cargo test --target $ARM "${CROSS_TESTS[@]}"
     linalg_kernel_tests $ARM $ARM_RUNNER_VAR arm_runner cortex-a15
     kernels $ARM $ARM_RUNNER_VAR arm_runner cortex-a15 --expect-f32 armv7neon_mmm_f32

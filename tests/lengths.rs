@@ -33,8 +33,8 @@ fn ids_for(len: usize) -> Vec<i64> {
 struct Runner {
     enc: Encoder,
     out: Outputs,
-    embeds: bool,
-    table: bert_edge::WordEmbeddings,
+    /// The word-embedding table, for an embeds fixture.
+    table: Option<bert_edge::WordEmbeddings>,
 }
 
 impl Runner {
@@ -43,8 +43,8 @@ impl Runner {
         Runner {
             out: plan.outputs(),
             enc: Encoder::new(plan).unwrap(),
-            embeds: flavour == "embeds",
-            table: bert_edge::WordEmbeddings::from_onnx(model("ids", "f32")).unwrap(),
+            table: (flavour == "embeds")
+                .then(|| bert_edge::WordEmbeddings::from_onnx(model("ids", "f32")).unwrap()),
         }
     }
 
@@ -55,9 +55,9 @@ impl Runner {
         let mut pid = vec![0i64; b * n];
         pid[..ids.len()].copy_from_slice(ids);
         let types = vec![0i64; b * n];
-        if self.embeds {
+        if let Some(table) = &self.table {
             let mut e = vec![0f32; b * n * H];
-            self.table.lookup_into(&pid, &mut e).unwrap();
+            table.lookup_into(&pid, &mut e).unwrap();
             self.enc.run(
                 Input::Embeds {
                     inputs_embeds: &e,
@@ -117,61 +117,87 @@ fn ort_int8(flavour: &str) -> Vec<(Vec<f32>, Vec<f32>)> {
         .collect()
 }
 
+// One test per fixture, so the test threads share them out.
 #[test]
-fn every_length_equals_a_plan_pinned_to_it() {
-    for flavour in ["ids", "embeds"] {
-        for variant in ["f32", "f16", "int8"] {
-            let mut one = Runner::new(flavour, variant, any(N));
-            let mut wider = Runner::new(flavour, variant, any(2 * N));
-            let mut padded = Runner::new(flavour, variant, fixed(N));
-            let refs = (variant == "int8").then(|| ort_int8(flavour));
-            let mut worst = (0f32, 0f32, 1f64);
-            for l in 1..=N {
-                let ids = ids_for(l);
-                let (h, p) = one.call(&ids);
-                assert_eq!(one.out.length(), l, "{flavour}/{variant}: ran at");
-                // Zeros at and beyond L.
-                assert!(
-                    h[l * H..].iter().all(|v| *v == 0.0),
-                    "{flavour}/{variant} L {l}: not zero beyond L"
-                );
-                let mut exact = Runner::new(flavour, variant, fixed(l));
-                let (he, pe) = exact.call(&ids);
-                let d = max_abs(&h[..l * H], &he).max(max_abs(&p, &pe));
-                let (hw, pw) = wider.call(&ids);
-                let label = format!("{flavour}/{variant} L {l}");
-                if variant == "int8" {
-                    assert!(
-                        d == 0.0,
-                        "{label}: differs from the plan pinned to L by {d:e}"
-                    );
-                    assert!(
-                        h[..l * H] == hw[..l * H] && p == pw,
-                        "{label}: depends on N"
-                    );
-                    let (rh, rp) = &refs.as_ref().unwrap()[l - 1];
-                    let c = min_cos(&h[..l * H], rh, H).min(cos(&p, rp));
-                    assert!(c >= 0.999, "{label}: cos {c} against onnxruntime unpadded");
-                    worst.2 = worst.2.min(c);
-                } else {
-                    assert!(d <= 1e-5, "{label}: {d:e} from the plan pinned to L");
-                    let (hp, pp) = padded.call(&ids);
-                    let dp = max_abs(&h[..l * H], &hp[..l * H]).max(max_abs(&p, &pp));
-                    let dw = max_abs(&h[..l * H], &hw[..l * H]).max(max_abs(&p, &pw));
-                    assert!(
-                        dp <= 1e-5 && dw <= 1e-5,
-                        "{label}: padded {dp:e}, N=32 {dw:e}"
-                    );
-                    worst.1 = worst.1.max(dp.max(dw));
-                }
-                worst.0 = worst.0.max(d);
-            }
-            eprintln!(
-                "{flavour}/{variant}: L 1..{N}: max abs vs pinned to L {:.1e}, vs padded/other N {:.1e}, int8 1 - min cos vs onnxruntime {:.1e}",
-                worst.0, worst.1, 1.0 - worst.2
+fn every_length_equals_a_plan_pinned_to_it_ids_f32() {
+    every_length_equals_a_plan_pinned_to_it("ids", "f32");
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it_ids_f16() {
+    every_length_equals_a_plan_pinned_to_it("ids", "f16");
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it_ids_int8() {
+    every_length_equals_a_plan_pinned_to_it("ids", "int8");
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it_embeds_f32() {
+    every_length_equals_a_plan_pinned_to_it("embeds", "f32");
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it_embeds_f16() {
+    every_length_equals_a_plan_pinned_to_it("embeds", "f16");
+}
+
+#[test]
+fn every_length_equals_a_plan_pinned_to_it_embeds_int8() {
+    every_length_equals_a_plan_pinned_to_it("embeds", "int8");
+}
+
+fn every_length_equals_a_plan_pinned_to_it(flavour: &str, variant: &str) {
+    let mut one = Runner::new(flavour, variant, any(N));
+    let mut wider = Runner::new(flavour, variant, any(2 * N));
+    let mut padded = Runner::new(flavour, variant, fixed(N));
+    let refs = (variant == "int8").then(|| ort_int8(flavour));
+    let mut worst = (0f32, 0f32, 1f64);
+    for l in 1..=N {
+        let ids = ids_for(l);
+        let (h, p) = one.call(&ids);
+        assert_eq!(one.out.length(), l, "{flavour}/{variant}: ran at");
+        // Zeros at and beyond L.
+        assert!(
+            h[l * H..].iter().all(|v| *v == 0.0),
+            "{flavour}/{variant} L {l}: not zero beyond L"
+        );
+        let mut exact = Runner::new(flavour, variant, fixed(l));
+        let (he, pe) = exact.call(&ids);
+        let d = max_abs(&h[..l * H], &he).max(max_abs(&p, &pe));
+        let (hw, pw) = wider.call(&ids);
+        let label = format!("{flavour}/{variant} L {l}");
+        if variant == "int8" {
+            assert!(
+                d == 0.0,
+                "{label}: differs from the plan pinned to L by {d:e}"
             );
+            assert!(
+                h[..l * H] == hw[..l * H] && p == pw,
+                "{label}: depends on N"
+            );
+            let (rh, rp) = &refs.as_ref().unwrap()[l - 1];
+            let c = min_cos(&h[..l * H], rh, H).min(cos(&p, rp));
+            assert!(c >= 0.999, "{label}: cos {c} against onnxruntime unpadded");
+            worst.2 = worst.2.min(c);
+        } else {
+            assert!(d <= 1e-5, "{label}: {d:e} from the plan pinned to L");
+            let (hp, pp) = padded.call(&ids);
+            let dp = max_abs(&h[..l * H], &hp[..l * H]).max(max_abs(&p, &pp));
+            let dw = max_abs(&h[..l * H], &hw[..l * H]).max(max_abs(&p, &pw));
+            assert!(
+                dp <= 1e-5 && dw <= 1e-5,
+                "{label}: padded {dp:e}, N=32 {dw:e}"
+            );
+            worst.1 = worst.1.max(dp.max(dw));
         }
+        worst.0 = worst.0.max(d);
     }
+    eprintln!(
+        "{flavour}/{variant}: L 1..{N}: max abs vs pinned to L {:.1e}, vs padded/other N {:.1e}, int8 1 - min cos vs onnxruntime {:.1e}",
+        worst.0, worst.1, 1.0 - worst.2
+    );
 }
 
 #[test]
