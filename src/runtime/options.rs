@@ -78,8 +78,9 @@ impl LoadOptions {
 
     /// Threads each [`crate::Encoder`] of the plan runs tract's matmuls on (default 1; more
     /// needs the `multithread` feature, else [`crate::Encoder::new`] refuses). Each encoder
-    /// gets a pool of its own; during a call its threads spin for the call's matmul chunks,
-    /// so keep encoders × threads at or below the cores.
+    /// gets a pool of its own; during a call its threads spin for the call's matmul chunks
+    /// (each for as long as it finds one within 5 ms), so keep encoders × threads at or below
+    /// the cores.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
         self
