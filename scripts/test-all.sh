@@ -3,17 +3,21 @@
 # targets, with CPU models chosen so tract-linalg picks the kernels a real board would
 # (see .cargo/config.toml and deploy/rpi.md "Which kernels run").
 #
-#   scripts/test-all.sh                 # all stages
+#   scripts/test-all.sh                 # all test stages (what CI runs)
 #   STAGES="native armv7" scripts/test-all.sh
+#   STAGES="native fuzz" scripts/test-all.sh   # with a short fuzz run (not a default stage)
 #
 # Stages:
 #   native        scripts/check-vendor.sh (vendor/ = crates.io release + vendor/*/patches),
 #                 cargo test (the workspace: library + CLI, default features, doctests included),
 #                 scripts/check-device-deps.sh (the library's device build links no HTTP/CLI crate)
-#   fuzz          scripts/fuzz.sh: every fuzz target natively on its seeds for FUZZ_SECONDS (15)
-#                 each; a crash (a panic that escapes the crate boundary) fails the stage.
-#                 A smoke run that keeps the targets building and running inside CI's time;
-#                 the long runs are by hand (scripts/fuzz.sh, SECONDS_PER_TARGET=1800)
+#   fuzz          (only when named in STAGES) scripts/fuzz.sh: every fuzz target natively on its
+#                 seeds for FUZZ_SECONDS (15) each; a crash (a panic that escapes the crate
+#                 boundary) fails the stage. Not a default stage: the fuzz build is a second,
+#                 instrumented tract build (~10 min of CI's 90) for a smoke run that finds
+#                 nothing a long run by hand (scripts/fuzz.sh, SECONDS_PER_TARGET=1800) would
+#                 not. Every input a fuzz run ever crashed on is replayed by
+#                 tests/fuzz_regressions.rs in every stage, on every target.
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + tract-linalg's kernel tests of the vendored int8 SMULL kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
@@ -33,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${STAGES:-"native fuzz aarch64 aarch64-fp16 armv7"}
+STAGES=${STAGES:-"native aarch64 aarch64-fp16 armv7"}
 A64=aarch64-unknown-linux-gnu
 ARM=armv7-unknown-linux-gnueabihf
 A64_RUNNER_VAR=CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER
