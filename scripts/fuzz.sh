@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every target (cargo-fuzz / libFuzzer) for a bounded time, natively.
 #
-#   scripts/fuzz.sh                            # CI: each target 60 s on its seeds
+#   scripts/fuzz.sh                            # each target 60 s on its seeds
 #   SECONDS_PER_TARGET=1800 scripts/fuzz.sh    # the long run by hand (30 min each)
 #   TARGETS="tokenizer encode_line" scripts/fuzz.sh
 #   BUILD_ONLY=1 scripts/fuzz.sh               # build the targets, run nothing

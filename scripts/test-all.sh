@@ -103,9 +103,8 @@ kernels() { # target runner-var runner-cpu-fn cpu args...
     env "$var=$($fn "$cpu")" cargo run --quiet --target "$target" --example kernels -- "$@"
 }
 
-# The fuzz targets' build (cargo-fuzz and a second, instrumented tract build, ~8 min cold)
-# runs in the background while the native stage builds its tests, when the fuzz stage is to
-# run: the two builds fill each other's idle cores. Tests start once both are done.
+# A build in the background beside the stage's own test build, so the two fill each other's
+# idle cores; the stage waits for both before any test runs.
 bg_start() { # log command...: runs it in the background; sets BG_PID, BG_LOG
     BG_LOG=$1; shift
     "$@" >"$BG_LOG" 2>&1 &
@@ -122,6 +121,8 @@ bg_wait() { # what: prints the background job's log, fails if it failed
 
 native() {
     run scripts/check-vendor.sh
+    # When the fuzz stage is to run: its build (cargo-fuzz and a second, instrumented tract
+    # build, ~10 min cold) beside this stage's.
     if [[ " $STAGES " == *" fuzz "* ]]; then
         bg_start "$(mktemp -t bert-edge-fuzz-build.XXXXXX)" env BUILD_ONLY=1 scripts/fuzz.sh
         run cargo test --no-run
@@ -140,25 +141,23 @@ fuzz() {
 # changes 4 and 5: aarch64 and armv7), under the given target and CPU model. The vendored crate
 # is path-patched into this workspace, where cargo refuses to build it on its own, so it is
 # tested from a copy, with its own Cargo.lock and target dir (target/linalg-test, pruned with
-# the stage's tree). Its build (~2.5 min cold) runs in the background while the stage builds
-# the workspace's tests, as the fuzz build does in the native stage.
+# the stage's tree). Its build (~2.5 min cold) runs in the background (bg_start) while the
+# stage builds the workspace's tests.
+LINALG_ENV=(
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+    CARGO_TARGET_DIR="$PWD/target/linalg-test"
+)
 linalg_build() { # target: starts the build in the background; sets LINALG_COPY
     LINALG_COPY=$(mktemp -d -t bert-edge-linalg.XXXXXX)
     cp -r vendor/tract-linalg "$LINALG_COPY/"
     rm -rf "$LINALG_COPY/tract-linalg/target"
-    bg_start "$LINALG_COPY/build.log" env -C "$LINALG_COPY/tract-linalg" \
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-        CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-        CARGO_TARGET_DIR="$PWD/target/linalg-test" \
+    bg_start "$LINALG_COPY/build.log" env -C "$LINALG_COPY/tract-linalg" "${LINALG_ENV[@]}" \
         cargo test --target "$1" --lib --no-run
 }
 linalg_kernel_tests() { # target runner-var runner-fn cpu
-    (cd "$LINALG_COPY/tract-linalg" &&
-        run env "$2=$($3 "$4")" \
-            CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-            CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-            CARGO_TARGET_DIR="$OLDPWD/target/linalg-test" \
-            cargo test --target "$1" --lib -- smull i8k16)
+    run env -C "$LINALG_COPY/tract-linalg" "$2=$($3 "$4")" "${LINALG_ENV[@]}" \
+        cargo test --target "$1" --lib -- smull i8k16
     rm -rf "$LINALG_COPY"
 }
 

@@ -31,11 +31,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-/// How long a spinning worker waits for a chunk before it goes back to rayon's sleep. The
-/// gaps between a call's matmuls (norms, softmax, GELU at base size, L ≤ 128) are well under
-/// a millisecond; a spinner that finds nothing for this long is on a call with long serial
-/// steps or is sharing its core with other busy threads (more encoders × threads than cores),
-/// where spinning only takes CPU time from the threads doing the work.
+/// How long a spinning worker waits for a chunk before it goes back to rayon's sleep. In base
+/// calls the gaps between matmuls (norms, softmax, GELU) are shorter: counted over three
+/// `bench --threads 2` runs up to L = 512, a spinner left 1–3 times a run (docs/lengths.md).
+/// One that finds nothing for this long is on a call with long serial steps or shares its
+/// core with other busy threads (more encoders × threads than cores), where spinning only
+/// takes CPU time from the threads doing the work.
 #[cfg(feature = "multithread")]
 const SPIN_IDLE: Duration = Duration::from_millis(5);
 
