@@ -82,6 +82,36 @@ impl Runner {
         ))
     }
 
+    /// [`Encoder::run_rows`] over `rows` of the batch; the other rows of the buffers hold
+    /// garbage (ids out of range, an all-zero mask, NaN embeddings) it must not read.
+    fn call_rows(&mut self, ids: &[i64], mask: &[i64], rows: usize) -> Result<(), Error> {
+        let n = self.enc.plan().info().seq;
+        let b = mask.len() / n;
+        let mut pid = vec![i64::MAX; b * n];
+        pid[..ids.len()].copy_from_slice(ids);
+        let mut mask = mask.to_vec();
+        mask[rows * n..].fill(0);
+        let types = vec![0i64; b * n];
+        if let Some(table) = &self.table {
+            let mut e = vec![f32::NAN; b * n * H];
+            let used = rows * n;
+            table.lookup_into(&ids[..used], &mut e[..used * H]).unwrap();
+            let input = Input::Embeds {
+                inputs_embeds: &e,
+                attention_mask: &mask,
+                token_type_ids: &types,
+            };
+            self.enc.run_rows(input, &mut self.out, rows)
+        } else {
+            let input = Input::Ids {
+                input_ids: &pid,
+                attention_mask: &mask,
+                token_type_ids: &types,
+            };
+            self.enc.run_rows(input, &mut self.out, rows)
+        }
+    }
+
     fn call(&mut self, ids: &[i64]) -> (Vec<f32>, Vec<f32>) {
         let n = self.enc.plan().info().seq;
         let mut mask = vec![0i64; n];
@@ -296,6 +326,57 @@ fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn a_partly_filled_batch_equals_each_row_alone() {
+    // f32 runs the whole batch with one-token filler rows; int8 runs only the used rows.
+    for (flavour, variant) in [("ids", "f32"), ("ids", "int8"), ("embeds", "f16")] {
+        let mut batch = Runner::new(flavour, variant, LoadOptions::new().seq(N).batch(4));
+        let mut alone = Runner::new(flavour, variant, LoadOptions::new().seq(N));
+        let lens = [5usize, 9];
+        let mut ids = vec![0i64; 2 * N];
+        let mut mask = vec![0i64; 4 * N];
+        for (r, l) in lens.iter().enumerate() {
+            ids[r * N..r * N + l].copy_from_slice(&ids_for(*l));
+            mask[r * N..r * N + l].fill(1);
+        }
+        // Stale outputs from a full call first: the unused rows must be overwritten.
+        let full: Vec<i64> = (0..4).flat_map(|_| ids[..N].to_vec()).collect();
+        let full_mask: Vec<i64> = (0..4).flat_map(|_| mask[..N].to_vec()).collect();
+        batch.call_masked(&full, &full_mask).unwrap();
+        batch.call_rows(&ids, &mask, 2).unwrap();
+        assert_eq!(batch.out.length(), 16, "the longest used row (9 → 16)");
+        let h = batch.out.last_hidden_state().unwrap().to_vec();
+        let p = batch.out.pooler_output().unwrap().to_vec();
+        for (r, l) in lens.iter().enumerate() {
+            let (ha, pa) = alone.call(&ids_for(*l));
+            let d = max_abs(&h[r * N * H..(r * N + l) * H], &ha[..l * H])
+                .max(max_abs(&p[r * H..(r + 1) * H], &pa));
+            let tol = if variant == "int8" { 0.0 } else { 1e-5 };
+            assert!(
+                d <= tol,
+                "{flavour}/{variant} row {r}: {d:e} from the row alone"
+            );
+        }
+        assert!(
+            h[2 * N * H..].iter().chain(&p[2 * H..]).all(|v| *v == 0.0),
+            "{flavour}/{variant}: the unused rows' outputs are zeros"
+        );
+        for rows in [0, 5] {
+            let e = batch.call_rows(&ids, &mask, rows.min(2)).and_then(|_| {
+                let z = vec![0i64; 4 * N];
+                let input = Input::Ids {
+                    input_ids: &z,
+                    attention_mask: &z,
+                    token_type_ids: &z,
+                };
+                batch.enc.run_rows(input, &mut batch.out, rows)
+            });
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("1 to 4 rows"), "{rows} rows: {e}");
         }
     }
 }

@@ -38,6 +38,8 @@ USAGE:
   bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean|pooler]
                     [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
                     [--max-body 1048576] [--header-timeout 5] [--body-timeout 10] [--max-connections 1024]
+                    [--batch B] [--batch-wait-ms 2] (dynamic batching: a worker runs up to B queued
+                    texts as one call, waiting up to 2 ms for them; default B = 1, no batching)
                     HTTP: POST /embed, POST /v1/embeddings (models with hidden states or a pooler),
                     POST /classify, /ner, /fill-mask (by the model's task), GET /health, GET /metrics
 
@@ -65,7 +67,7 @@ pub struct ModelArgs {
     pub granule: Option<usize>,
     /// `None`: the command's default (the machine's cores; bench: 1; serve: cores ÷ workers).
     pub threads: Option<usize>,
-    /// Rows per call (`compile`, `bench`; the other commands take batch-1 plans).
+    /// Rows per call (`compile`, `bench`, `serve`; the other commands take batch-1 plans).
     pub batch: Option<usize>,
     pub variant: Option<Variant>,
     pub flavour: Option<Flavour>,

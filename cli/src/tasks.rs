@@ -3,8 +3,8 @@
 //! for both). The heads themselves are the library's (`bert_edge::heads`).
 
 use bert_edge::heads::{self, Aggregation};
-use bert_edge::tokenize::BertTokenizer;
-use bert_edge::{Encoder, Error, Inputs, Outputs, Plan, Task};
+use bert_edge::tokenize::{BertTokenizer, Tokenized};
+use bert_edge::{Encoder, Error, Inputs, Outputs, Plan, PlanInfo, Task};
 use serde_json::{json, Value};
 
 /// A task head and its settings.
@@ -82,20 +82,56 @@ pub fn check(plan: &Plan, task: Task) -> Result<(), String> {
     ))
 }
 
-/// Buffers one worker reuses for every text.
+/// Buffers one worker reuses for every call: the plan's batch × N inputs and outputs, one
+/// row's tokenizer buffers and each row's character offsets (NER).
 pub struct Scratch {
     pub inputs: Inputs,
     pub out: Outputs,
-    offsets: Vec<Option<(usize, usize)>>,
+    row: Inputs,
+    offsets: Vec<Vec<Option<(usize, usize)>>>,
 }
 
 impl Scratch {
     pub fn new(plan: &Plan) -> Scratch {
+        let (b, n) = (plan.info().batch, plan.info().seq);
         Scratch {
             inputs: plan.inputs(),
             out: plan.outputs(),
-            offsets: Vec::with_capacity(plan.info().seq),
+            row: Inputs::new(n),
+            offsets: (0..b).map(|_| Vec::with_capacity(n)).collect(),
         }
+    }
+
+    /// Tokenizes `text` (and `pair`: embeddings and classification only) into row `r`, as
+    /// `head` needs it (`None`: embeddings).
+    pub fn encode(
+        &mut self,
+        tok: &BertTokenizer,
+        head: Option<Head>,
+        r: usize,
+        text: &str,
+        pair: Option<&str>,
+    ) -> Result<Tokenized, Error> {
+        let done = match (head, pair) {
+            (Some(Head::Ner { .. }), None) => {
+                tok.encode_with_offsets(text, &mut self.row, &mut self.offsets[r])?
+            }
+            (None | Some(Head::Classify { .. }), _) | (_, None) => {
+                tok.encode_into(text, pair, &mut self.row)?
+            }
+            (Some(head), Some(_)) => {
+                return Err(Error::BadInput(format!(
+                    "{} takes one text, not a text pair",
+                    head.task()
+                )))
+            }
+        };
+        let n = self.row.len();
+        let span = r * n..(r + 1) * n;
+        self.inputs.input_ids[span.clone()].copy_from_slice(&self.row.input_ids);
+        self.inputs.attention_mask[span.clone()].copy_from_slice(&self.row.attention_mask);
+        self.inputs.token_type_ids[span].copy_from_slice(&self.row.token_type_ids);
+        Ok(done)
     }
 }
 
@@ -109,23 +145,26 @@ pub fn run(
     text: &str,
     pair: Option<&str>,
 ) -> Result<Value, Error> {
-    let plan = encoder.plan().clone();
-    let info = plan.info();
-    let done = match (head, pair) {
-        (Head::Ner { .. }, None) => tok.encode_with_offsets(text, &mut s.inputs, &mut s.offsets)?,
-        (Head::Classify { .. }, _) | (_, None) => tok.encode_into(text, pair, &mut s.inputs)?,
-        (_, Some(_)) => {
-            return Err(Error::BadInput(format!(
-                "{} takes one text, not a text pair",
-                head.task()
-            )))
-        }
-    };
-    encoder.run(s.inputs.as_input(), &mut s.out)?;
-    let ids = &s.inputs.input_ids;
+    let done = s.encode(tok, Some(head), 0, text, pair)?;
+    encoder.run_rows(s.inputs.as_input(), &mut s.out, 1)?;
+    answer(head, encoder.plan().info(), tok, s, 0, text, done)
+}
+
+/// `head`'s JSON answer for row `r` of the last run (`text` tokenized there as `done`).
+pub fn answer(
+    head: Head,
+    info: &PlanInfo,
+    tok: &BertTokenizer,
+    s: &Scratch,
+    r: usize,
+    text: &str,
+    done: Tokenized,
+) -> Result<Value, Error> {
+    let n = info.seq;
+    let ids = &s.inputs.input_ids[r * n..(r + 1) * n];
     let answer = match head {
         Head::Classify { top_k } => {
-            let best = heads::classify(info, &s.out, 0, top_k)?;
+            let best = heads::classify(info, &s.out, r, top_k)?;
             let p: Vec<Value> = best
                 .into_iter()
                 .map(|(label, score)| json!({"label": label, "score": score}))
@@ -133,12 +172,13 @@ pub fn run(
             json!({ "predictions": p })
         }
         Head::Ner { aggregation } => {
-            let found = heads::entities(info, &s.out, 0, tok, text, ids, &s.offsets, aggregation)?;
+            let found =
+                heads::entities(info, &s.out, r, tok, text, ids, &s.offsets[r], aggregation)?;
             let e: Vec<Value> = found.into_iter().map(entity_json).collect();
             json!({ "entities": e })
         }
         Head::FillMask { top_k } => {
-            let masks = heads::fill_mask(&s.out, 0, tok, ids, top_k)?;
+            let masks = heads::fill_mask(&s.out, r, tok, ids, top_k)?;
             let m: Vec<Vec<Value>> = masks
                 .into_iter()
                 .map(|preds| {

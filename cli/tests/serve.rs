@@ -392,10 +392,37 @@ fn mean_pooling_and_normalize() {
 
 #[test]
 fn concurrent_clients_all_get_their_own_answers() {
+    concurrent_clients(&[]);
+}
+
+/// The same with dynamic batching: texts of different requests and lengths share calls.
+#[test]
+fn concurrent_clients_with_dynamic_batching() {
+    let m = concurrent_clients(&["--batch", "3", "--batch-wait-ms", "20"]);
+    let count = |name: &str| -> usize {
+        let line = m.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (texts, calls) = (
+        count("bert_edge_inferences_total "),
+        count("bert_edge_batches_total "),
+    );
+    assert!(
+        calls < texts,
+        "some calls carried several texts: {calls} calls for {texts} texts"
+    );
+    assert!(m.contains("batch=\"3\""), "{m}");
+}
+
+/// Clients sending 2-text requests to /embed and /v1/embeddings at once; every answer is the
+/// library's for that text. Returns the /metrics page.
+fn concurrent_clients(extra: &[&str]) -> String {
     const WORKERS: usize = 2;
     const CLIENTS: usize = 4 * WORKERS + 2;
     const ROUNDS: usize = 5;
-    let srv = Server::start(&["--workers", &WORKERS.to_string()]);
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    let srv = Server::start(&args);
     let mut r = Reference::new();
     let texts: Vec<String> = (0..CLIENTS * ROUNDS)
         .map(|i| format!("第{i}个句子：我爱学习{}", "。".repeat(i % 7)))
@@ -473,6 +500,71 @@ fn concurrent_clients_all_get_their_own_answers() {
         m.contains("bert_edge_model_info{model=\"bert_ids_f32\",variant=\"f32\",task=\"feature-extraction\",seq=\"32\""),
         "{m}"
     );
+    m
+}
+
+/// Dynamic batching keeps each text's answer its own: a text that fails after the batched
+/// run (fill-mask without [MASK]) gets its 400, the texts it ran beside get their answers.
+#[test]
+fn a_failing_text_in_a_batch_fails_alone() {
+    use bert_edge_cli::tasks::Head;
+    let mlm_model = tiny().join("tasks/fill-mask/torch_f32.onnx");
+    let srv = Server::start_on(
+        &mlm_model,
+        &["--workers", "1", "--batch", "4", "--batch-wait-ms", "500"],
+    );
+    let texts = [
+        "我爱[MASK]习",
+        "今天[MASK]气很好",
+        "没有面具",
+        "[MASK]京是中国的首都",
+    ];
+    let start = Arc::new(std::sync::Barrier::new(texts.len()));
+    let addr = srv.addr;
+    let answers: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            let (start, body) = (start.clone(), json!({ "inputs": t }).to_string());
+            std::thread::spawn(move || {
+                start.wait();
+                http(addr, "POST", "/fill-mask", &[], body.as_bytes())
+            })
+        })
+        .collect();
+    for (t, a) in texts.iter().zip(answers) {
+        let resp = a.join().unwrap();
+        if !t.contains("[MASK]") {
+            assert_eq!(resp.status, 400, "{t}");
+            assert!(resp.json()["error"].as_str().unwrap().contains("no [MASK]"));
+            continue;
+        }
+        assert_eq!(
+            resp.status,
+            200,
+            "{t}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let got = &resp.json()[0]["masks"][0];
+        let want = &head_answer(&mlm_model, Head::FillMask { top_k: 5 }, t)["masks"][0];
+        // Same tokens in the same order; scores to f32 rounding (a batch runs at its longest
+        // row's length, the reference at this text's own).
+        for (g, w) in got.as_array().unwrap().iter().zip(want.as_array().unwrap()) {
+            assert_eq!(g["token"], w["token"], "{t}");
+            assert_eq!(g["sequence"], w["sequence"], "{t}");
+            let d = (g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs();
+            assert!(d <= 1e-5, "{t}: score off by {d}");
+        }
+    }
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    assert!(m.contains("bert_edge_inferences_total 3"), "{m}");
+    assert!(m.contains("bert_edge_inference_errors_total 1"), "{m}");
+    let calls: usize = m
+        .lines()
+        .find_map(|l| l.strip_prefix("bert_edge_batches_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(calls <= 2, "4 texts at once, batch 4: {calls} calls\n{m}");
 }
 
 #[test]

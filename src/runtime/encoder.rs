@@ -102,8 +102,38 @@ impl Encoder {
         input: Input<'_, T>,
         out: &mut Outputs,
     ) -> Result<()> {
-        self.check(&input, out)?;
-        self.run_checked(&input, out, None)
+        self.run_rows(input, out, self.plan.info.batch)
+    }
+
+    /// [`Encoder::run`] on the first `rows` rows of a batch plan (1 ≤ `rows` ≤ batch), for a
+    /// call that fills its batch only partly (the service's dynamic batching). The input
+    /// buffers keep their full batch × N size; rows from `rows` on are not read (they may
+    /// hold anything) and their outputs are written as zeros. An int8 plan runs just the
+    /// `rows` rows; an f32/f16 plan runs its whole batch with the unused rows as one-token
+    /// rows, at the call's length.
+    pub fn run_rows<T: Copy + Into<i64>>(
+        &mut self,
+        input: Input<'_, T>,
+        out: &mut Outputs,
+        rows: usize,
+    ) -> Result<()> {
+        let i = &self.plan.info;
+        if rows == 0 || rows > i.batch {
+            return Err(Error::bad_input(format!(
+                "{rows} rows: the plan takes 1 to {} rows a call",
+                i.batch
+            )));
+        }
+        if rows < i.batch && i.outputs.iter().any(|o| o.role.is_none()) {
+            return Err(Error::bad_input(
+                "this plan has outputs of unknown layout: run its whole batch (Encoder::run)",
+            ));
+        }
+        self.expect_flavour(input.flavour())?;
+        self.check_full(&input)?;
+        let input = input.rows(0, rows, i.seq, i.hidden);
+        self.check(&input, out, rows)?;
+        self.run_checked(&input, out, None, rows)
     }
 
     /// [`Encoder::run`] at exactly `length` positions: at least the longest real row, at most
@@ -114,7 +144,7 @@ impl Encoder {
         out: &mut Outputs,
         length: usize,
     ) -> Result<()> {
-        self.check(&input, out)?;
+        self.check(&input, out, self.plan.info.batch)?;
         let real = self.real_length(input.mask_and_types().0);
         let n = self.plan.info.seq;
         if length < real || length > n || (self.plan.info.fixed_length && length != n) {
@@ -127,7 +157,7 @@ impl Encoder {
                 }
             )));
         }
-        self.run_checked(&input, out, Some(length))
+        self.run_checked(&input, out, Some(length), self.plan.info.batch)
     }
 
     /// The longest row up to its last real token (the rows were checked non-empty).
@@ -138,11 +168,13 @@ impl Encoder {
             .unwrap_or(0)
     }
 
+    /// Runs the `real` rows of `input` (checked, `real` × N positions).
     fn run_checked<T: Copy + Into<i64>>(
         &mut self,
         input: &Input<'_, T>,
         out: &mut Outputs,
         length: Option<usize>,
+        real: usize,
     ) -> Result<()> {
         let res = crate::error::guard("running the plan", || {
             let i = &self.plan.info;
@@ -151,12 +183,23 @@ impl Encoder {
             // All rows in one run (k = b), or one by one (int8), each group at its own length.
             let mut longest = 0;
             for r in (0..b).step_by(k) {
-                let rows = input.rows(r, k, n, h);
+                if r >= real {
+                    // int8, a row the call does not use: zeros, as documented.
+                    zero_rows(out, r, k, b);
+                    continue;
+                }
+                let used = k.min(real - r);
+                let rows = input.rows(r, used, n, h);
                 let l = length.unwrap_or_else(|| {
                     self.plan
                         .run_length(self.real_length(rows.mask_and_types().0))
                 });
-                let geometry = Rows { batch: k, n, l };
+                let geometry = Rows {
+                    batch: k,
+                    real: used,
+                    n,
+                    l,
+                };
                 self.fill_and_run(&rows, out, geometry, r)?;
                 longest = longest.max(l);
             }
@@ -172,18 +215,56 @@ impl Encoder {
         res
     }
 
-    fn check<T: Copy + Into<i64>>(&self, input: &Input<'_, T>, out: &Outputs) -> Result<()> {
+    /// Checks `rows` rows of input (values and lengths) and the output buffers.
+    fn check<T: Copy + Into<i64>>(
+        &self,
+        input: &Input<'_, T>,
+        out: &Outputs,
+        rows: usize,
+    ) -> Result<()> {
         self.expect_flavour(input.flavour())?;
+        let tokens = rows * self.plan.info.seq;
         match *input {
             Input::Ids { input_ids, .. } => {
                 let vocab = self.plan.info.vocab_size.unwrap_or(usize::MAX);
-                check_tokens("input_ids", input_ids, self.tokens_len(), vocab)?;
+                check_tokens("input_ids", input_ids, tokens, vocab)?;
             }
-            Input::Embeds { inputs_embeds, .. } => check_embeds(inputs_embeds, self.hidden_len())?,
+            Input::Embeds { inputs_embeds, .. } => {
+                check_embeds(inputs_embeds, tokens * self.plan.info.hidden)?
+            }
         }
         let (mask, types) = input.mask_and_types();
-        self.check_mask_types(mask, types)?;
+        self.check_mask_types(mask, types, tokens)?;
         self.check_outputs(out)
+    }
+
+    /// The buffers' lengths at full capacity (before [`Encoder::run_rows`] takes its rows).
+    fn check_full<T: Copy + Into<i64>>(&self, input: &Input<'_, T>) -> Result<()> {
+        let n = self.tokens_len();
+        let (mask, types) = input.mask_and_types();
+        let first = match *input {
+            Input::Ids { input_ids, .. } => ("input_ids", input_ids.len(), n),
+            Input::Embeds { inputs_embeds, .. } => {
+                ("inputs_embeds", inputs_embeds.len(), self.hidden_len())
+            }
+        };
+        let types_ok = types.is_empty() && !self.plan.info.token_types || types.len() == n;
+        for (name, got, want) in [first, ("attention_mask", mask.len(), n)]
+            .into_iter()
+            .chain((!types_ok).then_some(("token_type_ids", types.len(), n)))
+        {
+            if got != want {
+                return Err(Error::bad_input(format!(
+                    "{name} has {got} values, the plan takes batch×N{} = {want}",
+                    if name == "inputs_embeds" {
+                        "×hidden"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// One tract run of `rows.batch` rows at length `rows.l`, written to the caller's rows
@@ -201,15 +282,15 @@ impl Encoder {
         let missing = || Error::bad_model("the plan lost an input tensor");
         let first = first.as_mut().ok_or_else(missing)?;
         match *input {
-            Input::Ids { input_ids, .. } => fill_tokens(first, input_ids, rows)?,
+            Input::Ids { input_ids, .. } => fill_tokens(first, input_ids, rows, 0)?,
             Input::Embeds { inputs_embeds, .. } => {
                 fill_embeds(first, inputs_embeds, rows, p.info.hidden)?
             }
         }
         let (mask, types) = input.mask_and_types();
-        fill_tokens(m.as_mut().ok_or_else(missing)?, mask, rows)?;
+        fill_tokens(m.as_mut().ok_or_else(missing)?, mask, rows, 1)?;
         if let Some(t) = t {
-            fill_tokens(t, types, rows)?;
+            fill_tokens(t, types, rows, 0)?;
         }
         // Model input order; `tvec!` of ≤ 3 stays inline (no heap), cloning an Arc does not
         // allocate.
@@ -246,8 +327,12 @@ impl Encoder {
         Ok(())
     }
 
-    fn check_mask_types<T: Copy + Into<i64>>(&self, mask: &[T], types: &[T]) -> Result<()> {
-        let n = self.tokens_len();
+    fn check_mask_types<T: Copy + Into<i64>>(
+        &self,
+        mask: &[T],
+        types: &[T],
+        n: usize,
+    ) -> Result<()> {
         check_tokens("attention_mask", mask, n, 2)?;
         if self.plan.info.token_types {
             check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
@@ -321,23 +406,27 @@ impl Encoder {
                     let per_row = dst.len() / p.info.batch;
                     &mut dst[first_row * per_row..(first_row + rows.batch) * per_row]
                 };
-                copy_out(&outputs[*ix], dst, (*tokens).then_some(rows))?;
+                copy_out(&outputs[*ix], dst, *tokens, rows)?;
             }
         }
         Ok(())
     }
 }
 
-/// A call's geometry: `batch` rows of capacity `n` positions, run at length `l` ≤ n.
+/// A run's geometry: `batch` rows of capacity `n` positions, run at length `l` ≤ n, of which
+/// the first `real` come from the caller (the rest are one-token filler rows,
+/// [`Encoder::run_rows`]).
 #[derive(Debug, Clone, Copy)]
 struct Rows {
     batch: usize,
+    real: usize,
     n: usize,
     l: usize,
 }
 
 impl Rows {
-    /// Pairs each destination row (`l` × `w` values) with its source row (`n` × `w`).
+    /// Pairs each destination row (`l` × `w` values) with its source row (`n` × `w`), for
+    /// the `real` rows.
     fn each<'a, D, S>(
         self,
         dst: &'a mut [D],
@@ -347,6 +436,19 @@ impl Rows {
         dst.chunks_mut(self.l * w)
             .zip(src.chunks(self.n * w))
             .map(move |(d, s)| (d, &s[..self.l * w]))
+    }
+
+    /// The filler rows of a run's input tensor (`l` × `w` values each).
+    fn filler<D>(self, dst: &mut [D], w: usize) -> impl Iterator<Item = &mut [D]> {
+        dst.chunks_mut(self.l * w).skip(self.real)
+    }
+}
+
+/// Zeroes rows `r..r + k` (of `b`) of every output: rows a call does not use.
+fn zero_rows(out: &mut Outputs, r: usize, k: usize, b: usize) {
+    for v in out.values.iter_mut().flatten() {
+        let per_row = v.len() / b.max(1);
+        v[r * per_row..(r + k) * per_row].fill(0.0);
     }
 }
 
@@ -371,7 +473,8 @@ fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32], rows: Rows, hidden: usize)
     match t.datum_type() {
         DatumType::F32 => write::<f32>(t, |d| {
             rows.each(d, embeds, hidden)
-                .for_each(|(d, s)| d.copy_from_slice(s))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+            rows.filler(d, hidden).for_each(|d| d.fill(0.0));
         }),
         DatumType::F16 => write::<f16>(t, |d| {
             for (d, s) in rows.each(d, embeds, hidden) {
@@ -379,6 +482,7 @@ fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32], rows: Rows, hidden: usize)
                     .zip(s)
                     .for_each(|(d, s)| *d = f16::from_f32(*s))
             }
+            rows.filler(d, hidden).for_each(|d| d.fill(f16::ZERO));
         }),
         dt => Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
     }
@@ -425,22 +529,36 @@ fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
     Ok(())
 }
 
-fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T], rows: Rows) -> Result<()> {
+/// Fills a token tensor from `v`; filler rows get `first` at position 0 and zeros after it
+/// (mask: one real token; ids and types: 0).
+fn fill_tokens<T: Copy + Into<i64>>(
+    arc: &mut Arc<Tensor>,
+    v: &[T],
+    rows: Rows,
+    first: i64,
+) -> Result<()> {
     /// Values were range-checked against the plan's bounds; a graph whose integer type
     /// cannot hold them (e.g. ids in `uint8`) gets an error rather than wrapped values.
     fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(
         t: &mut Tensor,
         v: &[T],
         rows: Rows,
+        first: i64,
     ) -> Result<()> {
         let mut bad = None;
+        let mut cast = |x: i64, d: &mut D| match D::try_from(x) {
+            Ok(x) => *d = x,
+            Err(_) => bad = Some(x),
+        };
         write::<D>(t, |d| {
             for (d, s) in rows.each(d, v, 1) {
                 for (d, s) in d.iter_mut().zip(s) {
-                    match D::try_from(int(*s)) {
-                        Ok(x) => *d = x,
-                        Err(_) => bad = Some(int(*s)),
-                    }
+                    cast(int(*s), d);
+                }
+            }
+            for d in rows.filler(d, 1) {
+                for (j, d) in d.iter_mut().enumerate() {
+                    cast(if j == 0 { first } else { 0 }, d);
                 }
             }
         })?;
@@ -458,28 +576,34 @@ fn fill_tokens<T: Copy + Into<i64>>(arc: &mut Arc<Tensor>, v: &[T], rows: Rows) 
             for (d, s) in rows.each(d, v, 1) {
                 d.iter_mut().zip(s).for_each(|(d, s)| *d = int(*s))
             }
+            for d in rows.filler(d, 1) {
+                d.fill(0);
+                d[0] = first;
+            }
         }),
-        DatumType::I32 => narrow::<i32, T>(t, v, rows),
-        DatumType::U32 => narrow::<u32, T>(t, v, rows),
-        DatumType::I16 => narrow::<i16, T>(t, v, rows),
-        DatumType::U16 => narrow::<u16, T>(t, v, rows),
-        DatumType::I8 => narrow::<i8, T>(t, v, rows),
-        DatumType::U8 => narrow::<u8, T>(t, v, rows),
-        DatumType::U64 => narrow::<u64, T>(t, v, rows),
+        DatumType::I32 => narrow::<i32, T>(t, v, rows, first),
+        DatumType::U32 => narrow::<u32, T>(t, v, rows, first),
+        DatumType::I16 => narrow::<i16, T>(t, v, rows, first),
+        DatumType::U16 => narrow::<u16, T>(t, v, rows, first),
+        DatumType::I8 => narrow::<i8, T>(t, v, rows, first),
+        DatumType::U8 => narrow::<u8, T>(t, v, rows, first),
+        DatumType::U64 => narrow::<u64, T>(t, v, rows, first),
         dt => Err(Error::bad_model(format!("token input of type {dt:?}"))),
     }
 }
 
-/// Copies one output into the caller's buffer, widening f16. A per-token output (`rows`)
-/// comes as `[batch, l, w]` and goes to `[batch, n, w]`, positions ≥ l zeroed.
-fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
+/// Copies one output into the caller's buffer, widening f16. A per-token output comes as
+/// `[batch, l, w]` and goes to `[batch, n, w]`, positions ≥ l zeroed; another as
+/// `[batch, w]`. Filler rows are written as zeros.
+fn copy_out(value: &TValue, out: &mut [f32], per_token: bool, r: Rows) -> Result<()> {
     fn copy<S: Datum>(
         src: &[S],
         out: &mut [f32],
-        rows: Option<Rows>,
+        per_token: bool,
+        r: Rows,
         f: impl Fn(&S) -> f32,
     ) -> Result<()> {
-        let Some(r) = rows else {
+        if !per_token {
             if src.len() != out.len() {
                 return Err(Error::Engine(anyhow::anyhow!(
                     "output of {} values for a buffer of {}",
@@ -487,23 +611,29 @@ fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
                     out.len()
                 )));
             }
-            out.iter_mut().zip(src).for_each(|(d, s)| *d = f(s));
+            // Batch-first (checked at load for plans whose rows can be left unused).
+            let keep = out.len() / r.batch.max(1) * r.real;
+            let (real, filler) = out.split_at_mut(if r.real == r.batch { out.len() } else { keep });
+            real.iter_mut().zip(src).for_each(|(d, s)| *d = f(s));
+            filler.fill(0.0);
             return Ok(());
-        };
-        let w = out.len() / (r.batch * r.n).max(1);
-        if src.len() != r.batch * r.l * w || out.len() != r.batch * r.n * w {
+        }
+        let (n, l) = (r.n, r.l);
+        let w = out.len() / (r.batch * n).max(1);
+        if src.len() != r.batch * l * w || out.len() != r.batch * n * w {
             return Err(Error::Engine(anyhow::anyhow!(
-                "output of {} values at length {} for a buffer of {}",
+                "output of {} values at length {l} for a buffer of {}",
                 src.len(),
-                r.l,
                 out.len()
             )));
         }
-        for (d, s) in out.chunks_mut(r.n * w).zip(src.chunks(r.l * w)) {
-            let (real, rest) = d.split_at_mut(r.l * w);
+        let (real, filler) = out.split_at_mut(r.real * n * w);
+        for (d, s) in real.chunks_mut(n * w).zip(src.chunks(l * w)) {
+            let (real, rest) = d.split_at_mut(l * w);
             real.iter_mut().zip(s).for_each(|(d, s)| *d = f(s));
             rest.fill(0.0);
         }
+        filler.fill(0.0);
         Ok(())
     }
     let view = value.try_as_plain_ram().map_err(Error::Engine)?;
@@ -511,13 +641,15 @@ fn copy_out(value: &TValue, out: &mut [f32], rows: Option<Rows>) -> Result<()> {
         DatumType::F32 => copy(
             view.as_slice::<f32>().map_err(Error::Engine)?,
             out,
-            rows,
+            per_token,
+            r,
             |s| *s,
         ),
         DatumType::F16 => copy(
             view.as_slice::<f16>().map_err(Error::Engine)?,
             out,
-            rows,
+            per_token,
+            r,
             |s| s.to_f32(),
         ),
         dt => Err(Error::bad_model(format!("output of type {dt:?}"))),

@@ -33,6 +33,7 @@ pub(super) struct Metrics {
     sum_us: AtomicU64,
     inferences: AtomicU64,
     inference_errors: AtomicU64,
+    batches: AtomicU64,
     tokens: AtomicU64,
     truncated: AtomicU64,
 }
@@ -51,6 +52,11 @@ impl Metrics {
         }
         self.count.fetch_add(1, SeqCst);
         self.sum_us.fetch_add(elapsed.as_micros() as u64, SeqCst);
+    }
+
+    /// One model call of `texts` texts (dynamic batching: 1 to `--batch`).
+    pub(super) fn batch_run(&self) {
+        self.batches.fetch_add(1, SeqCst);
     }
 
     /// One text through a worker.
@@ -80,11 +86,12 @@ pub(super) fn metrics_text(s: &Shared) -> String {
     );
     let _ = writeln!(
         o,
-        "bert_edge_model_info{{model=\"{}\",variant=\"{}\",task=\"{}\",seq=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
+        "bert_edge_model_info{{model=\"{}\",variant=\"{}\",task=\"{}\",seq=\"{}\",batch=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
         s.model_name.replace(['"', '\\', '\n'], "_"),
         s.variant,
         s.task,
         s.seq,
+        s.batch,
         s.hidden,
         s.pooling.map_or("none".to_string(), |p| p.to_string())
     );
@@ -217,6 +224,12 @@ fn write_gauges(o: &mut String, s: &Shared) {
             "inference_errors_total",
             "Texts that failed.",
             m.inference_errors.load(SeqCst),
+            "counter",
+        ),
+        (
+            "batches_total",
+            "Worker calls, each of 1 to --batch texts (texts per call = (inferences_total + inference_errors_total) / batches_total).",
+            m.batches.load(SeqCst),
             "counter",
         ),
         (

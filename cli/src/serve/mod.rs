@@ -56,6 +56,7 @@ pub struct Options {
     max_text_bytes: usize,
     max_body: usize,
     limits: front::Limits,
+    batch_wait: Duration,
     test_delay: Duration,
 }
 
@@ -97,6 +98,16 @@ impl Options {
                     .opt_value_from_str("--max-connections")
                     .map_err(s)?
                     .unwrap_or(1024),
+            },
+            batch_wait: {
+                let ms: f64 = args
+                    .opt_value_from_str("--batch-wait-ms")
+                    .map_err(s)?
+                    .unwrap_or(2.0);
+                if !(0.0..=1000.0).contains(&ms) {
+                    return Err("--batch-wait-ms must be between 0 and 1000".into());
+                }
+                Duration::from_secs_f64(ms / 1e3)
             },
             test_delay: Duration::from_millis(
                 args.opt_value_from_str("--test-delay-ms")
@@ -211,6 +222,9 @@ struct Shared {
     max_text_bytes: usize,
     max_body: usize,
     queue_cap: usize,
+    /// Rows per worker call (the plan's batch) and how long a worker waits to fill them.
+    batch: usize,
+    batch_wait: Duration,
     /// Texts admitted to the inference queue and not yet taken by a worker.
     queued: AtomicUsize,
     busy: AtomicUsize,
@@ -270,10 +284,19 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| opts.bind.clone());
     eprintln!(
-        "bert-edge: listening on http://{addr} ({} model, {} workers, queue {}, {})",
+        "bert-edge: listening on http://{addr} ({} model, {} workers, queue {}, {}{})",
         shared.task,
         opts.workers,
         opts.queue,
+        if shared.batch > 1 {
+            format!(
+                "batches of up to {} texts within {:.1} ms, ",
+                shared.batch,
+                shared.batch_wait.as_secs_f64() * 1e3
+            )
+        } else {
+            String::new()
+        },
         match (shared.pooling, crate::tasks::Head::command(shared.task)) {
             (_, Some(c)) => format!("POST /{c}"),
             (Some(p), None) => format!(
@@ -348,12 +371,6 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
             m.model.display()
         )));
     }
-    if info.batch != 1 {
-        return Err(fail(format!(
-            "serve needs a batch-1 plan, this one has batch {}",
-            info.batch
-        )));
-    }
     if info.seq < tokenizer.min_len(true) {
         return Err(fail(format!(
             "sequence length {} is too short for [CLS] A [SEP] B [SEP]",
@@ -376,6 +393,8 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
         max_text_bytes: opts.max_text_bytes,
         max_body: opts.max_body,
         queue_cap: opts.queue,
+        batch: info.batch,
+        batch_wait: opts.batch_wait,
         queued: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
         handling: AtomicUsize::new(0),

@@ -1,14 +1,22 @@
 //! Inference workers: one `Encoder` each over the shared plan, fed from the bounded queue.
 //! They never do I/O, so a slow client cannot stall one.
+//!
+//! Dynamic batching (`--batch B`, a plan of B rows): a worker takes the first queued text,
+//! then whatever else arrives within `--batch-wait-ms` until it holds B, and runs them as one
+//! call ([`Encoder::run_rows`]). Each text is still answered on its own: one that fails to
+//! tokenize or to post-process fails alone, and if the batched run itself fails, each text is
+//! run again alone so that only a text that fails by itself gets the error.
 
 use super::{lock, Done, Failure, Item, Shared, Work};
 use crate::tasks::{self, Scratch};
 use bert_edge::heads::pool_into;
+use bert_edge::tokenize::Tokenized;
 use bert_edge::{Encoder, Plan};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Takes texts from `rx` until the queue closes; answers each on its item's channel.
 pub(super) fn worker(
@@ -17,64 +25,155 @@ pub(super) fn worker(
     plan: &Arc<Plan>,
     mut encoder: Encoder,
 ) {
-    // Allocated once, reused for every text.
+    // Allocated once, reused for every call.
     let mut scratch = Scratch::new(plan);
-    loop {
-        let item = lock(rx).recv();
-        let Ok(item) = item else { break };
-        shared.queued.fetch_sub(1, SeqCst);
+    let mut items: Vec<Item> = Vec::with_capacity(plan.info().batch);
+    let mut results = Vec::with_capacity(plan.info().batch);
+    while take(shared, rx, plan.info().batch, &mut items) {
         shared.busy.fetch_add(1, SeqCst);
+        shared.metrics.batch_run();
         // The library turns a panic inside tract into an error; this catches one in our code.
-        let res = catch_unwind(AssertUnwindSafe(|| {
-            infer(shared, &mut encoder, &mut scratch, &item)
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            infer(shared, &mut encoder, &mut scratch, &items, &mut results)
         }));
-        let res = res.unwrap_or_else(|_| {
+        if ok.is_err() {
             if let Ok(e) = Encoder::new(plan.clone()) {
                 encoder = e;
             }
-            Err(Failure::new(500, "internal error: inference panicked"))
-        });
+            results.clear();
+        }
         shared.busy.fetch_sub(1, SeqCst);
-        shared.metrics.inference_done(&res);
-        let _ = item.reply.send((item.index, res));
+        let mut results = results.drain(..);
+        for item in items.drain(..) {
+            let res = results
+                .next()
+                .unwrap_or_else(|| Err(Failure::new(500, "internal error: inference panicked")));
+            shared.metrics.inference_done(&res);
+            let _ = item.reply.send((item.index, res));
+        }
     }
 }
 
+/// Blocks for the first item, then (batch > 1) takes more until the batch is full or the
+/// wait is over. False once the queue is closed and empty.
+fn take(shared: &Shared, rx: &Mutex<Receiver<Item>>, batch: usize, items: &mut Vec<Item>) -> bool {
+    let rx = lock(rx);
+    let Ok(first) = rx.recv() else { return false };
+    shared.queued.fetch_sub(1, SeqCst);
+    items.push(first);
+    let deadline = Instant::now() + shared.batch_wait;
+    while items.len() < batch {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = if left.is_zero() {
+            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(left)
+        };
+        let Ok(item) = next else { break };
+        shared.queued.fetch_sub(1, SeqCst);
+        items.push(item);
+    }
+    true
+}
+
+/// A text tokenized into its row of the batch.
+struct Row {
+    item: usize,
+    done: Tokenized,
+}
+
+/// Runs `items` as one call; `results` gets one result per item, in order.
 fn infer(
     shared: &Shared,
     encoder: &mut Encoder,
     s: &mut Scratch,
-    item: &Item,
-) -> Result<Done, Failure> {
+    items: &[Item],
+    results: &mut Vec<Result<Done, Failure>>,
+) {
     if !shared.test_delay.is_zero() {
         std::thread::sleep(shared.test_delay);
     }
-    let pair = item.pair.as_deref();
+    results.clear();
+    let mut rows: Vec<Row> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let head = match item.work {
+            Work::Head(head) => Some(head),
+            Work::Embed { .. } if shared.pooling.is_none() => {
+                results.push(Err(Failure::new(404, "this model has no embeddings")));
+                continue;
+            }
+            Work::Embed { .. } => None,
+        };
+        let r = rows.len();
+        match s.encode(&shared.tokenizer, head, r, &item.text, item.pair.as_deref()) {
+            Ok(done) => {
+                rows.push(Row { item: i, done });
+                // A placeholder, replaced below once the row has run.
+                results.push(Err(Failure::new(500, "internal error: not run")));
+            }
+            Err(e) => results.push(Err(e.into())),
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    if let Err(e) = encoder.run_rows(s.inputs.as_input(), &mut s.out, rows.len()) {
+        if rows.len() == 1 {
+            results[rows[0].item] = Err(e.into());
+            return;
+        }
+        // Which text broke the call? Each alone: only that one fails.
+        for row in &rows {
+            let mut one = Vec::with_capacity(1);
+            infer(
+                shared,
+                encoder,
+                s,
+                std::slice::from_ref(&items[row.item]),
+                &mut one,
+            );
+            results[row.item] = one
+                .pop()
+                .unwrap_or_else(|| Err(Failure::new(500, "not run")));
+        }
+        return;
+    }
+    for (r, row) in rows.iter().enumerate() {
+        results[row.item] = answer(shared, encoder.plan(), s, r, &items[row.item], row.done);
+    }
+}
+
+/// Row `r`'s answer: the head's JSON, or the pooled (and normalized) vector.
+fn answer(
+    shared: &Shared,
+    plan: &Plan,
+    s: &Scratch,
+    r: usize,
+    item: &Item,
+    done: Tokenized,
+) -> Result<Done, Failure> {
     let normalize = match item.work {
-        Work::Embed { normalize } => normalize,
         Work::Head(head) => {
-            let answer = tasks::run(head, &shared.tokenizer, encoder, s, &item.text, pair)?;
+            let answer =
+                tasks::answer(head, plan.info(), &shared.tokenizer, s, r, &item.text, done)?;
             return Ok(Done {
                 vector: Vec::new(),
-                tokens: answer["tokens"].as_u64().unwrap_or(0) as usize,
-                truncated: answer["truncated"].as_bool().unwrap_or(false),
+                tokens: done.tokens,
+                truncated: done.truncated,
                 answer: Some(answer),
             });
         }
+        Work::Embed { normalize } => normalize,
     };
     let pooling = shared
         .pooling
         .ok_or_else(|| Failure::new(404, "this model has no embeddings"))?;
-    let done = shared
-        .tokenizer
-        .encode_into(&item.text, pair, &mut s.inputs)?;
-    encoder.run(s.inputs.as_input(), &mut s.out)?;
     let mut vector = vec![0f32; s.out.hidden_size()];
     pool_into(
         pooling,
         &s.out,
         &s.inputs.attention_mask,
-        0,
+        r,
         normalize,
         &mut vector,
     )?;
