@@ -200,6 +200,7 @@ fn probe(shared: &Shared, endpoint: &str) -> Reply {
     let body = serde_json::json!({
         "status": "ok", "model": shared.model_name, "variant": shared.variant,
         "seq": shared.seq, "hidden": shared.hidden, "workers": shared.workers,
+        "batch": shared.batch,
     });
     Reply::json(body.to_string().into_bytes())
 }

@@ -377,6 +377,14 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
             info.seq
         )));
     }
+    if info.batch > 1 && info.variant != bert_edge::Variant::Int8 {
+        eprintln!(
+            "bert-edge: note: an {} batch runs every row at its longest text's length, unused \
+             rows included; on texts of mixed lengths it measured slower than --batch 1 \
+             (docs/lengths.md#dynamic-batching)",
+            info.variant
+        );
+    }
     let pooling = pooling_for(&plan, opts.pooling).map_err(fail)?;
     let max_items = opts.max_items.min(opts.queue);
     if max_items < opts.max_items {
