@@ -511,7 +511,7 @@ fn a_failing_text_in_a_batch_fails_alone() {
     let mlm_model = tiny().join("tasks/fill-mask/torch_f32.onnx");
     let srv = Server::start_on(
         &mlm_model,
-        &["--workers", "1", "--batch", "4", "--batch-wait-ms", "500"],
+        &["--workers", "1", "--batch", "4", "--batch-wait-ms", "1000"],
     );
     let texts = [
         "我爱[MASK]习",
