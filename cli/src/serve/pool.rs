@@ -4,8 +4,9 @@
 //! Dynamic batching (`--batch B`, a plan of B rows): a worker takes the first queued text,
 //! then whatever else arrives within `--batch-wait-ms` until it holds B, and runs them as one
 //! call ([`Encoder::run_rows`]). Each text is still answered on its own: one that fails to
-//! tokenize or to post-process fails alone, and if the batched run itself fails, each text is
-//! run again alone so that only a text that fails by itself gets the error.
+//! tokenize or to post-process fails alone, and if the batched run itself fails (or panics in
+//! our code), each text is run again alone so that only a text that fails by itself gets the
+//! error.
 
 use super::{lock, Done, Failure, Item, Shared, Work};
 use crate::tasks::{self, Scratch};
@@ -33,25 +34,38 @@ pub(super) fn worker(
         shared.busy.fetch_add(1, SeqCst);
         shared.metrics.batch_run();
         // The library turns a panic inside tract into an error; this catches one in our code.
-        let ok = catch_unwind(AssertUnwindSafe(|| {
-            infer(shared, &mut encoder, &mut scratch, &items, &mut results)
-        }));
-        if ok.is_err() {
-            if let Ok(e) = Encoder::new(plan.clone()) {
-                encoder = e;
+        // After one, each text is tried again alone, so only the one that panics fails.
+        let mut guarded = |items: &[Item], results: &mut Vec<Result<Done, Failure>>| {
+            let ok = catch_unwind(AssertUnwindSafe(|| {
+                infer(shared, &mut encoder, &mut scratch, items, results)
+            }));
+            if ok.is_err() {
+                if let Ok(e) = Encoder::new(plan.clone()) {
+                    encoder = e;
+                }
+                results.clear();
             }
-            results.clear();
+            ok.is_ok()
+        };
+        if !guarded(&items, &mut results) && items.len() > 1 {
+            let mut one = Vec::with_capacity(1);
+            for item in items.iter() {
+                guarded(std::slice::from_ref(item), &mut one);
+                results.push(one.pop().unwrap_or_else(panicked));
+            }
         }
         shared.busy.fetch_sub(1, SeqCst);
         let mut results = results.drain(..);
         for item in items.drain(..) {
-            let res = results
-                .next()
-                .unwrap_or_else(|| Err(Failure::new(500, "internal error: inference panicked")));
+            let res = results.next().unwrap_or_else(panicked);
             shared.metrics.inference_done(&res);
             let _ = item.reply.send((item.index, res));
         }
     }
+}
+
+fn panicked() -> Result<Done, Failure> {
+    Err(Failure::new(500, "internal error: inference panicked"))
 }
 
 /// Blocks for the first item, then (batch > 1) takes more until the batch is full or the
