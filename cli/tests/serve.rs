@@ -1180,3 +1180,51 @@ fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
     assert!(r.json()["error"].as_str().unwrap().contains("no [MASK]"));
     assert_eq!(srv.get("/health").status, 200);
 }
+
+/// A panic in a worker during a batched call fails only the text it happened on.
+#[test]
+fn a_panic_in_a_batch_fails_only_its_text() {
+    let srv = Server::start(&[
+        "--workers",
+        "1",
+        "--batch",
+        "4",
+        "--batch-wait-ms",
+        "1000",
+        "--test-panic-on",
+        "炸",
+    ]);
+    let mut r = Reference::new();
+    let texts = ["我爱学习", "炸", "今天天气很好"];
+    let start = Arc::new(std::sync::Barrier::new(texts.len()));
+    let addr = srv.addr;
+    let answers: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            let (start, body) = (start.clone(), json!({ "inputs": t }).to_string());
+            std::thread::spawn(move || {
+                start.wait();
+                http(addr, "POST", "/embed", &[], body.as_bytes())
+            })
+        })
+        .collect();
+    for (t, a) in texts.iter().zip(answers) {
+        let resp = a.join().unwrap();
+        if *t == "炸" {
+            assert_eq!(resp.status, 500, "{}", String::from_utf8_lossy(&resp.body));
+            continue;
+        }
+        assert_eq!(
+            resp.status,
+            200,
+            "{t}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert_close(&vector(&resp.json()[0]), &r.embed(t, None).0, t);
+    }
+    // The worker is still there.
+    let resp = srv.post("/embed", &json!({"inputs": "我爱学习"}));
+    assert_eq!(resp.status, 200);
+    let m = String::from_utf8(srv.get("/metrics").body).unwrap();
+    assert!(m.contains("bert_edge_inference_errors_total 1"), "{m}");
+}

@@ -58,6 +58,7 @@ pub struct Options {
     limits: front::Limits,
     batch_wait: Duration,
     test_delay: Duration,
+    test_panic: Option<String>,
 }
 
 impl Options {
@@ -109,6 +110,8 @@ impl Options {
                 }
                 Duration::from_secs_f64(ms / 1e3)
             },
+            // Tests only: a worker panics on this exact text (isolation of a panic in a batch).
+            test_panic: args.opt_value_from_str("--test-panic-on").map_err(s)?,
             test_delay: Duration::from_millis(
                 args.opt_value_from_str("--test-delay-ms")
                     .map_err(s)?
@@ -234,6 +237,7 @@ struct Shared {
     model_name: String,
     variant: String,
     test_delay: Duration,
+    test_panic: Option<String>,
     metrics: Metrics,
 }
 
@@ -414,6 +418,7 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
             .unwrap_or_default(),
         variant: info.variant.to_string(),
         test_delay: opts.test_delay,
+        test_panic: opts.test_panic.clone(),
         metrics: Metrics::default(),
     });
     Ok((plan, shared))

@@ -110,6 +110,9 @@ fn infer(
     results.clear();
     let mut rows: Vec<Row> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
+        if shared.test_panic.as_deref() == Some(item.text.as_str()) {
+            panic!("--test-panic-on: a worker panics on this text");
+        }
         let head = match item.work {
             Work::Head(head) => Some(head),
             Work::Embed { .. } if shared.pooling.is_none() => {
