@@ -291,6 +291,17 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     assert!(e.to_string().contains("exactly 16"), "{e}");
 }
 
+/// Row `r` (`l` real tokens, `ids_for(l)`) of a batch's hidden states `h` and pooled `p`
+/// equals the row run alone: f32/f16 ≤ 1e-5; int8 exactly (its rows run one by one, each at
+/// its own length, whatever its neighbours hold).
+fn assert_row_alone(h: &[f32], p: &[f32], r: usize, l: usize, alone: &mut Runner, what: &str) {
+    let (ha, pa) = alone.call(&ids_for(l));
+    let d = max_abs(&h[r * N * H..(r * N + l) * H], &ha[..l * H])
+        .max(max_abs(&p[r * H..(r + 1) * H], &pa));
+    let tol = if what.ends_with("int8") { 0.0 } else { 1e-5 };
+    assert!(d <= tol, "{what} row {r}: {d:e} from the row alone");
+}
+
 #[test]
 fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
     for variant in ["f32", "f16", "int8"] {
@@ -307,16 +318,7 @@ fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
             let (h, p) = batch.call_masked(&ids, &mask).unwrap();
             assert_eq!(batch.out.length(), 16, "the longest row (11 → 16)");
             for (r, l) in lens.iter().enumerate() {
-                let (ha, pa) = alone.call(&ids_for(*l));
-                let d = max_abs(&h[r * N * H..(r * N + l) * H], &ha[..l * H])
-                    .max(max_abs(&p[r * H..(r + 1) * H], &pa));
-                // int8 rows run one by one, each at its own length: exactly the row alone,
-                // whatever its neighbours hold.
-                let tol = if variant == "int8" { 0.0 } else { 1e-5 };
-                assert!(
-                    d <= tol,
-                    "{flavour}/{variant} row {r}: {d:e} from the row alone"
-                );
+                assert_row_alone(&h, &p, r, *l, &mut alone, &format!("{flavour}/{variant}"));
                 if variant == "int8" {
                     let own = batch.enc.plan().run_length(*l);
                     let beyond = &h[(r * N + own) * H..(r + 1) * N * H];
@@ -352,14 +354,7 @@ fn a_partly_filled_batch_equals_each_row_alone() {
         let h = batch.out.last_hidden_state().unwrap().to_vec();
         let p = batch.out.pooler_output().unwrap().to_vec();
         for (r, l) in lens.iter().enumerate() {
-            let (ha, pa) = alone.call(&ids_for(*l));
-            let d = max_abs(&h[r * N * H..(r * N + l) * H], &ha[..l * H])
-                .max(max_abs(&p[r * H..(r + 1) * H], &pa));
-            let tol = if variant == "int8" { 0.0 } else { 1e-5 };
-            assert!(
-                d <= tol,
-                "{flavour}/{variant} row {r}: {d:e} from the row alone"
-            );
+            assert_row_alone(&h, &p, r, *l, &mut alone, &format!("{flavour}/{variant}"));
         }
         assert!(
             h[2 * N * H..].iter().chain(&p[2 * H..]).all(|v| *v == 0.0),

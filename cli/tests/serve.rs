@@ -503,6 +503,23 @@ fn concurrent_clients(extra: &[&str]) -> String {
     m
 }
 
+/// One single-text request per text to `path`, all sent at once (one thread each, released
+/// together); the answers in the texts' order.
+fn post_at_once(addr: SocketAddr, path: &'static str, texts: &[&str]) -> Vec<Resp> {
+    let start = Arc::new(std::sync::Barrier::new(texts.len()));
+    let clients: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            let (start, body) = (start.clone(), json!({ "inputs": t }).to_string());
+            std::thread::spawn(move || {
+                start.wait();
+                http(addr, "POST", path, &[], body.as_bytes())
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
 /// Dynamic batching keeps each text's answer its own: a text that fails after the batched
 /// run (fill-mask without [MASK]) gets its 400, the texts it ran beside get their answers.
 #[test]
@@ -519,20 +536,10 @@ fn a_failing_text_in_a_batch_fails_alone() {
         "没有面具",
         "[MASK]京是中国的首都",
     ];
-    let start = Arc::new(std::sync::Barrier::new(texts.len()));
-    let addr = srv.addr;
-    let answers: Vec<_> = texts
+    for (t, resp) in texts
         .iter()
-        .map(|t| {
-            let (start, body) = (start.clone(), json!({ "inputs": t }).to_string());
-            std::thread::spawn(move || {
-                start.wait();
-                http(addr, "POST", "/fill-mask", &[], body.as_bytes())
-            })
-        })
-        .collect();
-    for (t, a) in texts.iter().zip(answers) {
-        let resp = a.join().unwrap();
+        .zip(post_at_once(srv.addr, "/fill-mask", &texts))
+    {
         if !t.contains("[MASK]") {
             assert_eq!(resp.status, 400, "{t}");
             assert!(resp.json()["error"].as_str().unwrap().contains("no [MASK]"));
@@ -1196,20 +1203,7 @@ fn a_panic_in_a_batch_fails_only_its_text() {
     ]);
     let mut r = Reference::new();
     let texts = ["我爱学习", "炸", "今天天气很好"];
-    let start = Arc::new(std::sync::Barrier::new(texts.len()));
-    let addr = srv.addr;
-    let answers: Vec<_> = texts
-        .iter()
-        .map(|t| {
-            let (start, body) = (start.clone(), json!({ "inputs": t }).to_string());
-            std::thread::spawn(move || {
-                start.wait();
-                http(addr, "POST", "/embed", &[], body.as_bytes())
-            })
-        })
-        .collect();
-    for (t, a) in texts.iter().zip(answers) {
-        let resp = a.join().unwrap();
+    for (t, resp) in texts.iter().zip(post_at_once(srv.addr, "/embed", &texts)) {
         if *t == "炸" {
             assert_eq!(resp.status, 500, "{}", String::from_utf8_lossy(&resp.body));
             continue;
