@@ -12,7 +12,8 @@
 //!   A driver can thus interleave calls with another engine call by call.
 //! - `--profile`: per-node wall time over `--reps` calls (after warm-up), summed by op
 //!   kind and listed for the heaviest nodes; through tract's `run_plan_with_eval`, on a
-//!   second state over the same optimized model.
+//!   second state over the same optimized model. A plan of any length is profiled at the
+//!   first of `--lengths` (rounded up to the granule), else at N.
 //!
 //! Inputs are deterministic (see `Inputs::new`; `bench/compare.py` regenerates the same
 //! ones for onnxruntime): `[CLS] ids… [SEP]` with ids `672 + (i·7919) mod (vocab − 700)`,
@@ -141,19 +142,28 @@ fn bench_inputs(plan: &Plan, len: usize) -> Inputs {
     inputs
 }
 
-/// The model inputs as tensors, in the model's input order (for `--profile`).
-fn tensors(plan: &Plan, inputs: &Inputs) -> Result<TVec<TValue>, Error> {
+/// The model inputs as tensors of the first `l` positions of each row, in the model's input
+/// order (for `--profile`).
+fn tensors(plan: &Plan, inputs: &Inputs, l: usize) -> Result<TVec<TValue>, Error> {
     let model = unstable::model(plan);
     let info = plan.info();
-    let (b, s) = (info.batch, info.seq);
+    let (b, n, h) = (info.batch, info.seq, info.hidden);
+    let cut = |v: &[i64]| -> Vec<i64> { v.chunks(n).flat_map(|r| r[..l].to_vec()).collect() };
     let mut v = tvec![];
     for (ix, o) in model.inputs.iter().enumerate() {
         let fact = model.input_fact(ix).map_err(Error::Engine)?;
         let t = match model.node(o.node).name.as_str() {
-            "attention_mask" => Tensor::from_shape(&[b, s], &inputs.attention_mask),
-            "token_type_ids" => Tensor::from_shape(&[b, s], &inputs.token_type_ids),
-            "input_ids" => Tensor::from_shape(&[b, s], &inputs.input_ids),
-            _ => Tensor::from_shape(&[b, s, info.hidden], &inputs.inputs_embeds),
+            "attention_mask" => Tensor::from_shape(&[b, l], &cut(&inputs.attention_mask)),
+            "token_type_ids" => Tensor::from_shape(&[b, l], &cut(&inputs.token_type_ids)),
+            "input_ids" => Tensor::from_shape(&[b, l], &cut(&inputs.input_ids)),
+            _ => {
+                let e: Vec<f32> = inputs
+                    .inputs_embeds
+                    .chunks(n * h)
+                    .flat_map(|r| r[..l * h].to_vec())
+                    .collect();
+                Tensor::from_shape(&[b, l, h], &e)
+            }
         }
         .and_then(|t| Ok(t.cast_to_dt(fact.datum_type)?.into_owned()))
         .map_err(Error::Engine)?;
@@ -186,7 +196,7 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
         enc.run(inputs.as_input(), &mut out)?;
     }
     if o.profile {
-        return profile(&plan, &inputs, o, threads);
+        return profile(&plan, o, threads);
     }
     if !o.lengths.is_empty() {
         return by_length(m, &plan, &mut enc, &mut out, o, threads);
@@ -419,15 +429,19 @@ fn serve_stdin(
 
 /// `--profile`: wall time per node over `reps` calls, summed by op kind, by matmul
 /// geometry, and the heaviest nodes.
-fn profile(plan: &Plan, inputs: &Inputs, o: &Options, threads: usize) -> Result<(), Error> {
+fn profile(plan: &Plan, o: &Options, threads: usize) -> Result<(), Error> {
+    let info = plan.info();
+    // A plan of any length runs at the first of --lengths (rounded to the granule), else N.
+    let real = o.lengths.first().copied().unwrap_or(info.seq).min(info.seq);
+    let l = plan.run_length(real);
+    let inputs = bench_inputs(plan, real);
     let model = unstable::model(plan).clone();
     let splan = SimplePlan::new(model).map_err(Error::Engine)?;
-    let (per_node, total) = time_nodes(&splan, plan, inputs, o.reps)?;
+    let (per_node, total) = time_nodes(&splan, plan, &inputs, l, o.reps)?;
     let reps = o.reps as f64;
     let nodes_sum: f64 = per_node.iter().sum();
-    let info = plan.info();
     println!(
-        "profile: {} {} seq {} threads {}, {} reps, {:.2} ms/call wall, {:.2} ms/call in nodes",
+        "profile: {} {} seq {} (run at {l}) threads {}, {} reps, {:.2} ms/call wall, {:.2} ms/call in nodes",
         info.flavour,
         info.variant,
         info.seq,
@@ -444,7 +458,7 @@ fn profile(plan: &Plan, inputs: &Inputs, o: &Options, threads: usize) -> Result<
     );
     let model = splan.model();
     print_by_op(model, &per_node, reps);
-    print_by_geometry(model, &per_node, reps, info.seq);
+    print_by_geometry(model, &per_node, reps, l);
     print_heaviest(model, &per_node, reps);
     Ok(())
 }
@@ -454,6 +468,7 @@ fn time_nodes(
     splan: &Arc<TypedSimplePlan>,
     plan: &Plan,
     inputs: &Inputs,
+    l: usize,
     reps: usize,
 ) -> Result<(Vec<f64>, f64), Error> {
     let mut state = splan.spawn().map_err(Error::Engine)?;
@@ -461,7 +476,7 @@ fn time_nodes(
     let mut per_node = vec![0f64; n];
     let mut total = 0f64;
     for rep in 0..reps + 1 {
-        let tv = tensors(plan, inputs)?;
+        let tv = tensors(plan, inputs, l)?;
         let mut times = vec![0f64; n];
         let t0 = Instant::now();
         state
