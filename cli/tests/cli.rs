@@ -173,3 +173,39 @@ fn info_shows_flavour_variant_and_ops() {
     assert!(text.contains("variant:     int8"), "{text}");
     assert!(text.contains("vocab:       21128"), "{text}");
 }
+
+#[test]
+fn bench_profile_runs_a_plan_of_any_length_at_the_asked_length() {
+    let m = ids_model();
+    let cases = [
+        (None, "(run at 16)"),
+        (Some("3"), "(run at 3)"),
+        (Some("11"), "(run at 16)"),
+    ];
+    for (lengths, at) in cases {
+        let mut args = vec![
+            "bench",
+            "--model",
+            &m,
+            "--seq",
+            "16",
+            "--reps",
+            "2",
+            "--profile",
+        ];
+        if let Some(l) = lengths {
+            args.extend_from_slice(&["--lengths", l]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let (text, err) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{err}");
+        assert!(text.contains(at), "{lengths:?}: {text}");
+        assert!(text.contains("OptMatMul"), "{text}");
+    }
+}
