@@ -54,7 +54,7 @@ impl Metrics {
         self.sum_us.fetch_add(elapsed.as_micros() as u64, SeqCst);
     }
 
-    /// One model call of `texts` texts (dynamic batching: 1 to `--batch`).
+    /// One worker call (dynamic batching: of 1 to `--batch` texts).
     pub(super) fn batch_run(&self) {
         self.batches.fetch_add(1, SeqCst);
     }

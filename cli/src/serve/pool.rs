@@ -34,7 +34,8 @@ pub(super) fn worker(
         shared.busy.fetch_add(1, SeqCst);
         shared.metrics.batch_run();
         // The library turns a panic inside tract into an error; this catches one in our code.
-        // After one, each text is tried again alone, so only the one that panics fails.
+        // After one, or after a failed batched run, each text is tried again alone, so only
+        // the one that fails by itself gets the error.
         let mut guarded = |items: &[Item], results: &mut Vec<Result<Done, Failure>>| {
             let ok = catch_unwind(AssertUnwindSafe(|| {
                 infer(shared, &mut encoder, &mut scratch, items, results)
@@ -45,9 +46,10 @@ pub(super) fn worker(
                 }
                 results.clear();
             }
-            ok.is_ok()
+            ok.unwrap_or(false)
         };
         if !guarded(&items, &mut results) && items.len() > 1 {
+            results.clear();
             let mut one = Vec::with_capacity(1);
             for item in items.iter() {
                 guarded(std::slice::from_ref(item), &mut one);
@@ -96,14 +98,15 @@ struct Row {
     done: Tokenized,
 }
 
-/// Runs `items` as one call; `results` gets one result per item, in order.
+/// Runs `items` as one call; `results` gets one result per item, in order. False (results
+/// incomplete) when the run of several texts failed: the caller tries each text alone.
 fn infer(
     shared: &Shared,
     encoder: &mut Encoder,
     s: &mut Scratch,
     items: &[Item],
     results: &mut Vec<Result<Done, Failure>>,
-) {
+) -> bool {
     if !shared.test_delay.is_zero() {
         std::thread::sleep(shared.test_delay);
     }
@@ -132,32 +135,19 @@ fn infer(
         }
     }
     if rows.is_empty() {
-        return;
+        return true;
     }
     if let Err(e) = encoder.run_rows(s.inputs.as_input(), &mut s.out, rows.len()) {
-        if rows.len() == 1 {
-            results[rows[0].item] = Err(e.into());
-            return;
+        if rows.len() > 1 {
+            return false;
         }
-        // Which text broke the call? Each alone: only that one fails.
-        for row in &rows {
-            let mut one = Vec::with_capacity(1);
-            infer(
-                shared,
-                encoder,
-                s,
-                std::slice::from_ref(&items[row.item]),
-                &mut one,
-            );
-            results[row.item] = one
-                .pop()
-                .unwrap_or_else(|| Err(Failure::new(500, "not run")));
-        }
-        return;
+        results[rows[0].item] = Err(e.into());
+        return true;
     }
     for (r, row) in rows.iter().enumerate() {
         results[row.item] = answer(shared, encoder.plan(), s, r, &items[row.item], row.done);
     }
+    true
 }
 
 /// Row `r`'s answer: the head's JSON, or the pooled (and normalized) vector.
