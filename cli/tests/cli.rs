@@ -209,3 +209,30 @@ fn bench_profile_runs_a_plan_of_any_length_at_the_asked_length() {
         assert!(text.contains("OptMatMul"), "{text}");
     }
 }
+
+#[test]
+fn bad_serve_batch_options_are_usage_errors() {
+    let m = ids_model();
+    for (args, needle) in [
+        (&["--batch-wait-ms", "5000"][..], "between 0 and 1000"),
+        (&["--batch-wait-ms", "-1"][..], "between 0 and 1000"),
+        (&["--batch-wait-ms", "nan"][..], "between 0 and 1000"),
+        (&["--batch", "0"][..], "at least 1"),
+    ] {
+        let mut all = vec![
+            "serve",
+            "--model",
+            &m,
+            "--seq",
+            "8",
+            "--bind",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
+        let (code, lines, err) = bert_edge(&all, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(lines.is_empty(), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
