@@ -1142,6 +1142,9 @@ def main(argv=None):
             f"{nparams / 1e6:.2f}M parameters")
         model.save_pretrained(hf)
         shutil.copyfile(os.path.join(hf, "config.json"), os.path.join(tmp, "config.json"))
+        # Beside the model, as optimum's exports have it: bert-edge reads the model's own
+        # tokenizer from there (never from the working directory).
+        shutil.copyfile(os.path.join(tokdir, "tokenizer.json"), os.path.join(tmp, "tokenizer.json"))
         timings["model"] = time.time() - t
 
         t = time.time()

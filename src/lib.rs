@@ -44,7 +44,7 @@ pub mod unstable;
 pub use error::{Error, Result};
 pub use runtime::{
     Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan, PlanInfo,
-    Role, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,
+    Role, SentenceConfig, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,
 };
 #[cfg(feature = "onnx")]
 pub use translate::compile;

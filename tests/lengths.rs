@@ -316,7 +316,9 @@ fn a_batch_of_rows_of_different_lengths_equals_each_row_alone() {
                 mask[r * N..r * N + l].fill(1);
             }
             let (h, p) = batch.call_masked(&ids, &mask).unwrap();
-            assert_eq!(batch.out.length(), 16, "the longest row (11 → 16)");
+            // f32/f16: the longest row rounded up to the granule; int8: exactly the longest.
+            let longest = if variant == "int8" { 11 } else { 16 };
+            assert_eq!(batch.out.length(), longest, "the longest row (11)");
             for (r, l) in lens.iter().enumerate() {
                 assert_row_alone(&h, &p, r, *l, &mut alone, &format!("{flavour}/{variant}"));
                 if variant == "int8" {
@@ -350,7 +352,8 @@ fn a_partly_filled_batch_equals_each_row_alone() {
         let full_mask: Vec<i64> = (0..4).flat_map(|_| mask[..N].to_vec()).collect();
         batch.call_masked(&full, &full_mask).unwrap();
         batch.call_rows(&ids, &mask, 2).unwrap();
-        assert_eq!(batch.out.length(), 16, "the longest used row (9 → 16)");
+        let longest = if variant == "int8" { 9 } else { 16 };
+        assert_eq!(batch.out.length(), longest, "the longest used row (9)");
         let h = batch.out.last_hidden_state().unwrap().to_vec();
         let p = batch.out.pooler_output().unwrap().to_vec();
         for (r, l) in lens.iter().enumerate() {
@@ -371,6 +374,54 @@ fn a_partly_filled_batch_equals_each_row_alone() {
             let e = batch.enc.run_rows(input, &mut batch.out, rows);
             let e = e.unwrap_err().to_string();
             assert!(e.contains("1 to 4 rows"), "{rows} rows: {e}");
+        }
+    }
+}
+
+/// int8 answers do not depend on padding (issue #29): dynamic quantization takes each
+/// tensor's range over every position it sees, so an int8 plan runs each row at its exact
+/// length. Whatever the granule, N or batch neighbours, a text's outputs equal, bit for bit,
+/// those of a plan pinned to exactly its length.
+#[test]
+fn int8_answers_do_not_depend_on_granule_capacity_or_neighbours() {
+    for flavour in ["ids", "embeds"] {
+        let mut plans: Vec<(String, Runner)> = Vec::new();
+        for n in [128, 512] {
+            for g in [1, 8, 32] {
+                let opts = LoadOptions::new().seq(n).granule(g);
+                plans.push((
+                    format!("N {n} granule {g}"),
+                    Runner::new(flavour, "int8", opts),
+                ));
+            }
+        }
+        let batch = LoadOptions::new().seq(128).batch(4);
+        let mut batch = Runner::new(flavour, "int8", batch);
+        for l in [1usize, 3, 6, 9, 13, 16, 17, 31, 40] {
+            let ids = ids_for(l);
+            let (he, pe) = Runner::new(flavour, "int8", fixed(l)).call(&ids);
+            assert!(he.iter().chain(&pe).all(|v| v.is_finite()));
+            for (what, r) in plans.iter_mut() {
+                let (h, p) = r.call(&ids);
+                assert_eq!(r.out.length(), l, "{flavour} {what} L {l}: ran at");
+                assert!(
+                    h[..l * H] == he[..] && p == pe,
+                    "{flavour} {what} L {l}: differs from the plan pinned to L"
+                );
+            }
+            // Row 1 of a batch whose other rows are longer, shorter and empty of meaning.
+            let n = 128;
+            let mut bid = vec![0i64; 4 * n];
+            let mut mask = vec![0i64; 4 * n];
+            for (r, len) in [(0, 50), (1, l), (2, 2), (3, 77)] {
+                bid[r * n..r * n + len].copy_from_slice(&ids_for(len));
+                mask[r * n..r * n + len].fill(1);
+            }
+            let (h, p) = batch.call_masked(&bid, &mask).unwrap();
+            assert!(
+                h[n * H..(n + l) * H] == he[..] && p[H..2 * H] == pe[..],
+                "{flavour} batch of 4, L {l}: row 1 differs from the plan pinned to L"
+            );
         }
     }
 }

@@ -1,73 +1,104 @@
 //! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
 
 use crate::ModelArgs;
-use bert_edge::heads::{pool_into, Pooling};
+use bert_edge::heads::{pool_into, Embedding, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Flavour, Inputs, Outputs, Plan};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub struct Options {
-    pub(crate) tokenizer: Option<PathBuf>,
     hidden_states: bool,
     pooling: Option<Pooling>,
-    normalize: bool,
+    normalize: Option<bool>,
 }
 
 impl Options {
     pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
+        let (on, off) = (
+            args.contains("--normalize"),
+            args.contains("--no-normalize"),
+        );
+        if on && off {
+            return Err("--normalize and --no-normalize contradict each other".into());
+        }
         Ok(Options {
-            tokenizer: args
-                .opt_value_from_str("--tokenizer")
-                .map_err(|e| e.to_string())?,
             hidden_states: args.contains("--hidden-states"),
             pooling: crate::opt_parse(args, "--pooling")?,
-            normalize: args.contains("--normalize"),
+            normalize: (on || off).then_some(on),
         })
     }
 }
 
-/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model, else `models/`.
-fn find_tokenizer(opts: &Options, model: &std::path::Path) -> Option<PathBuf> {
-    crate::locate_tokenizer(opts.tokenizer.as_deref(), model)
+/// The sentence embedding a command gives for `plan` (flags first, then the model's own
+/// files, then the stated default), announced on stderr with its reason.
+pub(crate) fn embedding_for(
+    plan: &Plan,
+    pooling: Option<Pooling>,
+    normalize: Option<bool>,
+) -> Result<Option<Embedding>, (u8, String)> {
+    let e = Embedding::resolve(plan.info(), pooling, normalize).map_err(|e| (2, e.to_string()))?;
+    if let Some(e) = &e {
+        eprintln!("bert-edge: embedding: {}", e.why);
+    }
+    let st = plan.info().sentence.as_ref();
+    if let Some(max) = st
+        .and_then(|s| s.max_seq_length)
+        .filter(|m| *m > plan.info().seq)
+    {
+        eprintln!(
+            "bert-edge: note: the model takes texts of up to {max} tokens, this plan cuts them at \
+             {} (--seq {max} to match; answers say \"truncated\")",
+            plan.info().seq
+        );
+    }
+    Ok(e)
+}
+
+/// The plan's tokenizer; `None` (with a note) if it has none, so that token-id lines still work.
+fn tokenizer_or_note(plan: &Plan) -> Result<Option<BertTokenizer>, (u8, String)> {
+    match plan.tokenizer() {
+        None => {
+            eprintln!(
+                "bert-edge: no tokenizer.json beside the model or one directory up (--tokenizer \
+                 FILE): only input_ids / inputs_embeds lines will work"
+            );
+            Ok(None)
+        }
+        Some((origin, _)) => {
+            eprintln!("bert-edge: tokenizer: {origin}");
+            BertTokenizer::for_plan(plan)
+                .map(Some)
+                .map_err(|e| (2, e.to_string()))
+        }
+    }
 }
 
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
     let plan = Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
     check_batch(&plan)?;
-    let pooling = match opts.pooling {
-        Some(p) => Some(p),
-        None if opts.normalize => Some(Pooling::default_for(plan.info())),
-        None => None,
-    };
-    let tokenizer = match find_tokenizer(opts, &m.model) {
-        Some(p) => Some(BertTokenizer::from_file(&p).map_err(|e| (2, e.to_string()))?),
-        None => {
-            eprintln!("bert-edge: no tokenizer.json found: only input_ids / inputs_embeds lines will work");
-            None
-        }
-    };
+    let embedding = embedding_for(&plan, opts.pooling, opts.normalize)?;
+    let tokenizer = tokenizer_or_note(&plan)?;
     let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
     // Allocated once, reused for every line.
     let (mut inputs, mut outputs) = (plan.inputs(), plan.outputs());
     let mut vector = vec![0f32; plan.info().hidden];
+    let mut pool_mask = vec![0i64; plan.info().seq];
     lines("encoded", |line| {
         let tok = tokenizer.as_ref();
-        let real = one_line(line, &plan, tok, &mut encoder, &mut inputs, &mut outputs)?;
-        let mut reply = render(&plan, &inputs, real, &outputs, opts.hidden_states);
-        if let Some(p) = pooling {
-            pool_into(
-                p,
-                &outputs,
-                &inputs.attention_mask,
-                0,
-                opts.normalize,
-                &mut vector,
-            )
-            .map_err(|e| e.to_string())?;
+        let done = one_line(line, &plan, tok, &mut encoder, &mut inputs, &mut outputs)?;
+        let mut reply = render(&plan, &inputs, done.tokens, &outputs, opts.hidden_states);
+        reply["truncated"] = json!(done.truncated);
+        if let Some(e) = &embedding {
+            pool_mask.copy_from_slice(&inputs.attention_mask);
+            if e.exclude_prompt {
+                let n = done.prompt_tokens.min(pool_mask.len());
+                pool_mask[..n].fill(0);
+            }
+            pool_into(e.pooling, &outputs, &pool_mask, 0, e.normalize, &mut vector)
+                .map_err(|e| e.to_string())?;
             reply["embedding"] = json!(vector);
         }
         Ok(reply)
@@ -88,9 +119,9 @@ pub(crate) fn check_batch(plan: &Plan) -> Result<(), (u8, String)> {
     Ok(())
 }
 
-/// The JSON Lines loop of `encode`, `classify`, `ner` and `fill-mask`: each non-blank stdin
-/// line through `handle`, its answer (or `{"error": …}`) as one stdout line, in order. Exit
-/// status 1 if any line failed.
+/// The JSON Lines loop of `encode`, `classify`, `ner` and `fill-mask`: each stdin line
+/// through `handle`, its answer (or `{"error": …}`, a blank line's too) as one stdout line, in
+/// order: exactly one line out per line in. Exit status 1 if any line failed.
 pub(crate) fn lines(
     what: &str,
     mut handle: impl FnMut(&[u8]) -> Result<Value, String>,
@@ -108,10 +139,13 @@ pub(crate) fn lines(
             Ok(_) => {}
             Err(e) => return Err((1, format!("reading stdin: {e}"))),
         }
-        if line.iter().all(|c| c.is_ascii_whitespace()) {
-            continue;
-        }
-        let reply = handle(&line).unwrap_or_else(|e| {
+        let blank = line.iter().all(|c| c.is_ascii_whitespace());
+        let answer = if blank {
+            Err("blank line: each line must be a JSON object".to_string())
+        } else {
+            handle(&line)
+        };
+        let reply = answer.unwrap_or_else(|e| {
             failed += 1;
             json!({ "error": e })
         });
@@ -150,9 +184,41 @@ pub(crate) fn text_line(raw: &[u8]) -> Result<(String, Option<String>), String> 
     Ok((t.to_string(), pair))
 }
 
+/// What [`one_line`] ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Line {
+    /// Real tokens (special tokens and any prompt included).
+    pub tokens: usize,
+    /// The text (or pair) had more tokens than the plan's N and was cut.
+    pub truncated: bool,
+    /// Positions taken by `[CLS]` and the prompt (0 without a prompt): what a pooling
+    /// leaves out when the model's `include_prompt` is false, as sentence-transformers does.
+    pub prompt_tokens: usize,
+}
+
+/// The prompt a line asks for (`"prompt_name"` from the model's prompts, or a literal
+/// `"prompt"`), else the model's default prompt; "" for none.
+fn prompt_of<'a>(plan: &'a Plan, obj: &'a Map<String, Value>) -> Result<&'a str, String> {
+    let st = plan.info().sentence.as_ref();
+    match (obj.get("prompt_name"), obj.get("prompt")) {
+        (Some(_), Some(_)) => Err("give \"prompt_name\" or \"prompt\", not both".into()),
+        (Some(n), None) => {
+            let n = n.as_str().ok_or("\"prompt_name\" must be a string")?;
+            let st =
+                st.ok_or("this model has no prompts (no config_sentence_transformers.json)")?;
+            st.prompt(n).map_err(|e| e.to_string())
+        }
+        (None, Some(p)) => Ok(p.as_str().ok_or("\"prompt\" must be a string")?),
+        (None, None) => match st.and_then(|s| s.default_prompt_name.as_deref()) {
+            Some(d) => st.map_or(Ok(""), |s| s.prompt(d).map_err(|e| e.to_string())),
+            None => Ok(""),
+        },
+    }
+}
+
 /// Parses one JSON line (text, ids or embeds) into `inputs`, checks and runs it into `out`;
-/// the number of real tokens, or the error message the line's answer carries. Public for the
-/// `encode_line` fuzz target.
+/// what ran, or the error message the line's answer carries. Public for the `encode_line`
+/// fuzz target.
 pub fn one_line(
     raw: &[u8],
     plan: &Plan,
@@ -160,12 +226,13 @@ pub fn one_line(
     encoder: &mut Encoder,
     inputs: &mut Inputs,
     out: &mut Outputs,
-) -> Result<usize, String> {
+) -> Result<Line, String> {
     let text = std::str::from_utf8(raw).map_err(|e| format!("line is not valid UTF-8: {e}"))?;
     let value: Value = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
     let obj = value.as_object().ok_or("each line must be a JSON object")?;
     let flavour = plan.info().flavour;
     let real;
+    let (mut truncated, mut prompt_tokens) = (false, 0);
     if let Some(t) = obj.get("text") {
         let t = t.as_str().ok_or("\"text\" must be a string")?;
         let pair = match obj.get("text_pair") {
@@ -177,10 +244,19 @@ pub fn one_line(
         if flavour == Flavour::Embeds {
             return Err("this is an inputs_embeds model: give \"inputs_embeds\", not text".into());
         }
-        real = tok
-            .encode_into(t, pair, inputs)
-            .map_err(|e| e.to_string())?
-            .tokens;
+        let prompt = prompt_of(plan, obj)?;
+        let done = if prompt.is_empty() {
+            tok.encode_into(t, pair, inputs)
+        } else {
+            let n = inputs.len();
+            // [CLS] + the prompt's pieces (sentence-transformers' `prompt_length`).
+            let mut scratch = Inputs::new(n);
+            let p = tok.encode_into(prompt, None, &mut scratch);
+            prompt_tokens = p.map_err(|e| e.to_string())?.tokens.saturating_sub(1);
+            tok.encode_into(&format!("{prompt}{t}"), pair, inputs)
+        }
+        .map_err(|e| e.to_string())?;
+        (real, truncated) = (done.tokens, done.truncated);
     } else if let Some(ids) = obj.get("input_ids") {
         if flavour != Flavour::Ids {
             return Err("this is an inputs_embeds model: \"input_ids\" are not accepted".into());
@@ -200,7 +276,11 @@ pub fn one_line(
     encoder
         .run(inputs.as_input(), out)
         .map_err(|e| e.to_string())?;
-    Ok(real)
+    Ok(Line {
+        tokens: real,
+        truncated,
+        prompt_tokens,
+    })
 }
 
 /// Copies a JSON integer array into `dst` (zero-padded); returns its length.
@@ -308,13 +388,21 @@ fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, per_token: bool) 
 
 /// `embed-lookup`: text lines → `word_embeddings[ids]` rows + mask + types, as JSON lines.
 #[cfg(feature = "onnx")]
-pub fn lookup(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
+pub fn lookup(m: &ModelArgs) -> Result<ExitCode, (u8, String)> {
     let table = bert_edge::WordEmbeddings::from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
-    let path = find_tokenizer(opts, &m.model).ok_or((
-        2,
-        "no tokenizer.json found (give --tokenizer FILE)".to_string(),
-    ))?;
-    let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
+    let tok = BertTokenizer::for_model_file(m.tokenizer.as_deref(), &m.model)
+        .map_err(|e| (2, e.to_string()))?;
+    if tok.vocab_size() > table.vocab_size() {
+        return Err((
+            2,
+            format!(
+                "the tokenizer has {} tokens, the model's word embedding table {}: give the \
+                 model's own (--tokenizer FILE)",
+                tok.vocab_size(),
+                table.vocab_size()
+            ),
+        ));
+    }
     let h = table.hidden_size();
     let mut enc = Inputs::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
     let mut rows = vec![0f32; enc.len() * h];

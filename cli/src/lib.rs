@@ -17,12 +17,16 @@ bert-edge: BERT-base-chinese on small ARM boards (tract)
 
 USAGE:
   bert-edge encode  --model FILE [--seq N] [--tokenizer FILE] [--variant f32|f16|int8] [--hidden-states]
-                    [--pooling cls|mean|pooler] [--normalize]
-                    JSON Lines on stdin: {\"text\": ..., \"text_pair\": ...?}
+                    [--pooling cls|mean|max|last-token|weighted-mean|mean-sqrt-len|pooler|sentence-embedding]
+                    [--normalize | --no-normalize]
+                    JSON Lines on stdin: {\"text\": ..., \"text_pair\": ...?, \"prompt_name\": ...?}
                     or {\"input_ids\": [...], \"attention_mask\": [...]?, \"token_type_ids\": [...]?}
-                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; one JSON line out per line in,
-                    with every output of the graph by name (per-token ones with --hidden-states)
-                    and \"embedding\" with --pooling.
+                    or {\"inputs_embeds\": [[...hidden floats]...], ...}; exactly one JSON line out per
+                    line in (a blank line gets an error), with every output of the graph by name
+                    (per-token ones with --hidden-states), \"truncated\", and \"embedding\": the
+                    model's own (sentence-transformers files beside the model or one level up:
+                    pooling, Normalize, prompts), else mean pooling; flags override. The choice
+                    and its reason are printed at start.
   bert-edge classify  --model FILE [--top-k K]             text-classification models
   bert-edge ner       --model FILE [--aggregation simple|none]  token-classification models
   bert-edge fill-mask --model FILE [--top-k K]             masked-LM models (texts with [MASK])
@@ -34,9 +38,10 @@ USAGE:
   bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
                     (feed them, edited or not, to `encode` on the inputs_embeds model)
-  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] -o FILE.nnef.tar
-  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling cls|mean|pooler]
-                    [--normalize] [--seq N] [--tokenizer FILE] [--max-items 32] [--max-text-bytes 16384]
+  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] [--tokenizer FILE] -o FILE.nnef.tar
+                    (the archive keeps the tokenizer, labels and sentence-transformers config)
+  bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling P]
+                    [--normalize | --no-normalize] [--seq N] [--max-items 32] [--max-text-bytes 16384]
                     [--max-body 1048576] [--header-timeout 5] [--body-timeout 10] [--max-connections 1024]
                     [--batch B] [--batch-wait-ms 2] (dynamic batching: a worker runs up to B queued
                     texts as one call, waiting up to 2 ms for them; default B = 1, no batching)
@@ -44,12 +49,17 @@ USAGE:
                     POST /classify, /ner, /fill-mask (by the model's task), GET /health, GET /metrics
 
 --seq N (any command that loads a model): token rows of N positions (default 128, at most the
-model's 512). A plan runs each call at its real length rounded up to --granule G (default 8),
+model's 512). A plan runs each call at its real length rounded up to --granule G (default 8; int8 plans
+always run at the exact length, so padding never enters their quantization ranges),
 computing no padding beyond; --fixed-length pins it to exactly N (every call pays for N).
 --threads T: tract's matmul threads per encoder (default: the machine's cores; bench: 1;
 serve: cores / --workers).
 --config FILE (any command that loads an ONNX model): the export's config.json (labels:
 id2label); default: config.json beside the model.
+--tokenizer FILE (any command that loads a model): the model's tokenizer.json; default:
+tokenizer.json beside the model or one directory up, else the one `compile` bundled in the
+archive. Never the working directory's; a tokenizer whose vocabulary does not fit the model's
+embedding table is refused.
 --f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
 auto = f32 where the CPU has no f16 arithmetic (x86_64, cortex-a72/a53: 2-4x faster, 2x the
 weight memory), native f16 where it has (cortex-a76).
@@ -73,6 +83,9 @@ pub struct ModelArgs {
     pub flavour: Option<Flavour>,
     pub f16_compute: bert_edge::F16Compute,
     pub config: Option<PathBuf>,
+    /// `--tokenizer FILE`: the model's tokenizer.json (default: beside the model or one
+    /// directory up, else the one an archive carries).
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -89,6 +102,9 @@ impl ModelArgs {
         let f16_compute = opt_parse(args, "--f16-compute")?.unwrap_or_default();
         let config = args
             .opt_value_from_str("--config")
+            .map_err(|e| e.to_string())?;
+        let tokenizer = args
+            .opt_value_from_str("--tokenizer")
             .map_err(|e| e.to_string())?;
         let granule = args
             .opt_value_from_str("--granule")
@@ -113,6 +129,7 @@ impl ModelArgs {
             flavour,
             f16_compute,
             config,
+            tokenizer,
         })
     }
 
@@ -141,6 +158,9 @@ impl ModelArgs {
         }
         if let Some(c) = &self.config {
             o = o.config(c);
+        }
+        if let Some(t) = &self.tokenizer {
+            o = o.tokenizer(t);
         }
         o
     }
@@ -247,6 +267,25 @@ fn info(m: &ModelArgs) -> Result<(), Error> {
         println!("output {ix}:    {} {:?} {role}", o.name, o.shape);
     }
     println!("parameters:  {}", plan.parameter_count());
+    println!(
+        "tokenizer:   {}",
+        plan.tokenizer()
+            .map_or("(none: give --tokenizer FILE)", |t| t.0)
+    );
+    match bert_edge::heads::Embedding::resolve(i, None, None) {
+        Ok(Some(e)) => println!("embedding:   {}", e.why),
+        Ok(None) => {}
+        Err(e) => println!("embedding:   {e}"),
+    }
+    if let Some(st) = &i.sentence {
+        for (name, text) in &st.prompts {
+            let default = st.default_prompt_name.as_deref() == Some(name.as_str());
+            println!(
+                "prompt:      {name}{}: {text:?}",
+                if default { " (default)" } else { "" }
+            );
+        }
+    }
     println!("optimized plan ops:");
     for (op, n) in plan.op_histogram() {
         println!("  {n:>5}  {op}");
@@ -318,9 +357,8 @@ fn run() -> Result<ExitCode, (u8, String)> {
         #[cfg(feature = "onnx")]
         Some("embed-lookup") => {
             let m = ModelArgs::parse(&mut args).map_err(usage)?;
-            let opts = encode::Options::parse(&mut args).map_err(usage)?;
             finish(args).map_err(usage)?;
-            encode::lookup(&m, &opts)
+            encode::lookup(&m)
         }
         #[cfg(feature = "onnx")]
         Some("compile") => {
@@ -346,24 +384,6 @@ fn run() -> Result<ExitCode, (u8, String)> {
         }
         Some(other) => Err(usage(format!("unknown command {other:?}"))),
     }
-}
-
-/// Where the CLI and the service look for `tokenizer.json`: `explicit` if given, else beside
-/// the model file, else one directory up (`models/base/…` → `models/`), else
-/// `models/tokenizer.json` under the working directory. `None` if none exists.
-pub fn locate_tokenizer(explicit: Option<&Path>, model: &Path) -> Option<PathBuf> {
-    if let Some(t) = explicit {
-        return Some(t.to_path_buf());
-    }
-    let beside = model.parent().map(|d| d.join("tokenizer.json"));
-    let up = model
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("tokenizer.json"));
-    [beside, up, Some(PathBuf::from("models/tokenizer.json"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
 }
 
 /// The `bert-edge` command line: parses the process's arguments, runs the command, and

@@ -216,7 +216,6 @@ fn entity_json(e: heads::Entity) -> Value {
 
 /// `classify`, `ner`, `fill-mask` options.
 pub struct Options {
-    tokenizer: Option<std::path::PathBuf>,
     top_k: Option<usize>,
     aggregation: Option<Aggregation>,
 }
@@ -230,9 +229,6 @@ impl Options {
             return Err("--top-k must be at least 1".into());
         }
         Ok(Options {
-            tokenizer: args
-                .opt_value_from_str("--tokenizer")
-                .map_err(|e| e.to_string())?,
             top_k,
             aggregation: crate::opt_parse(args, "--aggregation")?,
         })
@@ -251,11 +247,7 @@ pub fn command(
     check(&plan, task).map_err(|e| (2, e))?;
     let head =
         Head::with(task, opts.top_k, opts.aggregation).ok_or((2, format!("no head for {task}")))?;
-    let path = crate::locate_tokenizer(opts.tokenizer.as_deref(), &m.model).ok_or((
-        2,
-        "no tokenizer.json found (give --tokenizer FILE)".to_string(),
-    ))?;
-    let tok = BertTokenizer::from_file(&path).map_err(|e| (2, e.to_string()))?;
+    let tok = BertTokenizer::for_plan(&plan).map_err(|e| (2, e.to_string()))?;
     let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
     let mut scratch = Scratch::new(&plan);
     crate::encode::lines("answered", |line| {

@@ -205,9 +205,9 @@ fn heads_a_graph_lacks_are_clear_errors_and_bad_lines_do_not_stop_the_tool() {
         .unwrap()
         .contains("malformed JSON"));
     assert_eq!(lines[2]["masks"].as_array().unwrap().len(), 1);
-    // A classifier export has no embeddings to pool.
+    // A classifier export has no embeddings to pool: refused before any line is read.
     let cls = task_dir("text-classification").join("torch_f32.onnx");
-    let (code, lines, _) = bert_edge(
+    let (code, lines, err) = bert_edge(
         &[
             "encode",
             "--model",
@@ -219,15 +219,9 @@ fn heads_a_graph_lacks_are_clear_errors_and_bad_lines_do_not_stop_the_tool() {
         ],
         "{\"text\": \"我爱学习\"}\n",
     );
-    assert_eq!(code, 1);
-    assert!(
-        lines[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("last_hidden_state"),
-        "{}",
-        lines[0]
-    );
+    assert_eq!(code, 2, "{err}");
+    assert!(lines.is_empty());
+    assert!(err.contains("gives no hidden states"), "{err}");
     // but encode still returns what it has, under the graph's names.
     let (code, lines, _) = bert_edge(
         &["encode", "--model", cls.to_str().unwrap(), "--seq", "16"],

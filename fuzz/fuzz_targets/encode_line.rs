@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let mut guard = s.state.lock().unwrap_or_else(|p| p.into_inner());
     let (enc, inputs, out) = &mut *guard;
     match bert_edge_cli::encode::one_line(line, &s.plan, Some(tok), enc, inputs, out) {
-        Ok(real) => {
+        Ok(line) => {
+            let real = line.tokens;
             assert!(real <= 8, "{real} tokens in a seq-8 plan");
             assert!(out.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
         }

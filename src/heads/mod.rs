@@ -1,8 +1,9 @@
 //! From encoder outputs to what an application uses, shared by the CLI and the service so
 //! both give the same answer for the same text:
 //!
-//! - sentence embeddings: [`pool_into`] ([`Pooling`] `cls` / `mean` / `pooler`, optional L2
-//!   normalisation);
+//! - sentence embeddings: [`Embedding`] (the pooling and normalization a plan's model asks
+//!   for, or the caller's, and why) and [`pool_into`] (every sentence-transformers pooling
+//!   mode, BERT's pooler, a graph's own `sentence_embedding`; optional L2 normalisation);
 //! - classification: [`classify`] (softmax scores, or sigmoids for a multi-label model, with
 //!   the export's labels, top-k);
 //! - token classification: [`entities`] (spans aggregated like Hugging Face's
@@ -23,63 +24,13 @@ pub use fill_mask::{fill_mask, Prediction};
 #[cfg(feature = "tokenizer")]
 pub use ner::{entities, Aggregation, Entity};
 
+mod embedding;
+
+pub use crate::runtime::Pooling;
+pub use embedding::Embedding;
+
 use crate::error::{Error, Result};
-use crate::runtime::{Outputs, PlanInfo, Role};
-
-/// How a text's encoder outputs become one vector.
-///
-/// ```
-/// use bert_edge::heads::Pooling;
-/// assert_eq!("mean".parse::<Pooling>()?, Pooling::Mean);
-/// assert_eq!(Pooling::Pooler.to_string(), "pooler");
-/// # Ok::<(), bert_edge::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Pooling {
-    /// The `[CLS]` token's hidden state (row 0 of `last_hidden_state`).
-    Cls,
-    /// Mean of `last_hidden_state` over the tokens whose attention mask is 1.
-    Mean,
-    /// BERT's pooler output (dense + tanh over the `[CLS]` state); graphs exported without
-    /// the pooler (optimum's feature-extraction) have none.
-    Pooler,
-}
-
-impl Pooling {
-    /// The default for a plan: `pooler` if the graph has a pooler output, else `cls`.
-    pub fn default_for(info: &PlanInfo) -> Pooling {
-        if info.output(Role::Pooled).is_some() {
-            Pooling::Pooler
-        } else {
-            Pooling::Cls
-        }
-    }
-}
-
-impl std::str::FromStr for Pooling {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cls" => Ok(Pooling::Cls),
-            "mean" => Ok(Pooling::Mean),
-            "pooler" => Ok(Pooling::Pooler),
-            _ => Err(Error::bad_input(format!(
-                "unknown pooling {s:?} (cls | mean | pooler)"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Pooling {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Pooling::Cls => "cls",
-            Pooling::Mean => "mean",
-            Pooling::Pooler => "pooler",
-        })
-    }
-}
+use crate::runtime::Outputs;
 
 /// Writes row `row` of `out` pooled into `dst` (hidden values), then scales it to unit L2
 /// norm if `normalize`. `attention_mask` is the call's mask (batch × seq). No allocation.
@@ -123,28 +74,24 @@ pub fn pool_into(
              buffers) lacks: choose another pooling"
         ))
     };
+    let mut graph_row = |v: Option<&[f32]>, what: &str| -> Result<()> {
+        let v = v.ok_or_else(|| missing(what))?;
+        let r = v.get(row * h..(row + 1) * h).ok_or_else(|| missing(what))?;
+        dst.copy_from_slice(r);
+        Ok(())
+    };
     match pooling {
-        Pooling::Pooler => {
-            let p = out
-                .pooler_output()
-                .ok_or_else(|| missing("pooler_output"))?;
-            let r = p
-                .get(row * h..(row + 1) * h)
-                .ok_or_else(|| missing("pooler_output row"))?;
-            dst.copy_from_slice(r);
-        }
-        Pooling::Cls | Pooling::Mean => {
+        Pooling::Pooler => graph_row(out.pooler_output(), "pooler_output")?,
+        Pooling::SentenceEmbedding => graph_row(out.sentence_embedding(), "sentence_embedding")?,
+        _ => {
             let all = out
                 .last_hidden_state()
                 .ok_or_else(|| missing("last_hidden_state"))?;
             let hidden = all
                 .get(row * seq * h..(row + 1) * seq * h)
                 .ok_or_else(|| missing("last_hidden_state row"))?;
-            if pooling == Pooling::Cls {
-                dst.copy_from_slice(&hidden[..h]);
-            } else {
-                mean_into(hidden, &attention_mask[row * seq..(row + 1) * seq], dst);
-            }
+            let mask = &attention_mask[row * seq..(row + 1) * seq];
+            pool_tokens(pooling, hidden, mask, dst);
         }
     }
     if normalize {
@@ -153,18 +100,50 @@ pub fn pool_into(
     Ok(())
 }
 
-/// Mean of the rows of `hidden` (seq × h) whose mask is 1.
-fn mean_into(hidden: &[f32], mask: &[i64], dst: &mut [f32]) {
+/// A pooling over the token rows of `hidden` (seq × h), as sentence-transformers' `Pooling`
+/// module computes it for one unpadded text: only rows whose mask is 1 count.
+fn pool_tokens(pooling: Pooling, hidden: &[f32], mask: &[i64], dst: &mut [f32]) {
+    let h = dst.len();
+    let tokens = || {
+        hidden
+            .chunks_exact(h)
+            .zip(mask)
+            .enumerate()
+            .filter(|(_, (_, &m))| m != 0)
+            .map(|(i, (t, _))| (i, t))
+    };
     dst.fill(0.0);
-    let mut count = 0usize;
-    for (token, &m) in hidden.chunks_exact(dst.len()).zip(mask) {
-        if m != 0 {
-            count += 1;
-            dst.iter_mut().zip(token).for_each(|(o, v)| *o += v);
+    match pooling {
+        Pooling::Cls => dst.copy_from_slice(&hidden[..h]),
+        Pooling::LastToken => {
+            if let Some((_, t)) = tokens().last() {
+                dst.copy_from_slice(t);
+            }
+        }
+        Pooling::Max => {
+            // sentence-transformers sets masked positions to -1e9 before its max.
+            dst.fill(-1e9);
+            for (_, t) in tokens() {
+                dst.iter_mut().zip(t).for_each(|(o, v)| *o = o.max(*v));
+            }
+        }
+        _ => {
+            let weighted = pooling == Pooling::WeightedMean;
+            let mut total = 0f32;
+            for (i, t) in tokens() {
+                let w = if weighted { (i + 1) as f32 } else { 1.0 };
+                total += w;
+                dst.iter_mut().zip(t).for_each(|(o, v)| *o += w * v);
+            }
+            let c = if pooling == Pooling::MeanSqrtLen {
+                total.sqrt()
+            } else {
+                total
+            };
+            let c = c.max(1e-9);
+            dst.iter_mut().for_each(|o| *o /= c);
         }
     }
-    let c = count.max(1) as f32;
-    dst.iter_mut().for_each(|o| *o /= c);
 }
 
 /// Scales `v` to unit L2 norm (left alone if it is all zeros).
@@ -183,8 +162,17 @@ mod tests {
     fn mean_counts_only_real_tokens() {
         let hidden = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
         let mut dst = [0f32; 2];
-        mean_into(&hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], &mut dst);
         assert_eq!(dst, [2.0, 3.0]);
+        pool_tokens(Pooling::Max, &hidden, &[1, 1, 0], &mut dst);
+        assert_eq!(dst, [3.0, 4.0]);
+        pool_tokens(Pooling::LastToken, &hidden, &[1, 1, 0], &mut dst);
+        assert_eq!(dst, [3.0, 4.0]);
+        pool_tokens(Pooling::WeightedMean, &hidden, &[1, 1, 0], &mut dst);
+        assert_eq!(dst, [(1.0 + 6.0) / 3.0, (2.0 + 8.0) / 3.0]);
+        pool_tokens(Pooling::MeanSqrtLen, &hidden, &[1, 1, 0], &mut dst);
+        assert_eq!(dst, [4.0 / 2f32.sqrt(), 6.0 / 2f32.sqrt()]);
+        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], &mut dst);
         l2_normalize(&mut dst);
         assert!((dst[0] * dst[0] + dst[1] * dst[1] - 1.0).abs() < 1e-6);
     }

@@ -224,6 +224,11 @@ impl Outputs {
         self.role(Role::Pooled)
     }
 
+    /// The graph's own sentence embedding ([`Role::SentenceEmbedding`]), batch × hidden.
+    pub fn sentence_embedding(&self) -> Option<&[f32]> {
+        self.role(Role::SentenceEmbedding)
+    }
+
     /// Hidden size of the plan.
     pub fn hidden_size(&self) -> usize {
         self.hidden

@@ -12,8 +12,10 @@ mod load_memory;
 pub(crate) mod memory_check;
 mod options;
 mod plan;
+mod sentence;
 mod signature;
 mod threads;
+pub(crate) mod tokenizer_file;
 
 pub use embeddings::WordEmbeddings;
 pub use encoder::Encoder;
@@ -25,6 +27,7 @@ pub(crate) use plan::read_outputs;
 #[cfg(feature = "onnx")]
 pub(crate) use plan::SEQ_SYMBOL;
 pub use plan::{Flavour, Plan, PlanInfo, Variant};
+pub use sentence::{Pooling, SentenceConfig};
 #[cfg(feature = "onnx")]
 pub(crate) use signature::task_of;
 pub use signature::{OutputInfo, Role, Task};

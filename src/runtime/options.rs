@@ -41,6 +41,7 @@ pub struct LoadOptions {
     pub(crate) f16_compute: F16Compute,
     pub(crate) fixes: Fixes,
     pub(crate) config: Option<std::path::PathBuf>,
+    pub(crate) tokenizer: Option<std::path::PathBuf>,
 }
 
 impl LoadOptions {
@@ -70,7 +71,8 @@ impl LoadOptions {
 
     /// Granule of a plan of any length: a call runs at its real length rounded up to a
     /// multiple of `g`, lengths below `g` as they are (default [`DEFAULT_GRANULE`]; 1 =
-    /// always exactly the real length).
+    /// always exactly the real length). An int8 plan always runs at the exact length: its
+    /// dynamic quantization ranges must come from the real tokens only.
     pub fn granule(mut self, g: usize) -> Self {
         self.granule = Some(g);
         self
@@ -116,6 +118,14 @@ impl LoadOptions {
     /// An archive carries the labels it was compiled with and ignores this.
     pub fn config(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.config = Some(path.into());
+        self
+    }
+
+    /// The model's `tokenizer.json`. Default: `tokenizer.json` beside the model file or one
+    /// directory up, else (an archive) the one `compile` bundled; never the working
+    /// directory's. The plan keeps it ([`crate::Plan::tokenizer`]); `compile` bundles it.
+    pub fn tokenizer(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tokenizer = Some(path.into());
         self
     }
 

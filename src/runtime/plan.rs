@@ -146,11 +146,14 @@ pub struct PlanInfo {
     /// The config's `problem_type` is `multi_label_classification`: sequence scores are
     /// independent sigmoids rather than one softmax.
     pub multi_label: bool,
+    /// The sentence-transformers files found beside the export or one level up (pooling,
+    /// normalization, prompts); `None` if there were none. See [`crate::heads::Embedding`].
+    pub sentence: Option<super::SentenceConfig>,
 }
 
 /// Archive property layout version (2: outputs by role, labels, optional token types;
-/// 3: plans of any length, `fixed_length`).
-const FORMAT: i64 = 3;
+/// 3: plans of any length, `fixed_length`; 4: sentence-transformers config, tokenizer).
+const FORMAT: i64 = 4;
 
 /// The name of the sequence-length symbol of a plan of any length.
 pub(crate) const SEQ_SYMBOL: &str = "S";
@@ -301,6 +304,9 @@ impl PlanInfo {
             .map(|l| l.bytes().map(|b| format!("{b:02x}")).collect())
             .collect();
         props.insert(k("labels"), Arc::new(tensor0(hex.join(","))));
+        if let Some(st) = &self.sentence {
+            props.insert(k("sentence"), Arc::new(tensor0(st.encode())));
+        }
         props.insert(k("format"), p(FORMAT));
     }
 
@@ -373,6 +379,10 @@ impl PlanInfo {
             outputs,
             labels,
             multi_label: int("multi_label")? != 0,
+            sentence: match get("sentence") {
+                Ok(_) => Some(super::SentenceConfig::decode(&text("sentence")?)?),
+                Err(_) => None,
+            },
         })
     }
 
@@ -421,6 +431,10 @@ pub struct Plan {
     pub(crate) granule: usize,
     /// Threads each encoder runs tract on.
     pub(crate) threads: usize,
+    /// The model's tokenizer.json ([`Plan::tokenizer`]).
+    pub(crate) tokenizer: Option<super::tokenizer_file::TokenizerFile>,
+    /// [`Plan::parameter_count`].
+    pub(crate) parameters: usize,
 }
 
 impl Plan {
@@ -440,7 +454,12 @@ impl Plan {
         crate::error::guard("loading the model", || match sniff(path)? {
             Format::Archive => {
                 super::memory_check::check(path, false)?;
-                super::archive::load(path, opts)
+                let mut plan = super::archive::load(path, opts)?;
+                // Given or beside the archive: it wins over the bundled one.
+                let file = super::tokenizer_file::find(opts.tokenizer.as_deref(), path)?;
+                let bundled = plan.tokenizer.take().map(|t| t.bundled_in(path));
+                plan.tokenizer = file.or(bundled);
+                Ok(plan)
             }
             #[cfg(feature = "onnx")]
             Format::Onnx => {
@@ -461,9 +480,20 @@ impl Plan {
         &self.info
     }
 
+    /// The model's `tokenizer.json` (where it came from, its bytes): the file
+    /// [`LoadOptions::tokenizer`] names, else the one beside the model file or one directory
+    /// up, else the one an archive carries; `None` if there is none. Read it with
+    /// `bert_edge::tokenize::BertTokenizer::for_plan`.
+    pub fn tokenizer(&self) -> Option<(&str, &[u8])> {
+        self.tokenizer
+            .as_ref()
+            .map(|t| (t.origin.as_str(), &t.json[..]))
+    }
+
     /// The length a call whose longest real row is `real` tokens runs at: `real` rounded up
     /// to a multiple of the granule (lengths below the granule as they are), at most N; a
-    /// fixed-length plan: always N.
+    /// fixed-length plan: always N. An int8 plan of any length runs at exactly `real`
+    /// (granule 1), so that its quantization ranges never see a padding position.
     ///
     /// ```
     /// # #[cfg(feature = "onnx")] {
@@ -504,15 +534,20 @@ impl Plan {
         v
     }
 
-    /// Number of scalar parameters held as constants in the plan.
+    /// Number of parameters of the model: the elements of its weight tensors (every constant
+    /// of more than one element), counted before optimization packs them into the matmuls.
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{LoadOptions, Plan};
+    /// let plan = Plan::load("models/tiny/bert_ids_int8.onnx", &LoadOptions::new().seq(8))?;
+    /// // The tiny fixture: 21128 × 64 word embeddings plus two small layers.
+    /// assert!(plan.parameter_count() > 21128 * 64);
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
     pub fn parameter_count(&self) -> usize {
-        self.runnable
-            .model()
-            .nodes()
-            .iter()
-            .filter_map(|n| n.op_as::<tract_core::ops::konst::Const>())
-            .map(|c| c.val().len())
-            .sum()
+        self.parameters
     }
 
     /// Makes a runnable plan from a translated (decluttered, inputs pinned) model, ONNX or
@@ -526,6 +561,14 @@ impl Plan {
     ) -> Result<Plan> {
         let f16 = opts.f16_compute;
         use crate::passes::{fold, widen_f16};
+        let tokenizer = super::tokenizer_file::read_property(&model)?;
+        let parameters = model
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<tract_core::ops::konst::Const>())
+            .map(|c| c.val().len())
+            .filter(|n| *n > 1)
+            .sum();
         if f16.widens() {
             widen_f16::widen_to_f32(&mut model).map_err(Error::Engine)?;
         }
@@ -543,7 +586,15 @@ impl Plan {
         }
         // The counts were checked (`LoadOptions::check`) before translating or reading.
         let mut plan = Plan::from_optimized(model, info)?;
-        plan.granule = opts.granule_or_default();
+        plan.tokenizer = tokenizer;
+        plan.parameters = parameters;
+        // int8: every call at its exact length. Dynamic quantization takes each tensor's range
+        // over all the positions it is given, so a padded position would change the answer
+        // (docs/design.md "int8 and padding"); the granule is a speed knob for f32/f16.
+        plan.granule = match plan.info.variant {
+            Variant::Int8 => 1,
+            _ => opts.granule_or_default(),
+        };
         plan.threads = opts.threads.unwrap_or(1);
         Ok(plan)
     }
@@ -616,6 +667,8 @@ impl Plan {
             run_batch,
             granule: super::options::DEFAULT_GRANULE,
             threads: 1,
+            tokenizer: None,
+            parameters: 0,
         })
     }
 }

@@ -11,6 +11,7 @@ use std::fmt;
 /// | shape | name | role |
 /// |---|---|---|
 /// | `[b, s, h]` | not `logits` | [`Role::HiddenStates`] |
+/// | `[b, h]` | `sentence_embedding` | [`Role::SentenceEmbedding`] |
 /// | `[b, h]` | not `logits` | [`Role::Pooled`] |
 /// | `[b, n]` | any other | [`Role::SequenceLogits`] |
 /// | `[b, s, V]` | any other | [`Role::MaskedLmLogits`] |
@@ -26,6 +27,9 @@ pub enum Role {
     HiddenStates,
     /// One vector per sequence `[hidden]` (`pooler_output`: dense + tanh over `[CLS]`).
     Pooled,
+    /// The sentence embedding a sentence-transformers export computes in the graph
+    /// (`sentence_embedding`: optimum's `--library-name sentence_transformers`).
+    SentenceEmbedding,
     /// Sequence-classification logits `[labels]`.
     SequenceLogits,
     /// Token-classification logits `[seq, labels]`.
@@ -39,6 +43,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::HiddenStates => "hidden-states",
             Role::Pooled => "pooled",
+            Role::SentenceEmbedding => "sentence-embedding",
             Role::SequenceLogits => "sequence-logits",
             Role::TokenLogits => "token-logits",
             Role::MaskedLmLogits => "masked-lm-logits",
@@ -157,6 +162,9 @@ pub(crate) fn role_of(
     let is_vocab = |n: usize| vocab.map_or(n >= 1000, |v| n == v);
     match *shape {
         [b2, s2, n] if b2 == b && s2 == s && n == h && !logits => Some(Role::HiddenStates),
+        [b2, n] if b2 == b && n == h && name == "sentence_embedding" => {
+            Some(Role::SentenceEmbedding)
+        }
         [b2, n] if b2 == b && n == h && !logits => Some(Role::Pooled),
         [b2, _] if b2 == b => Some(Role::SequenceLogits),
         [b2, s2, n] if b2 == b && s2 == s && is_vocab(n) => Some(Role::MaskedLmLogits),
@@ -173,6 +181,7 @@ pub(crate) fn task_of(outputs: &[OutputInfo]) -> Result<Task> {
         (Role::TokenLogits, Task::TokenClassification),
         (Role::SequenceLogits, Task::TextClassification),
         (Role::HiddenStates, Task::FeatureExtraction),
+        (Role::SentenceEmbedding, Task::FeatureExtraction),
         (Role::Pooled, Task::FeatureExtraction),
     ]
     .into_iter()
@@ -208,6 +217,10 @@ mod tests {
             Some(Role::HiddenStates)
         );
         assert_eq!(role_of("pooler_output", &[1, 64], d, v), Some(Role::Pooled));
+        assert_eq!(
+            role_of("sentence_embedding", &[1, 64], d, v),
+            Some(Role::SentenceEmbedding)
+        );
         // A 64-label classifier on a hidden-64 model: the name decides.
         assert_eq!(
             role_of("logits", &[1, 64], d, v),

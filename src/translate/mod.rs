@@ -6,6 +6,7 @@
 //! passes these exports need ([`crate::passes`]), convert precision if asked, declutter.
 
 mod config;
+mod sentence;
 
 use crate::error::{Error, Result};
 use crate::passes::{dequant_arith, dyn_quant, f16_convert, f16_gemm, ort_attention};
@@ -387,7 +388,12 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         .map_err(|e| Error::bad_model(format!("{}: {e}", path.display())))?;
     info.labels = config::labels_for(&info.outputs, &cfg, config_path.as_deref())?;
     info.multi_label = cfg.multi_label;
+    info.sentence = sentence::read(path, h)?;
     info.write_properties(&mut typed);
+    use crate::runtime::tokenizer_file;
+    if let Some(t) = tokenizer_file::find(opts.tokenizer.as_deref(), path)? {
+        tokenizer_file::write_property(&mut typed, &t);
+    }
     Ok((typed, info))
 }
 
@@ -467,6 +473,7 @@ fn plan_info(
         task: crate::runtime::Task::FeatureExtraction,
         labels: Vec::new(),
         multi_label: false,
+        sentence: None,
     })
 }
 

@@ -139,15 +139,25 @@ pub fn read_f32(dir: &Path, t: &TensorRef) -> Vec<f32> {
         .collect()
 }
 
+/// Largest absolute difference; NaN (in either side, or ∞ − ∞) makes it NaN, so that every
+/// `max_abs(..) <= tol` check fails on it (`f32::max` alone would drop a NaN).
 pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), b.len(), "compared outputs differ in length");
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, |m, d| {
+            if m.is_nan() || d.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        })
 }
 
+/// Cosine similarity; NaN if either side holds a NaN or is all zeros (fails `>=` checks).
 pub fn cos(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "compared vectors differ in length");
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -164,12 +174,19 @@ pub fn mean_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
         / n as f64
 }
 
-/// Minimum over vectors of width `w` of the cosine similarity.
+/// Minimum over vectors of width `w` of the cosine similarity; NaN if any is NaN.
 pub fn min_cos(a: &[f32], b: &[f32], w: usize) -> f64 {
+    assert_eq!(a.len(), b.len(), "compared outputs differ in length");
     a.chunks(w)
         .zip(b.chunks(w))
         .map(|(x, y)| cos(x, y))
-        .fold(1.0, f64::min)
+        .fold(1.0, |m, c| {
+            if m.is_nan() || c.is_nan() {
+                f64::NAN
+            } else {
+                m.min(c)
+            }
+        })
 }
 
 /// The rows (of width `w`) of a per-token output at the real tokens of `mask` (batch × seq
@@ -243,4 +260,31 @@ pub fn run_reference_case_with(
         hidden_cos: mean_cos(&hidden, &want_h, w),
         pooled_cos: mean_cos(&pooled, &want_p, w),
     }
+}
+
+#[test]
+fn nan_fails_every_numeric_helper() {
+    let good = [1.0f32, 2.0, 3.0, 4.0];
+    let nan = [1.0f32, f32::NAN, 3.0, 4.0];
+    assert!(max_abs(&good, &good) == 0.0);
+    assert!(
+        !(max_abs(&good, &nan) <= 1e-5),
+        "max_abs must not drop a NaN"
+    );
+    assert!(!(max_abs(&nan, &good) <= 1e-5));
+    assert!(
+        !(max_abs(&[f32::NAN; 4], &[f32::NAN; 4]) <= 1e-5),
+        "all-NaN is no match"
+    );
+    assert!(!(cos(&good, &nan) >= 0.99));
+    assert!(
+        !(min_cos(&good, &nan, 2) >= 0.99),
+        "min_cos must not drop a NaN"
+    );
+    assert!(!(min_cos(&[f32::NAN; 4], &[f32::NAN; 4], 2) >= 0.99));
+    assert!(!(mean_cos(&good, &nan, 2) >= 0.99));
+    assert!(
+        !(min_cos(&good, &[0.0; 4], 2) >= 0.99),
+        "a zero vector has no direction"
+    );
 }

@@ -226,13 +226,14 @@ fn handle(
 /// `POST /embed`: `{"inputs": …, "normalize": bool?}` → `[[…], …]`.
 fn embed(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, Failure> {
     let normalize = match v.get("normalize") {
-        None | Some(Value::Null) => shared.normalize,
+        None | Some(Value::Null) => shared.embedding.as_ref().is_some_and(|e| e.normalize),
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(Failure::new(400, "\"normalize\" must be a boolean")),
     };
     no_embeddings(shared)?;
     let inputs = parse_inputs(v.get("inputs"), "inputs", true)?;
-    let (out, tokens) = run_all(shared, jobs, inputs, Work::Embed { normalize })?;
+    let prompt = shared.default_prompt;
+    let (out, tokens) = run_all(shared, jobs, inputs, Work::Embed { normalize, prompt })?;
     let vectors: Vec<&[f32]> = out.iter().map(|e| e.vector.as_slice()).collect();
     let mut reply =
         Reply::json(serde_json::to_vec(&vectors).map_err(|e| Failure::new(500, e.to_string()))?);
@@ -242,7 +243,7 @@ fn embed(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, F
 
 /// 404 for the embedding endpoints on a model without hidden states or pooler.
 fn no_embeddings(shared: &Shared) -> Result<(), Failure> {
-    if shared.pooling.is_some() {
+    if shared.embedding.is_some() {
         return Ok(());
     }
     let instead = Head::command(shared.task).map_or(String::new(), |c| format!(": POST /{c}"));
@@ -332,7 +333,8 @@ fn openai(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, 
     no_embeddings(shared)?;
     let inputs = parse_inputs(v.get("input"), "input", false)?;
     let work = Work::Embed {
-        normalize: shared.normalize,
+        normalize: shared.embedding.as_ref().is_some_and(|e| e.normalize),
+        prompt: shared.default_prompt,
     };
     let (out, headers) = run_all(shared, jobs, inputs, work)?;
     let tokens: usize = out.iter().map(|e| e.tokens).sum();
@@ -470,7 +472,17 @@ fn run_all(
         ));
     }
     let (tx, rx) = mpsc::channel();
+    let prompt = match work {
+        Work::Embed {
+            prompt: Some(p), ..
+        } => shared.prompts.get(p),
+        _ => None,
+    };
     for (index, (text, pair)) in inputs.into_iter().enumerate() {
+        let text = match prompt {
+            Some(p) => format!("{}{text}", p.text),
+            None => text,
+        };
         let item = Item {
             text,
             pair,

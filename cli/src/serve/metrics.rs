@@ -93,7 +93,9 @@ pub(super) fn metrics_text(s: &Shared) -> String {
         s.seq,
         s.batch,
         s.hidden,
-        s.pooling.map_or("none".to_string(), |p| p.to_string())
+        s.embedding
+            .as_ref()
+            .map_or("none".to_string(), |e| e.pooling.to_string())
     );
     o
 }

@@ -31,12 +31,12 @@ mod pool;
 pub mod wire;
 
 use crate::ModelArgs;
-use bert_edge::heads::Pooling;
+use bert_edge::heads::{Embedding, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Error, Flavour, Plan};
 use metrics::Metrics;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -50,8 +50,7 @@ pub struct Options {
     workers: usize,
     queue: usize,
     pooling: Option<Pooling>,
-    normalize: bool,
-    tokenizer: Option<PathBuf>,
+    normalize: Option<bool>,
     max_items: usize,
     max_text_bytes: usize,
     max_body: usize,
@@ -78,8 +77,15 @@ impl Options {
                 .unwrap_or(cores),
             queue: args.opt_value_from_str("--queue").map_err(s)?.unwrap_or(64),
             pooling: crate::opt_parse(args, "--pooling")?,
-            normalize: args.contains("--normalize"),
-            tokenizer: args.opt_value_from_str("--tokenizer").map_err(s)?,
+            normalize: match (
+                args.contains("--normalize"),
+                args.contains("--no-normalize"),
+            ) {
+                (true, true) => {
+                    return Err("--normalize and --no-normalize contradict each other".into())
+                }
+                (on, off) => (on || off).then_some(on),
+            },
             max_items: args
                 .opt_value_from_str("--max-items")
                 .map_err(s)?
@@ -147,14 +153,9 @@ fn secs(
     Ok(Duration::from_secs_f64(v))
 }
 
-/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the model or one directory up,
-/// else `models/tokenizer.json` (as `encode` looks for it).
-fn find_tokenizer(opts: &Options, model: &Path) -> Option<PathBuf> {
-    crate::locate_tokenizer(opts.tokenizer.as_deref(), model)
-}
-
 /// One text (or text pair) and what to do with it; the worker sends its result to `reply`.
 struct Item {
+    /// The text, with the embedding's prompt (if any) in front.
     text: String,
     pair: Option<String>,
     work: Work,
@@ -165,8 +166,12 @@ struct Item {
 /// What a worker does with a text.
 #[derive(Clone, Copy)]
 enum Work {
-    /// `/embed`, `/v1/embeddings`: the pooled vector.
-    Embed { normalize: bool },
+    /// `/embed`, `/v1/embeddings`: the pooled vector, with prompt `prompt` of
+    /// [`Shared::prompts`] in front of the text.
+    Embed {
+        normalize: bool,
+        prompt: Option<usize>,
+    },
     /// `/classify`, `/ner`, `/fill-mask`: the head's JSON answer.
     Head(crate::tasks::Head),
 }
@@ -218,8 +223,10 @@ struct Shared {
     seq: usize,
     hidden: usize,
     /// `None`: the model has no hidden states or pooler (a classifier): no embeddings.
-    pooling: Option<Pooling>,
-    normalize: bool,
+    embedding: Option<Embedding>,
+    /// The model's prompts (sentence-transformers), their token counts, and the default one.
+    prompts: Vec<Prompt>,
+    default_prompt: Option<usize>,
     task: bert_edge::Task,
     max_items: usize,
     max_text_bytes: usize,
@@ -239,6 +246,14 @@ struct Shared {
     test_delay: Duration,
     test_panic: Option<String>,
     metrics: Metrics,
+}
+
+/// A prompt of the model: its name, its text, and `[CLS]` + its tokens (what a pooling with
+/// `include_prompt: false` leaves out).
+struct Prompt {
+    name: String,
+    text: String,
+    tokens: usize,
 }
 
 impl Shared {
@@ -301,12 +316,9 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         } else {
             String::new()
         },
-        match (shared.pooling, crate::tasks::Head::command(shared.task)) {
+        match (&shared.embedding, crate::tasks::Head::command(shared.task)) {
             (_, Some(c)) => format!("POST /{c}"),
-            (Some(p), None) => format!(
-                "pooling {p}{}",
-                if opts.normalize { ", normalized" } else { "" }
-            ),
+            (Some(_), None) => "POST /embed".to_string(),
             (None, None) => "no endpoint".into(),
         }
     );
@@ -335,39 +347,44 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pooling of `/embed`: the one asked for (it must fit the graph), else the plan's
-/// default; `None` for a graph with neither hidden states nor a pooler.
-fn pooling_for(plan: &Plan, asked: Option<Pooling>) -> Result<Option<Pooling>, String> {
-    use bert_edge::Role;
-    let info = plan.info();
-    let has = |r| info.output(r).is_some();
-    match asked {
-        Some(Pooling::Pooler) if !has(Role::Pooled) => Err(format!(
-            "--pooling pooler: this {} graph has no pooler_output (use cls or mean)",
-            info.task
-        )),
-        Some(p) if p != Pooling::Pooler && !has(Role::HiddenStates) => Err(format!(
-            "--pooling {p}: this {} graph has no last_hidden_state",
-            info.task
-        )),
-        Some(p) => Ok(Some(p)),
-        None if has(Role::HiddenStates) || has(Role::Pooled) => {
-            Ok(Some(Pooling::default_for(info)))
-        }
-        None => Ok(None),
+/// The model's prompts with their token counts, and the index of the default one.
+fn prompts(
+    info: &bert_edge::PlanInfo,
+    tok: &BertTokenizer,
+) -> Result<(Vec<Prompt>, Option<usize>), Error> {
+    let Some(st) = &info.sentence else {
+        return Ok((Vec::new(), None));
+    };
+    let mut scratch = bert_edge::Inputs::new(info.seq);
+    let mut out = Vec::with_capacity(st.prompts.len());
+    for (name, text) in &st.prompts {
+        let tokens = tok.encode_into(text, None, &mut scratch)?.tokens;
+        out.push(Prompt {
+            name: name.clone(),
+            text: text.clone(),
+            // sentence-transformers' prompt_length: [CLS] + the prompt's pieces.
+            tokens: tokens.saturating_sub(1),
+        });
     }
+    let default = st
+        .default_prompt_name
+        .as_ref()
+        .and_then(|d| out.iter().position(|p| &p.name == d));
+    Ok((out, default))
 }
 
 /// Tokenizer, plan and the shared state, checked for what the service needs.
 fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail> {
-    let tok_path = find_tokenizer(opts, &m.model)
-        .ok_or_else(|| fail("serve needs a tokenizer.json: pass --tokenizer FILE"))?;
-    let tokenizer = BertTokenizer::from_file(&tok_path).map_err(fail)?;
     // Workers × threads = the machine's cores unless --threads says otherwise.
     let mut m = m.clone();
     m.threads
         .get_or_insert((crate::cores() / opts.workers.max(1)).max(1));
     let plan = Arc::new(m.load().map_err(fail)?);
+    let tokenizer = BertTokenizer::for_plan(&plan).map_err(fail)?;
+    eprintln!(
+        "bert-edge: tokenizer: {}",
+        plan.tokenizer().map_or("", |t| t.0)
+    );
     let info = plan.info().clone();
     if info.flavour != Flavour::Ids {
         return Err(fail(format!(
@@ -389,7 +406,8 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
             info.variant
         );
     }
-    let pooling = pooling_for(&plan, opts.pooling).map_err(fail)?;
+    let embedding = crate::encode::embedding_for(&plan, opts.pooling, opts.normalize)?;
+    let (prompts, default_prompt) = prompts(&info, &tokenizer).map_err(fail)?;
     let max_items = opts.max_items.min(opts.queue);
     if max_items < opts.max_items {
         eprintln!("bert-edge: --max-items lowered to the queue size, {max_items}");
@@ -398,8 +416,9 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
         tokenizer,
         seq: info.seq,
         hidden: info.hidden,
-        pooling,
-        normalize: opts.normalize,
+        embedding,
+        prompts,
+        default_prompt,
         task: info.task,
         max_items,
         max_text_bytes: opts.max_text_bytes,

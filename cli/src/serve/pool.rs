@@ -118,7 +118,7 @@ fn infer(
         }
         let head = match item.work {
             Work::Head(head) => Some(head),
-            Work::Embed { .. } if shared.pooling.is_none() => {
+            Work::Embed { .. } if shared.embedding.is_none() => {
                 results.push(Err(Failure::new(404, "this model has no embeddings")));
                 continue;
             }
@@ -170,20 +170,28 @@ fn answer(
                 answer: Some(answer),
             });
         }
-        Work::Embed { normalize } => normalize,
+        Work::Embed { normalize, prompt } => (normalize, prompt),
     };
-    let pooling = shared
-        .pooling
+    let (normalize, prompt) = normalize;
+    let e = shared
+        .embedding
+        .as_ref()
         .ok_or_else(|| Failure::new(404, "this model has no embeddings"))?;
     let mut vector = vec![0f32; s.out.hidden_size()];
-    pool_into(
-        pooling,
-        &s.out,
-        &s.inputs.attention_mask,
-        r,
-        normalize,
-        &mut vector,
-    )?;
+    let skip = prompt
+        .and_then(|p| shared.prompts.get(p))
+        .filter(|_| e.exclude_prompt)
+        .map_or(0, |p| p.tokens);
+    let mask = &s.inputs.attention_mask;
+    if skip == 0 {
+        pool_into(e.pooling, &s.out, mask, r, normalize, &mut vector)?;
+    } else {
+        // sentence-transformers' include_prompt = false: [CLS] and the prompt leave the pooling.
+        let mut m = mask.to_vec();
+        let n = s.out.seq_len();
+        m[r * n..r * n + skip.min(n)].fill(0);
+        pool_into(e.pooling, &s.out, &m, r, normalize, &mut vector)?;
+    }
     Ok(Done {
         vector,
         answer: None,
