@@ -41,6 +41,33 @@ pub struct Tokenized {
     pub tokens: usize,
     /// Whether the text (or pair) had more tokens than fit and was cut (`longest_first`).
     pub truncated: bool,
+    /// Tokens the text (or pair) has untruncated, special tokens included (what a service
+    /// names when it refuses a text that is too long).
+    pub full: usize,
+}
+
+/// One token of [`BertTokenizer::pieces`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Vocabulary id.
+    pub id: u32,
+    /// The token as the vocabulary spells it (`##` continuation prefix included).
+    pub token: String,
+    /// `[CLS]`, `[SEP]` and the like.
+    pub special: bool,
+    /// Byte span in the text; `None` for a special token.
+    pub span: Option<(usize, usize)>,
+}
+
+/// Which end of a text loses tokens when it is too long (Hugging Face's
+/// `truncation_side`; `Right` is the default everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Side {
+    /// Keep the start, cut the end.
+    #[default]
+    Right,
+    /// Keep the end, cut the start.
+    Left,
 }
 
 /// The bert-base-chinese tokenizer, loaded from a HuggingFace `tokenizer.json`.
@@ -197,9 +224,32 @@ impl BertTokenizer {
         pair: Option<&str>,
         out: &mut Inputs,
     ) -> Result<Tokenized> {
+        self.encode_truncating(text, pair, out, Side::Right)
+    }
+
+    /// [`BertTokenizer::encode_into`], cutting a text that is too long at `side`.
+    ///
+    /// ```
+    /// use bert_edge::{tokenize::{BertTokenizer, Side}, Inputs};
+    /// let tok = BertTokenizer::from_file("models/tokenizer.json")?;
+    /// let mut buf = Inputs::new(4);
+    /// let done = tok.encode_truncating("我爱学习", None, &mut buf, Side::Left)?;
+    /// assert_eq!(buf.input_ids, [101, 2110, 739, 102]); // [CLS] 学 习 [SEP]
+    /// assert_eq!((done.tokens, done.truncated, done.full), (4, true, 6));
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn encode_truncating(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        out: &mut Inputs,
+        side: Side,
+    ) -> Result<Tokenized> {
         let n = self.check_buffers(out, pair.is_some())?;
-        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, pair, n, false))?;
-        self.copy_into(&enc, truncated, out)
+        let (enc, full) = guard("the tokenizer", || {
+            self.encode_raw(text, pair, n, false, side)
+        })?;
+        self.copy_into(&enc, full, out)
     }
 
     /// Like [`BertTokenizer::encode_into`] for one text, and also writes each position's
@@ -222,8 +272,10 @@ impl BertTokenizer {
         offsets: &mut Vec<Option<(usize, usize)>>,
     ) -> Result<Tokenized> {
         let n = self.check_buffers(out, false)?;
-        let (enc, truncated) = guard("the tokenizer", || self.encode_raw(text, None, n, true))?;
-        let done = self.copy_into(&enc, truncated, out)?;
+        let (enc, full) = guard("the tokenizer", || {
+            self.encode_raw(text, None, n, true, Side::Right)
+        })?;
+        let done = self.copy_into(&enc, full, out)?;
         offsets.clear();
         let special = enc.get_special_tokens_mask();
         offsets.extend(
@@ -263,7 +315,7 @@ impl BertTokenizer {
     }
 
     /// Copies an encoding into the buffers and pads them.
-    fn copy_into(&self, enc: &Encoding, truncated: bool, out: &mut Inputs) -> Result<Tokenized> {
+    fn copy_into(&self, enc: &Encoding, full: usize, out: &mut Inputs) -> Result<Tokenized> {
         let n = out.input_ids.len();
         let ids = enc.get_ids();
         let mask = enc.get_attention_mask();
@@ -289,7 +341,8 @@ impl BertTokenizer {
         out.token_type_ids[real..].fill(0);
         Ok(Tokenized {
             tokens: real,
-            truncated,
+            truncated: full > real,
+            full,
         })
     }
 
@@ -301,16 +354,17 @@ impl BertTokenizer {
         Ok(out)
     }
 
-    /// Tokenize, truncate to `n` tokens in total (special tokens included) and apply the
-    /// `[CLS]`/`[SEP]` template; no padding; and whether anything was cut. Requires
-    /// `n >= added tokens`.
+    /// Tokenize, truncate to `n` tokens in total (special tokens included) at `side` and
+    /// apply the `[CLS]`/`[SEP]` template; no padding; and how many tokens the text has
+    /// untruncated. Requires `n >= added tokens`.
     fn encode_raw(
         &self,
         text: &str,
         pair: Option<&str>,
         n: usize,
         char_offsets: bool,
-    ) -> Result<(Encoding, bool)> {
+        side: Side,
+    ) -> Result<(Encoding, usize)> {
         let tok_err = |e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}"));
         // No truncation/padding is configured on `inner`, so these are the raw word pieces.
         let first = if char_offsets {
@@ -333,10 +387,12 @@ impl BertTokenizer {
             max_length: n - added,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
-            direction: TruncationDirection::Right,
+            direction: match side {
+                Side::Right => TruncationDirection::Right,
+                Side::Left => TruncationDirection::Left,
+            },
         };
         let words = first.len() + second.as_ref().map_or(0, |s| s.len());
-        let truncated = words > params.max_length;
         let (mut first, mut second) =
             truncate_encodings(first, second, &params).map_err(tok_err)?;
         // The cut-off tails ("overflowing") are never used. Left in place, the post-processor's
@@ -351,7 +407,41 @@ impl BertTokenizer {
             Error::bad_model("tokenizer.json has no post_processor ([CLS]/[SEP] template)")
         })?;
         let enc = processor.process(first, second, true).map_err(tok_err)?;
-        Ok((enc, truncated))
+        Ok((enc, words + added))
+    }
+
+    /// `text`'s tokens as Hugging Face's text-embeddings-inference `/tokenize` lists them,
+    /// untruncated: id, token, whether it is a special token, and (for a real token) its span
+    /// in `text` as **byte** offsets. `special`: with `[CLS]` / `[SEP]`.
+    ///
+    /// ```
+    /// use bert_edge::tokenize::BertTokenizer;
+    /// let tok = BertTokenizer::from_file("models/tokenizer.json")?;
+    /// let p = tok.pieces("我爱", true)?;
+    /// assert_eq!(p.len(), 4);
+    /// assert_eq!((p[0].id, p[0].special, p[0].span), (101, true, None));
+    /// assert_eq!((p[2].id, p[2].token.as_str(), p[2].span), (4263, "爱", Some((3, 6))));
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn pieces(&self, text: &str, special: bool) -> Result<Vec<Piece>> {
+        let enc = guard("the tokenizer", || {
+            self.inner
+                .encode(text, special)
+                .map_err(|e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}")))
+        })?;
+        let specials = enc.get_special_tokens_mask();
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_tokens())
+            .zip(enc.get_offsets().iter().zip(specials))
+            .map(|((&id, token), (&span, &s))| Piece {
+                id,
+                token: token.clone(),
+                special: s == 1,
+                span: (s == 0).then_some(span),
+            })
+            .collect())
     }
 
     /// Vocabulary size including added special tokens (21128 for bert-base-chinese).
