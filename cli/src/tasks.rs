@@ -3,7 +3,7 @@
 //! for both). The heads themselves are the library's (`bert_edge::heads`).
 
 use bert_edge::heads::{self, Aggregation};
-use bert_edge::tokenize::{BertTokenizer, Tokenized};
+use bert_edge::tokenize::{BertTokenizer, Side, Tokenized};
 use bert_edge::{Encoder, Error, Inputs, Outputs, Plan, PlanInfo, Task};
 use serde_json::{json, Value};
 
@@ -112,6 +112,10 @@ impl Scratch {
         text: &str,
         pair: Option<&str>,
     ) -> Result<Tokenized, Error> {
+        let n = self.row_len();
+        if self.row.len() != n {
+            self.row = Inputs::new(n);
+        }
         let done = match (head, pair) {
             (Some(Head::Ner { .. }), None) => {
                 tok.encode_with_offsets(text, &mut self.row, &mut self.offsets[r])?
@@ -126,12 +130,69 @@ impl Scratch {
                 )))
             }
         };
-        let n = self.row.len();
-        let span = r * n..(r + 1) * n;
-        self.inputs.input_ids[span.clone()].copy_from_slice(&self.row.input_ids);
-        self.inputs.attention_mask[span.clone()].copy_from_slice(&self.row.attention_mask);
-        self.inputs.token_type_ids[span].copy_from_slice(&self.row.token_type_ids);
+        self.put_row(r, self.row.len());
         Ok(done)
+    }
+
+    /// Tokenizes `text` (and `pair`) into row `r`, at most `max` tokens (≤ N), cut at `side`
+    /// when longer (the service's `--max-input-length`, `truncation_direction`).
+    pub fn encode_at_most(
+        &mut self,
+        tok: &BertTokenizer,
+        r: usize,
+        (text, pair): (&str, Option<&str>),
+        side: Side,
+        max: usize,
+    ) -> Result<Tokenized, Error> {
+        if self.row.len() != max {
+            self.row = Inputs::new(max);
+        }
+        let done = tok.encode_truncating(text, pair, &mut self.row, side)?;
+        self.put_row(r, max);
+        Ok(done)
+    }
+
+    /// Token ids as given (special tokens included) into row `r`: the first (or, `Left`, the
+    /// last) `max` of them; mask 1, token types 0.
+    pub fn put_ids(&mut self, r: usize, ids: &[u32], side: Side, max: usize) -> Tokenized {
+        let n = self.row_len();
+        let keep = ids.len().min(max);
+        let kept = match side {
+            Side::Right => &ids[..keep],
+            Side::Left => &ids[ids.len() - keep..],
+        };
+        let span = r * n..(r + 1) * n;
+        let dst = &mut self.inputs.input_ids[span.clone()];
+        dst.iter_mut()
+            .zip(kept)
+            .for_each(|(d, s)| *d = i64::from(*s));
+        dst[keep..].fill(0);
+        let mask = &mut self.inputs.attention_mask[span.clone()];
+        mask[..keep].fill(1);
+        mask[keep..].fill(0);
+        self.inputs.token_type_ids[span].fill(0);
+        Tokenized {
+            tokens: keep,
+            truncated: keep < ids.len(),
+            full: ids.len(),
+        }
+    }
+
+    /// Positions per row of the plan (N).
+    fn row_len(&self) -> usize {
+        self.inputs.input_ids.len() / self.offsets.len().max(1)
+    }
+
+    /// Copies the first `len` positions of the tokenizer row into row `r`, padding after.
+    fn put_row(&mut self, r: usize, len: usize) {
+        let n = self.row_len();
+        let (span, pad) = (r * n..r * n + len, r * n + len..(r + 1) * n);
+        self.inputs.input_ids[span.clone()].copy_from_slice(&self.row.input_ids[..len]);
+        self.inputs.attention_mask[span.clone()].copy_from_slice(&self.row.attention_mask[..len]);
+        self.inputs.token_type_ids[span].copy_from_slice(&self.row.token_type_ids[..len]);
+        self.inputs.input_ids[pad.clone()].fill(0);
+        self.inputs.attention_mask[pad.clone()].fill(0);
+        self.inputs.token_type_ids[pad].fill(0);
     }
 }
 

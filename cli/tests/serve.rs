@@ -269,6 +269,35 @@ impl Reference {
     }
 }
 
+/// Decodes standard base64 of little-endian f32 values.
+fn from_base64(s: &str) -> Vec<f32> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut bytes = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let digits: Vec<u8> = chunk
+            .iter()
+            .filter(|c| **c != b'=')
+            .map(|c| val(*c))
+            .collect();
+        let n = digits
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | (*d as u32) << (18 - 6 * i));
+        bytes.extend((0..digits.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
+    }
+    bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 fn normalized(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / n).collect()
@@ -305,7 +334,7 @@ fn long_text() -> String {
 
 #[test]
 fn embed_and_openai_endpoints_equal_the_library() {
-    let srv = Server::start(&["--workers", "2"]);
+    let srv = Server::start(&["--workers", "2", "--auto-truncate"]);
     let mut r = Reference::new();
     let long = long_text();
     let r1 = r.embed("我爱学习", None);
@@ -321,25 +350,50 @@ fn embed_and_openai_endpoints_equal_the_library() {
     let v = resp.json();
     let got = v.as_array().unwrap();
     assert_eq!(got.len(), 3);
-    assert_close(&vector(&got[0]), &r1.0, "text");
-    assert_close(&vector(&got[1]), &r2.0, "long text (truncated)");
-    assert_close(&vector(&got[2]), &r3.0, "text pair");
+    // TEI's default: normalized.
+    assert_close(&vector(&got[0]), &normalized(&r1.0), "text");
+    assert_close(
+        &vector(&got[1]),
+        &normalized(&r2.0),
+        "long text (truncated)",
+    );
+    assert_close(&vector(&got[2]), &normalized(&r3.0), "text pair");
     assert_eq!(r1.2, 6);
     assert_eq!(r2.2, SEQ);
-    assert_eq!(
-        resp.header("x-tokens-per-input"),
-        Some(format!("6,{SEQ},{}", r3.2).as_str())
-    );
     assert_eq!(resp.header("x-truncated-inputs"), Some("1"));
     assert_eq!(
-        resp.header("x-prompt-tokens"),
+        resp.header("x-compute-tokens"),
         Some((6 + SEQ + r3.2).to_string().as_str())
     );
-
-    // A single string gives a list of one vector.
-    let one = srv.post("/embed", &json!({"inputs": "我爱学习"}));
+    for h in [
+        "x-compute-time",
+        "x-queue-time",
+        "x-inference-time",
+        "x-compute-characters",
+    ] {
+        assert!(
+            resp.header(h).is_some_and(|v| v.parse::<u64>().is_ok()),
+            "{h}"
+        );
+    }
+    // A single string gives a list of one vector; normalize false gives the pooling as it is.
+    let one = srv.post("/embed", &json!({"inputs": "我爱学习", "normalize": false}));
     assert_eq!(one.status, 200);
     assert_close(&vector(&one.json()[0]), &r1.0, "single string");
+    // Matryoshka: the first 16 values, then normalized.
+    let d = srv.post("/embed", &json!({"inputs": "我爱学习", "dimensions": 16}));
+    assert_close(
+        &vector(&d.json()[0]),
+        &normalized(&r1.0[..16]),
+        "dimensions 16",
+    );
+    // Token ids as given: the same vector as the text.
+    let ids = srv.post(
+        "/embed",
+        &json!({"inputs": [[101, 2769, 4263, 2110, 739, 102]]}),
+    );
+    assert_eq!(ids.status, 200, "{}", String::from_utf8_lossy(&ids.body));
+    assert_close(&vector(&ids.json()[0]), &normalized(&r1.0), "token ids");
 
     // OpenAI shape.
     let resp = srv.post(
@@ -349,7 +403,7 @@ fn embed_and_openai_endpoints_equal_the_library() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let v = resp.json();
     assert_eq!(v["object"], "list");
-    assert_eq!(v["model"], "bert_ids_f32");
+    assert_eq!(v["model"], "whatever", "the model asked for, echoed");
     assert_eq!(v["usage"]["prompt_tokens"], 6 + SEQ);
     assert_eq!(v["usage"]["total_tokens"], 6 + SEQ);
     let data = v["data"].as_array().unwrap();
@@ -357,15 +411,20 @@ fn embed_and_openai_endpoints_equal_the_library() {
     for (i, (d, want)) in data.iter().zip([&r1.0, &r2.0]).enumerate() {
         assert_eq!(d["object"], "embedding");
         assert_eq!(d["index"], i);
-        assert_close(&vector(&d["embedding"]), want, "openai");
+        assert_close(&vector(&d["embedding"]), &normalized(want), "openai");
     }
-    let resp = srv.post("/v1/embeddings", &json!({"input": "我爱学习"}));
-    assert_eq!(resp.status, 200);
-    assert_close(
-        &vector(&resp.json()["data"][0]["embedding"]),
-        &r1.0,
-        "openai single",
+    // base64: little-endian f32, what the official SDK asks for by default.
+    let resp = srv.post(
+        "/v1/embeddings",
+        &json!({"input": "我爱学习", "encoding_format": "base64"}),
     );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["model"], "bert_ids_f32");
+    let b64 = resp.json()["data"][0]["embedding"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_close(&from_base64(&b64), &normalized(&r1.0), "openai base64");
 
     let h = srv.get("/health");
     assert_eq!(h.status, 200);
@@ -435,7 +494,10 @@ fn concurrent_clients(extra: &[&str]) -> String {
     let texts: Vec<String> = (0..CLIENTS * ROUNDS)
         .map(|i| format!("第{i}个句子：我爱学习{}", "。".repeat(i % 7)))
         .collect();
-    let want: Vec<Vec<f32>> = texts.iter().map(|t| r.embed(t, None).0).collect();
+    let want: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| normalized(&r.embed(t, None).0))
+        .collect();
     let (texts, want) = (Arc::new(texts), Arc::new(want));
     let addr = srv.addr;
     let threads: Vec<_> = (0..CLIENTS)
@@ -549,7 +611,7 @@ fn a_failing_text_in_a_batch_fails_alone() {
         .zip(post_at_once(srv.addr, "/fill-mask", &texts))
     {
         if !t.contains("[MASK]") {
-            assert_eq!(resp.status, 400, "{t}");
+            assert_eq!(resp.status, 422, "{t}");
             assert!(resp.json()["error"].as_str().unwrap().contains("no [MASK]"));
             continue;
         }
@@ -615,58 +677,86 @@ fn bad_input_gets_its_status_and_the_server_keeps_serving() {
             post("/embed", br#"{"inputs": "\ud800"}"#),
             400,
         ),
-        ("body not an object", post("/embed", b"[\"a\"]"), 400),
-        ("missing inputs", post("/embed", b"{\"text\": \"a\"}"), 400),
-        ("inputs a number", post("/embed", b"{\"inputs\": 3}"), 400),
-        ("inputs null", post("/embed", b"{\"inputs\": null}"), 400),
+        ("body not an object", post("/embed", b"[\"a\"]"), 422),
+        ("missing inputs", post("/embed", b"{\"text\": \"a\"}"), 422),
+        ("inputs a number", post("/embed", b"{\"inputs\": 3}"), 422),
+        ("inputs null", post("/embed", b"{\"inputs\": null}"), 422),
         ("empty inputs", post("/embed", b"{\"inputs\": []}"), 400),
         (
-            "array of numbers",
-            post("/embed", b"{\"inputs\": [1, 2]}"),
-            400,
+            "ids not integers",
+            post("/embed", b"{\"inputs\": [1.5, 2]}"),
+            422,
         ),
         (
-            "bad pair",
+            "ids over the vocabulary",
+            post("/embed", b"{\"inputs\": [101, 99999, 102]}"),
+            422,
+        ),
+        (
+            "list of lists of strings",
             post("/embed", b"{\"inputs\": [[\"a\", \"b\", \"c\"]]}"),
-            400,
+            422,
         ),
         (
             "pair of numbers",
             post("/embed", b"{\"inputs\": [[\"a\", 1]]}"),
-            400,
+            422,
         ),
         (
             "normalize not a bool",
             post("/embed", b"{\"inputs\": \"a\", \"normalize\": 1}"),
-            400,
+            422,
         ),
         (
-            "openai pairs",
-            post("/v1/embeddings", b"{\"input\": [[\"a\", \"b\"]]}"),
-            400,
+            "dimensions over hidden",
+            post("/embed", b"{\"inputs\": \"a\", \"dimensions\": 65}"),
+            422,
         ),
         (
-            "openai token ids",
-            post("/v1/embeddings", b"{\"input\": [101, 102]}"),
-            400,
+            "truncation_direction",
+            post(
+                "/embed",
+                b"{\"inputs\": \"a\", \"truncation_direction\": \"up\"}",
+            ),
+            422,
+        ),
+        (
+            "unknown prompt_name",
+            post("/embed", b"{\"inputs\": \"a\", \"prompt_name\": \"q\"}"),
+            422,
+        ),
+        (
+            "openai ids not integers",
+            post("/v1/embeddings", b"{\"input\": [[1.5, 2]]}"),
+            422,
         ),
         (
             "openai model not a string",
             post("/v1/embeddings", b"{\"input\": \"a\", \"model\": 3}"),
-            400,
+            422,
         ),
         (
-            "openai base64",
+            "openai encoding_format",
             post(
                 "/v1/embeddings",
-                b"{\"input\": \"a\", \"encoding_format\": \"base64\"}",
+                b"{\"input\": \"a\", \"encoding_format\": \"binary\"}",
             ),
-            400,
+            422,
         ),
         (
             "too many items",
             post("/embed", b"{\"inputs\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}"),
-            413,
+            422,
+        ),
+        (
+            "predict on an embedding model",
+            post("/predict", b"{\"inputs\": \"a\"}"),
+            424,
+        ),
+        (
+            "rerank on an embedding model",
+            post("/rerank", b"{\"query\": \"a\", \"texts\": [\"b\"]}"),
+            424,
         ),
         (
             "text too long",
@@ -706,7 +796,14 @@ fn bad_input_gets_its_status_and_the_server_keeps_serving() {
             String::from_utf8_lossy(&resp.body)
         );
         let v = resp.json();
-        assert!(v.get("error").is_some(), "{what}: no error field: {v}");
+        if resp.status == 404 || what.starts_with("openai") {
+            assert!(v.get("error").is_some(), "{what}: no error field: {v}");
+        } else {
+            assert!(
+                v["error"].is_string() && v["error_type"].is_string(),
+                "{what}: {v}"
+            );
+        }
         let ok = srv.get("/health");
         assert_eq!(ok.status, 200, "after {what}");
     }
@@ -761,7 +858,7 @@ fn full_queue_gives_429_with_retry_after_and_recovers() {
     assert!(busy.json()["error"].is_string());
     let busy = srv.post("/v1/embeddings", &json!({"input": ["c", "d"]}));
     assert_eq!(busy.status, 429);
-    assert_eq!(busy.json()["error"]["type"], "overloaded");
+    assert_eq!(busy.json()["error"]["type"], "rate_limit_error");
     let first = first.join().unwrap();
     assert_eq!(first.status, 200, "the admitted request is unaffected");
     assert_eq!(first.json().as_array().unwrap().len(), 2);
@@ -782,7 +879,10 @@ fn sigterm_finishes_requests_in_flight_and_exits_0() {
     let texts: Vec<String> = (0..CLIENTS)
         .map(|i| format!("关机前的第{i}个请求"))
         .collect();
-    let want: Vec<Vec<f32>> = texts.iter().map(|t| r.embed(t, None).0).collect();
+    let want: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| normalized(&r.embed(t, None).0))
+        .collect();
     let a = srv.addr;
     let threads: Vec<_> = texts
         .into_iter()
@@ -1134,32 +1234,33 @@ fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
     assert_eq!(resp.json()[0], want);
     // Other tasks' endpoints and bad settings: clear 4xx, and the service goes on.
     let r = srv.post("/classify", &json!({"inputs": text}));
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 424);
     assert!(
         r.json()["error"].as_str().unwrap().contains("POST /ner"),
         "{:?}",
         r.json()
     );
     let r = srv.post("/embed", &json!({"inputs": text}));
-    assert_eq!(r.status, 404);
-    assert!(r.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("no embeddings"));
+    assert_eq!(r.status, 424);
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("cannot serve embeddings") && e.contains("/ner"),
+        "{e}"
+    );
     let r = srv.post(
         "/ner",
         &json!({"inputs": text, "aggregation_strategy": "max"}),
     );
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 422);
     let r = srv.post("/ner", &json!({"inputs": [[text, text]]}));
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 422);
     let metrics = String::from_utf8(srv.get("/metrics").body).unwrap();
     assert!(
         metrics.contains("endpoint=\"/ner\",status=\"200\"} 2"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("endpoint=\"/classify\",status=\"404\"} 1"),
+        metrics.contains("endpoint=\"/classify\",status=\"424\"} 1"),
         "{metrics}"
     );
     assert!(
@@ -1181,7 +1282,7 @@ fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
     assert_eq!(
         srv.post("/classify", &json!({"inputs": text, "top_k": 0}))
             .status,
-        400
+        422
     );
     drop(srv);
 
@@ -1193,7 +1294,7 @@ fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
     let want = head_answer(&mlm_model, Head::FillMask { top_k: 5 }, masked);
     assert_eq!(resp.json()[0], want);
     let r = srv.post("/fill-mask", &json!({"inputs": "没有面具"}));
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 422);
     assert!(r.json()["error"].as_str().unwrap().contains("no [MASK]"));
     assert_eq!(srv.get("/health").status, 200);
 }
@@ -1224,7 +1325,11 @@ fn a_panic_in_a_batch_fails_only_its_text() {
             "{t}: {}",
             String::from_utf8_lossy(&resp.body)
         );
-        assert_close(&vector(&resp.json()[0]), &r.embed(t, None).0, t);
+        assert_close(
+            &vector(&resp.json()[0]),
+            &normalized(&r.embed(t, None).0),
+            t,
+        );
     }
     // The worker is still there.
     let resp = srv.post("/embed", &json!({"inputs": "我爱学习"}));

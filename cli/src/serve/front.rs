@@ -169,9 +169,19 @@ impl<'a> Front<'a> {
             };
             let open = self.conns.iter().filter(|c| c.is_some()).count();
             if open >= self.limits.max_connections && self.evict_slowest() {
-                self.shared.metrics.front.evicted.fetch_add(1, SeqCst);
+                self.shared
+                    .counters
+                    .metrics
+                    .front
+                    .evicted
+                    .fetch_add(1, SeqCst);
             } else if open >= self.limits.max_connections {
-                self.shared.metrics.front.rejected.fetch_add(1, SeqCst);
+                self.shared
+                    .counters
+                    .metrics
+                    .front
+                    .rejected
+                    .fetch_add(1, SeqCst);
                 let body = br#"{"error":"too many open connections, retry later","error_type":"overloaded"}"#;
                 let bytes = wire::response(
                     503,
@@ -300,7 +310,7 @@ impl<'a> Front<'a> {
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
-        let cap = wire::MAX_HEAD + self.shared.max_body + 64 * 1024;
+        let cap = wire::MAX_HEAD + self.shared.config.max_body + 64 * 1024;
         let mut chunk = [0u8; 16 * 1024];
         loop {
             match (&c.stream).read(&mut chunk) {
@@ -324,7 +334,7 @@ impl<'a> Front<'a> {
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
-        match parse_request(&c.buf, self.shared.max_body) {
+        match parse_request(&c.buf, self.shared.config.max_body) {
             Ok(None) => {
                 // Body deadline from the end of the head (scanned for only until it is found).
                 if let State::Reading {
@@ -346,11 +356,17 @@ impl<'a> Front<'a> {
                 }
             }
             Err(r) => {
-                self.shared.metrics.front.bad_requests.fetch_add(1, SeqCst);
+                self.shared
+                    .counters
+                    .metrics
+                    .front
+                    .bad_requests
+                    .fetch_add(1, SeqCst);
                 let gen = c.gen;
                 let bytes = wire::error_response(r.status, &r.message);
                 let endpoint = endpoint_label(&request_path(&c.buf));
                 self.shared
+                    .counters
                     .metrics
                     .record(endpoint, r.status, Duration::ZERO);
                 self.start_writing(slot, gen, bytes, true);
@@ -366,7 +382,7 @@ impl<'a> Front<'a> {
             if c.deadline > now || matches!(c.state, State::Waiting) {
                 continue;
             }
-            let m = &self.shared.metrics.front;
+            let m = &self.shared.counters.metrics.front;
             match c.state {
                 State::Reading { head_done: true } => {
                     m.body_timeouts.fetch_add(1, SeqCst);
@@ -383,7 +399,7 @@ impl<'a> Front<'a> {
             self.close(slot);
         }
         let open = self.conns.iter().filter(|c| c.is_some()).count();
-        self.shared.metrics.front.open.store(open, SeqCst);
+        self.shared.counters.metrics.front.open.store(open, SeqCst);
     }
 
     fn close(&mut self, slot: usize) {

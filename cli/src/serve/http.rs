@@ -1,11 +1,14 @@
 //! The service's requests: dispatching complete requests (from the I/O thread, `front.rs`)
-//! to the handler threads, checking bodies, the endpoints (`/embed`, `/v1/embeddings`,
-//! `/health`, `/metrics`), and the answers' bytes.
+//! to the handler threads, the API key, the route table (TEI's routes in `api.rs` and
+//! `meta.rs`, OpenAI's in `openai.rs`, the task heads here), and the answers' bytes (TEI's
+//! `{error, error_type}` bodies; OpenAI's `{error: {message, type, …}}` on its routes).
 
 use super::front::Answer;
 use super::metrics::metrics_text;
+use super::request::{self, Accept, Headers};
+use super::types::{Failure, Item, Shared, Work};
 use super::wire::{self, Request};
-use super::{lock, Done, Failure, Item, Shared, Work};
+use super::{api, lock, meta, openai};
 use crate::tasks::Head;
 use bert_edge::Task;
 use serde::Serialize;
@@ -44,7 +47,10 @@ impl Dispatcher<'_> {
         // An answer from this thread, recorded in the metrics.
         let now = |result: Result<Reply, Failure>, close: bool| {
             let (status, bytes) = answer(endpoint, result, !close);
-            shared.metrics.record(endpoint, status, t0.elapsed());
+            shared
+                .counters
+                .metrics
+                .record(endpoint, status, t0.elapsed());
             Some(Answer {
                 slot,
                 gen,
@@ -52,25 +58,27 @@ impl Dispatcher<'_> {
                 close,
             })
         };
-        if matches!(endpoint, "/health" | "/metrics") && req.method == "GET" {
+        if matches!(endpoint, "/health" | "/metrics" | "/") && req.method == "GET" {
             // Cheap and small: answered here, so probes never wait behind embedding requests.
             return now(Ok(probe(shared, endpoint)), close);
         }
         // A request goes to the handlers only if one is free (counted from here until the
         // handler has answered), so the channel never holds more than there are handlers.
         let free = shared
+            .counters
             .handling
             .fetch_update(SeqCst, SeqCst, |n| (n < self.handlers).then_some(n + 1))
             .is_ok();
         if !free {
-            let f = Failure::new(429, "server busy: too many requests waiting, retry later");
+            shared.counters.metrics.limit("max_concurrent_requests");
+            let f = Failure::new(429, "model is overloaded: too many concurrent requests");
             return now(Err(f), close);
         }
         match self.tx.send(Job { slot, gen, req, t0 }) {
             Ok(()) => None,
             Err(mpsc::SendError(_)) => {
                 // No handler left (cannot happen before shutdown).
-                shared.handling.fetch_sub(1, SeqCst);
+                shared.counters.handling.fetch_sub(1, SeqCst);
                 now(Err(Failure::new(503, "shutting down")), true)
             }
         }
@@ -100,8 +108,11 @@ pub(super) fn handler(
         let Ok(job) = next else { break };
         let endpoint = endpoint_label(&job.req.path);
         let (status, bytes) = process(shared, jobs, &job.req);
-        shared.metrics.record(endpoint, status, job.t0.elapsed());
-        shared.handling.fetch_sub(1, SeqCst);
+        shared
+            .counters
+            .metrics
+            .record(endpoint, status, job.t0.elapsed());
+        shared.counters.handling.fetch_sub(1, SeqCst);
         let close = !job.req.keep_alive;
         let _ = replies.send(Answer {
             slot: job.slot,
@@ -113,24 +124,34 @@ pub(super) fn handler(
     }
 }
 
-/// The metrics label of a request path.
+/// The metrics label of a request path (a fixed set: a client cannot grow the metrics).
 pub(super) fn endpoint_label(url: &str) -> &'static str {
-    match url.split('?').next().unwrap_or("") {
-        "/embed" => "/embed",
-        "/v1/embeddings" => "/v1/embeddings",
-        "/classify" => "/classify",
-        "/ner" => "/ner",
-        "/fill-mask" => "/fill-mask",
-        "/health" => "/health",
-        "/metrics" => "/metrics",
-        _ => "other",
-    }
+    const ROUTES: [&str; 18] = [
+        "/",
+        "/embed",
+        "/embed_all",
+        "/embed_sparse",
+        "/predict",
+        "/rerank",
+        "/similarity",
+        "/tokenize",
+        "/decode",
+        "/info",
+        "/v1/embeddings",
+        "/embeddings",
+        "/classify",
+        "/ner",
+        "/fill-mask",
+        "/health",
+        "/metrics",
+        "/ping",
+    ];
+    let path = url.split('?').next().unwrap_or("");
+    ROUTES.into_iter().find(|r| *r == path).unwrap_or("other")
 }
 
-/// Extra response headers.
-type Headers = Vec<(&'static str, String)>;
-
-struct Reply {
+/// A successful answer.
+pub(super) struct Reply {
     status: u16,
     body: Vec<u8>,
     content_type: &'static str,
@@ -138,56 +159,56 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(body: Vec<u8>) -> Self {
-        Reply {
+    /// `value` as a JSON answer with `headers`.
+    pub(super) fn json(value: &impl Serialize, headers: Headers) -> Result<Reply, Failure> {
+        let body = serde_json::to_vec(value).map_err(|e| Failure::new(500, e.to_string()))?;
+        Ok(Reply {
             status: 200,
             body,
             content_type: "application/json",
-            headers: Vec::new(),
-        }
+            headers,
+        })
     }
+}
+
+/// OpenAI's routes answer errors in OpenAI's shape.
+fn openai_route(endpoint: &str) -> bool {
+    matches!(endpoint, "/v1/embeddings" | "/embeddings")
 }
 
 /// The bytes of an answer (status, headers, JSON error bodies) and its status.
 fn answer(endpoint: &str, res: Result<Reply, Failure>, keep_alive: bool) -> (u16, Vec<u8>) {
-    match res {
-        Ok(reply) => {
-            let bytes = wire::response(
-                reply.status,
-                reply.content_type,
-                &reply.headers,
-                &reply.body,
-                keep_alive,
-            );
-            (reply.status, bytes)
-        }
+    let (status, content_type, headers, body) = match res {
+        Ok(r) => (r.status, r.content_type, r.headers, r.body),
         Err(f) => {
             if f.status >= 500 {
                 eprintln!("bert-edge: {} {endpoint}: {}", f.status, f.message);
             }
-            let body = if endpoint.starts_with("/v1/") {
-                serde_json::json!({"error": {"message": f.message, "type": f.kind(), "code": f.status}})
+            let body = if openai_route(endpoint) {
+                serde_json::json!({"error": {"message": f.message, "type": f.openai_kind(),
+                                             "param": null, "code": null}})
             } else {
                 serde_json::json!({"error": f.message, "error_type": f.kind()})
             };
-            let retry: Headers = if f.status == 429 {
-                vec![("Retry-After", "1".into())]
-            } else {
-                Vec::new()
-            };
-            let bytes = wire::response(
+            let mut h: Headers = Vec::new();
+            match f.status {
+                429 => h.push(("Retry-After", "1".into())),
+                401 => h.push(("WWW-Authenticate", "Bearer".into())),
+                _ => {}
+            }
+            (
                 f.status,
                 "application/json",
-                &retry,
-                body.to_string().as_bytes(),
-                keep_alive,
-            );
-            (f.status, bytes)
+                h,
+                body.to_string().into_bytes(),
+            )
         }
-    }
+    };
+    let bytes = wire::response(status, content_type, &headers, &body, keep_alive);
+    (status, bytes)
 }
 
-/// `GET /health` and `GET /metrics`.
+/// `GET /health` (and `GET /`, `/ping`) and `GET /metrics`: no key needed, as in TEI.
 fn probe(shared: &Shared, endpoint: &str) -> Reply {
     if endpoint == "/metrics" {
         return Reply {
@@ -197,12 +218,59 @@ fn probe(shared: &Shared, endpoint: &str) -> Reply {
             headers: Vec::new(),
         };
     }
+    let (m, c) = (&shared.model, &shared.config);
     let body = serde_json::json!({
-        "status": "ok", "model": shared.model_name, "variant": shared.variant,
-        "seq": shared.seq, "hidden": shared.hidden, "workers": shared.workers,
-        "batch": shared.batch,
+        "status": "ok", "model": m.name, "variant": m.info.variant.to_string(),
+        "seq": m.info.seq, "hidden": m.info.hidden, "workers": c.workers, "batch": c.batch,
     });
-    Reply::json(body.to_string().into_bytes())
+    Reply {
+        status: 200,
+        body: body.to_string().into_bytes(),
+        content_type: "application/json",
+        headers: Vec::new(),
+    }
+}
+
+/// `Authorization: Bearer KEY`, compared in constant time; 401 without it.
+fn authorize(shared: &Shared, rq: &Request) -> Result<(), Failure> {
+    let Some(key) = &shared.config.api_key else {
+        return Ok(());
+    };
+    let given = rq
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .and_then(|(_, v)| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Every byte compared whatever the first difference (length leaks only the length).
+    let same = given.len() == key.len()
+        && given
+            .bytes()
+            .zip(key.bytes())
+            .fold(0u8, |d, (a, b)| d | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        shared.counters.metrics.limit("unauthorized");
+        Err(Failure::new(
+            401,
+            "missing or wrong API key (Authorization: Bearer KEY)",
+        ))
+    }
+}
+
+/// The JSON body: at most `--payload-limit` bytes (413), an object.
+fn body(shared: &Shared, rq: &Request) -> Result<Value, Failure> {
+    let max = shared.config.max_body;
+    if rq.body.len() > max {
+        shared.counters.metrics.limit("payload_limit");
+        return Err(Failure::new(
+            413,
+            format!("request body is larger than {max} bytes"),
+        ));
+    }
+    request::object(&rq.body)
 }
 
 fn handle(
@@ -211,320 +279,77 @@ fn handle(
     rq: &Request,
     endpoint: &'static str,
 ) -> Result<Reply, Failure> {
-    match (endpoint, rq.method.as_str()) {
-        ("/health" | "/metrics", "GET") => Ok(probe(shared, endpoint)),
-        ("/embed", "POST") => embed(shared, jobs, &read_json(shared, rq)?),
-        ("/v1/embeddings", "POST") => openai(shared, jobs, &read_json(shared, rq)?),
-        ("/classify", "POST") => head(shared, jobs, rq, Task::TextClassification),
-        ("/ner", "POST") => head(shared, jobs, rq, Task::TokenClassification),
-        ("/fill-mask", "POST") => head(shared, jobs, rq, Task::FillMask),
-        ("other", _) => Err(Failure::new(404, format!("no such endpoint: {}", rq.path))),
-        (e, m) => Err(Failure::new(405, format!("{m} is not allowed on {e}"))),
+    let get = rq.method == "GET";
+    if get && matches!(endpoint, "/health" | "/metrics" | "/" | "/ping") {
+        return Ok(probe(shared, endpoint));
     }
-}
-
-/// `POST /embed`: `{"inputs": …, "normalize": bool?}` → `[[…], …]`.
-fn embed(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, Failure> {
-    let normalize = match v.get("normalize") {
-        None | Some(Value::Null) => shared.embedding.as_ref().is_some_and(|e| e.normalize),
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(Failure::new(400, "\"normalize\" must be a boolean")),
-    };
-    no_embeddings(shared)?;
-    let inputs = parse_inputs(v.get("inputs"), "inputs", true)?;
-    let prompt = shared.default_prompt;
-    let (out, tokens) = run_all(shared, jobs, inputs, Work::Embed { normalize, prompt })?;
-    let vectors: Vec<&[f32]> = out.iter().map(|e| e.vector.as_slice()).collect();
-    let mut reply =
-        Reply::json(serde_json::to_vec(&vectors).map_err(|e| Failure::new(500, e.to_string()))?);
-    reply.headers = tokens;
-    Ok(reply)
-}
-
-/// 404 for the embedding endpoints on a model without hidden states or pooler.
-fn no_embeddings(shared: &Shared) -> Result<(), Failure> {
-    if shared.embedding.is_some() {
-        return Ok(());
+    authorize(shared, rq)?;
+    if get && endpoint == "/info" {
+        return meta::info(shared);
     }
-    let instead = Head::command(shared.task).map_or(String::new(), |c| format!(": POST /{c}"));
-    Err(Failure::new(
-        404,
-        format!("this {} model has no embeddings{instead}", shared.task),
-    ))
+    if rq.method != "POST" || matches!(endpoint, "/health" | "/metrics" | "/ping" | "/info") {
+        if endpoint == "other" {
+            return Err(Failure::new(404, format!("no such route: {}", rq.path)));
+        }
+        return Err(Failure::new(
+            405,
+            format!("{} is not allowed on {endpoint}", rq.method),
+        ));
+    }
+    let v = body(shared, rq)?;
+    match endpoint {
+        "/" if shared.model.task() == Task::TokenClassification => {
+            head(shared, jobs, &v, Task::TokenClassification)
+        }
+        "/" => meta::root(shared, jobs, &v),
+        "/embed" => api::embed(shared, jobs, &v),
+        "/embed_all" => api::embed_all(shared, jobs, &v),
+        "/embed_sparse" => api::embed_sparse(shared, jobs, &v),
+        "/predict" => api::predict(shared, jobs, &v),
+        "/rerank" => api::rerank(shared, jobs, &v),
+        "/similarity" => api::similarity(shared, jobs, &v),
+        "/tokenize" => meta::tokenize(shared, &v),
+        "/decode" => meta::decode(shared, &v),
+        "/v1/embeddings" | "/embeddings" => openai::embeddings(shared, jobs, &v),
+        "/classify" => head(shared, jobs, &v, Task::TextClassification),
+        "/ner" => head(shared, jobs, &v, Task::TokenClassification),
+        "/fill-mask" => head(shared, jobs, &v, Task::FillMask),
+        _ => Err(Failure::new(404, format!("no such route: {}", rq.path))),
+    }
 }
 
 /// `POST /classify`, `/ner`, `/fill-mask`: `{"inputs": text | [text, …], "top_k": k?,
 /// "aggregation_strategy": "simple"|"none"?}` → one answer per input, in order (the
-/// `classify` / `ner` / `fill-mask` command's lines). 404 if the model's task is another.
-fn head(
-    shared: &Shared,
-    jobs: &SyncSender<Item>,
-    rq: &Request,
-    task: Task,
-) -> Result<Reply, Failure> {
-    if shared.task != task {
-        let instead = match Head::command(shared.task) {
-            Some(c) => format!("POST /{c}"),
-            None => "POST /embed".into(),
-        };
+/// `classify` / `ner` / `fill-mask` command's lines). 424 if the model's task is another.
+fn head(shared: &Shared, jobs: &SyncSender<Item>, v: &Value, task: Task) -> Result<Reply, Failure> {
+    let have = shared.model.task();
+    if have != task {
+        let instead =
+            Head::command(have).map_or("POST /embed".to_string(), |c| format!("POST /{c}"));
         return Err(Failure::new(
-            404,
-            format!("this is a {} model, not {task}: {instead}", shared.task),
+            424,
+            format!("this is a {have} model, not {task}: {instead}"),
         ));
     }
-    let v = read_json(shared, rq)?;
-    let top_k = match v.get("top_k") {
-        None | Some(Value::Null) => None,
-        Some(k) => Some(
-            k.as_u64()
-                .filter(|k| (1..=1000).contains(k))
-                .ok_or_else(|| Failure::new(400, "\"top_k\" must be an integer from 1 to 1000"))?
-                as usize,
-        ),
-    };
-    let aggregation = match v.get("aggregation_strategy") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(a)) => Some(a.parse().map_err(Failure::from)?),
-        Some(_) => {
-            return Err(Failure::new(
-                400,
-                "\"aggregation_strategy\" must be a string",
-            ))
-        }
+    let top_k = request::count(v, "top_k", 1000)?;
+    let aggregation = match request::string(v, "aggregation_strategy")? {
+        Some(a) => Some(a.parse().map_err(Failure::from)?),
+        None => None,
     };
     let head = Head::with(task, top_k, aggregation)
         .ok_or_else(|| Failure::new(500, "no head for this task"))?;
-    let pairs = task == Task::TextClassification;
-    let inputs = parse_inputs(v.get("inputs"), "inputs", pairs)?;
-    let (out, headers) = run_all(shared, jobs, inputs, Work::Head(head))?;
-    let answers: Vec<&Value> = out.iter().filter_map(|d| d.answer.as_ref()).collect();
-    let mut reply =
-        Reply::json(serde_json::to_vec(&answers).map_err(|e| Failure::new(500, e.to_string()))?);
-    reply.headers = headers;
-    Ok(reply)
-}
-
-/// `POST /v1/embeddings` (OpenAI's shape).
-fn openai(shared: &Shared, jobs: &SyncSender<Item>, v: &Value) -> Result<Reply, Failure> {
-    match v.get("model") {
-        None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(_) => return Err(Failure::new(400, "\"model\" must be a string")),
-    }
-    match v.get("encoding_format") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s == "float" => {}
-        Some(_) => {
-            return Err(Failure::new(
-                400,
-                "only \"encoding_format\": \"float\" is supported",
-            ))
-        }
-    }
-    match v.get("dimensions") {
-        None | Some(Value::Null) => {}
-        Some(d) if d.as_u64() == Some(shared.hidden as u64) => {}
-        Some(_) => {
-            return Err(Failure::new(
-                400,
-                format!("\"dimensions\" must be {}", shared.hidden),
-            ))
-        }
-    }
-    no_embeddings(shared)?;
-    let inputs = parse_inputs(v.get("input"), "input", false)?;
-    let work = Work::Embed {
-        normalize: shared.embedding.as_ref().is_some_and(|e| e.normalize),
-        prompt: shared.default_prompt,
-    };
-    let (out, headers) = run_all(shared, jobs, inputs, work)?;
-    let tokens: usize = out.iter().map(|e| e.tokens).sum();
-    let body = OpenAiResponse {
-        object: "list",
-        data: out
-            .iter()
-            .enumerate()
-            .map(|(index, e)| OpenAiEmbedding {
-                object: "embedding",
-                embedding: &e.vector,
-                index,
-            })
-            .collect(),
-        model: &shared.model_name,
-        usage: Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    };
-    let mut reply =
-        Reply::json(serde_json::to_vec(&body).map_err(|e| Failure::new(500, e.to_string()))?);
-    reply.headers = headers;
-    Ok(reply)
-}
-
-#[derive(Serialize)]
-struct OpenAiResponse<'a> {
-    object: &'static str,
-    data: Vec<OpenAiEmbedding<'a>>,
-    model: &'a str,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct OpenAiEmbedding<'a> {
-    object: &'static str,
-    embedding: &'a [f32],
-    index: usize,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: usize,
-    total_tokens: usize,
-}
-
-/// Reads the body (at most `max_body` bytes, else 413) and parses it as a JSON object.
-fn read_json(shared: &Shared, rq: &Request) -> Result<Value, Failure> {
-    let (max, body) = (shared.max_body, &rq.body);
-    if body.len() > max {
-        return Err(Failure::new(
-            413,
-            format!("request body is larger than {max} bytes"),
-        ));
-    }
-    // from_slice checks UTF-8 (and rejects lone surrogates in escapes).
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| Failure::new(400, format!("malformed JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(Failure::new(400, "the body must be a JSON object"));
-    }
-    Ok(v)
-}
-
-/// `"text"`, `["text", ...]` and, where `pairs`, `[["a", "b"], ...]` items (one text pair each).
-fn parse_inputs(
-    v: Option<&Value>,
-    field: &str,
-    pairs: bool,
-) -> Result<Vec<(String, Option<String>)>, Failure> {
-    let bad = |m: String| Failure::new(400, m);
-    let want = if pairs {
-        "a string, or an array of strings or of [string, string] pairs"
+    let accept = if task == Task::TextClassification {
+        Accept::TextsAndPairs
     } else {
-        "a string or an array of strings"
+        Accept::Texts
     };
-    let items: Vec<&Value> = match v {
-        None => return Err(bad(format!("missing \"{field}\""))),
-        Some(Value::String(_)) => vec![v.unwrap()],
-        Some(Value::Array(a)) if a.is_empty() => return Err(bad(format!("\"{field}\" is empty"))),
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(_) => return Err(bad(format!("\"{field}\" must be {want}"))),
+    let inputs = request::inputs(v.get("inputs"), "inputs", accept)?;
+    // A head's answer says "truncated" itself, as the command-line heads do.
+    let trunc = super::types::Truncation {
+        allow: true,
+        side: Default::default(),
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, it)| match it {
-            Value::String(s) => Ok((s.clone(), None)),
-            Value::Array(p) if pairs => match p.as_slice() {
-                [Value::String(a), Value::String(b)] => Ok((a.clone(), Some(b.clone()))),
-                _ => Err(bad(format!(
-                    "\"{field}\"[{i}] must be a [string, string] pair"
-                ))),
-            },
-            _ => Err(bad(format!(
-                "\"{field}\"[{i}] must be a string; \"{field}\" must be {want}"
-            ))),
-        })
-        .collect()
-}
-
-/// Queues every text of a request (all or none: 429 if the queue has no room for all) and
-/// waits for the results, in order. Also returns the token-count response headers.
-fn run_all(
-    shared: &Shared,
-    jobs: &SyncSender<Item>,
-    inputs: Vec<(String, Option<String>)>,
-    work: Work,
-) -> Result<(Vec<Done>, Headers), Failure> {
-    let k = inputs.len();
-    if k > shared.max_items {
-        return Err(Failure::new(
-            413,
-            format!(
-                "{k} inputs in one request, at most {} allowed",
-                shared.max_items
-            ),
-        ));
-    }
-    let max = shared.max_text_bytes;
-    for (i, (a, b)) in inputs.iter().enumerate() {
-        let len = a.len() + b.as_ref().map_or(0, |b| b.len());
-        if len > max {
-            return Err(Failure::new(
-                413,
-                format!("input {i} is {len} bytes long, at most {max} allowed"),
-            ));
-        }
-    }
-    if !shared.reserve(k) {
-        return Err(Failure::new(
-            429,
-            "server busy: inference queue is full, retry later",
-        ));
-    }
-    let (tx, rx) = mpsc::channel();
-    let prompt = match work {
-        Work::Embed {
-            prompt: Some(p), ..
-        } => shared.prompts.get(p),
-        _ => None,
-    };
-    for (index, (text, pair)) in inputs.into_iter().enumerate() {
-        let text = match prompt {
-            Some(p) => format!("{}{text}", p.text),
-            None => text,
-        };
-        let item = Item {
-            text,
-            pair,
-            work,
-            index,
-            reply: tx.clone(),
-        };
-        if jobs.send(item).is_err() {
-            // Workers gone (cannot happen before shutdown): give back what was not queued.
-            shared.queued.fetch_sub(k - index, SeqCst);
-            return Err(Failure::new(503, "shutting down"));
-        }
-    }
-    drop(tx);
-    let mut out: Vec<Option<Done>> = (0..k).map(|_| None).collect();
-    let mut first_err = None;
-    for _ in 0..k {
-        match rx.recv() {
-            Ok((i, Ok(e))) => out[i] = Some(e),
-            Ok((i, Err(f))) => {
-                first_err
-                    .get_or_insert(Failure::new(f.status, format!("input {i}: {}", f.message)));
-            }
-            Err(_) => return Err(Failure::new(500, "internal error: a worker stopped")),
-        }
-    }
-    if let Some(f) = first_err {
-        return Err(f);
-    }
-    let out: Vec<Done> = out.into_iter().flatten().collect();
-    let per: Vec<String> = out.iter().map(|e| e.tokens.to_string()).collect();
-    let headers = vec![
-        (
-            "X-Prompt-Tokens",
-            out.iter().map(|e| e.tokens).sum::<usize>().to_string(),
-        ),
-        ("X-Tokens-Per-Input", per.join(",")),
-        (
-            "X-Truncated-Inputs",
-            out.iter().filter(|e| e.truncated).count().to_string(),
-        ),
-        ("X-Max-Tokens", shared.seq.to_string()),
-    ];
-    Ok((out, headers))
+    let (out, headers) = request::run_all(shared, jobs, inputs, Work::Head(head), trunc)?;
+    let answers: Vec<&Value> = out.iter().filter_map(|d| d.answer.as_ref()).collect();
+    Reply::json(&answers, headers)
 }

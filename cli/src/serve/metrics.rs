@@ -1,7 +1,8 @@
 //! `/metrics`: request counts and latency histogram, inference counters, queue gauges
 //! (Prometheus text format).
 
-use super::{lock, Done, Failure, Shared};
+use super::lock;
+use super::types::{Done, Failure, Shared};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -36,6 +37,8 @@ pub(super) struct Metrics {
     batches: AtomicU64,
     tokens: AtomicU64,
     truncated: AtomicU64,
+    /// Requests refused by a limit, by the limit's name.
+    limits: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -52,6 +55,12 @@ impl Metrics {
         }
         self.count.fetch_add(1, SeqCst);
         self.sum_us.fetch_add(elapsed.as_micros() as u64, SeqCst);
+    }
+
+    /// A request refused by limit `name` (`max_client_batch_size`, `max_input_length`,
+    /// `payload_limit`, `max_concurrent_requests`, `queue`, `unauthorized`, …).
+    pub(super) fn limit(&self, name: &'static str) {
+        *lock(&self.limits).entry(name).or_default() += 1;
     }
 
     /// One worker call (dynamic batching: of 1 to `--batch` texts).
@@ -77,9 +86,20 @@ impl Metrics {
 /// The `/metrics` page.
 pub(super) fn metrics_text(s: &Shared) -> String {
     let mut o = String::new();
-    write_requests(&mut o, &s.metrics);
-    write_front(&mut o, &s.metrics.front);
+    let m = &s.counters.metrics;
+    write_requests(&mut o, m);
+    write_front(&mut o, &m.front);
     write_gauges(&mut o, s);
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_limit_rejections_total Requests refused by a limit.\n# TYPE bert_edge_limit_rejections_total counter"
+    );
+    for (name, n) in lock(&m.limits).iter() {
+        let _ = writeln!(
+            o,
+            "bert_edge_limit_rejections_total{{limit=\"{name}\"}} {n}"
+        );
+    }
     let _ = writeln!(
         o,
         "# HELP bert_edge_model_info The model being served.\n# TYPE bert_edge_model_info gauge"
@@ -87,13 +107,14 @@ pub(super) fn metrics_text(s: &Shared) -> String {
     let _ = writeln!(
         o,
         "bert_edge_model_info{{model=\"{}\",variant=\"{}\",task=\"{}\",seq=\"{}\",batch=\"{}\",hidden=\"{}\",pooling=\"{}\"}} 1",
-        s.model_name.replace(['"', '\\', '\n'], "_"),
-        s.variant,
-        s.task,
-        s.seq,
-        s.batch,
-        s.hidden,
-        s.embedding
+        s.model.name.replace(['"', '\\', '\n'], "_"),
+        s.model.info.variant,
+        s.model.task(),
+        s.model.info.seq,
+        s.config.batch,
+        s.model.info.hidden,
+        s.model
+            .embedding
             .as_ref()
             .map_or("none".to_string(), |e| e.pooling.to_string())
     );
@@ -194,26 +215,26 @@ fn write_front(o: &mut String, f: &FrontCounters) {
 
 /// Queue and worker gauges, inference counters.
 fn write_gauges(o: &mut String, s: &Shared) {
-    let m = &s.metrics;
+    let m = &s.counters.metrics;
     let load = |a: &std::sync::atomic::AtomicUsize| a.load(SeqCst) as u64;
     let gauges = [
         (
             "queue_depth",
             "Texts waiting for a worker.",
-            load(&s.queued),
+            load(&s.counters.queued),
             "gauge",
         ),
         (
             "queue_capacity",
             "Size of the inference queue (--queue).",
-            s.queue_cap as u64,
+            s.config.queue_cap as u64,
             "gauge",
         ),
-        ("workers", "Inference workers.", s.workers as u64, "gauge"),
+        ("workers", "Inference workers.", s.config.workers as u64, "gauge"),
         (
             "workers_busy",
             "Workers running an inference now.",
-            load(&s.busy),
+            load(&s.counters.busy),
             "gauge",
         ),
         (

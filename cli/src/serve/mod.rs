@@ -24,248 +24,33 @@
 //! Slow or idle clients: see `front.rs` (deadlines for head and body, a connection cap; no
 //! thread per connection). `wire.rs` parses and writes HTTP/1.1 without sockets.
 
+mod api;
 mod front;
 mod http;
+mod meta;
 mod metrics;
+mod openai;
+mod options;
+mod outputs;
 mod pool;
+mod request;
+mod types;
 pub mod wire;
 
+pub use options::Options;
+
 use crate::ModelArgs;
-use bert_edge::heads::{Embedding, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Error, Flavour, Plan};
-use metrics::Metrics;
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// `serve` options (after the shared model options).
-pub struct Options {
-    bind: String,
-    workers: usize,
-    queue: usize,
-    pooling: Option<Pooling>,
-    normalize: Option<bool>,
-    max_items: usize,
-    max_text_bytes: usize,
-    max_body: usize,
-    limits: front::Limits,
-    batch_wait: Duration,
-    test_delay: Duration,
-    test_panic: Option<String>,
-}
-
-impl Options {
-    pub fn parse(args: &mut pico_args::Arguments) -> Result<Self, String> {
-        let s = |e: pico_args::Error| e.to_string();
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let o = Options {
-            bind: args
-                .opt_value_from_str("--bind")
-                .map_err(s)?
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            workers: args
-                .opt_value_from_str("--workers")
-                .map_err(s)?
-                .unwrap_or(cores),
-            queue: args.opt_value_from_str("--queue").map_err(s)?.unwrap_or(64),
-            pooling: crate::opt_parse(args, "--pooling")?,
-            normalize: match (
-                args.contains("--normalize"),
-                args.contains("--no-normalize"),
-            ) {
-                (true, true) => {
-                    return Err("--normalize and --no-normalize contradict each other".into())
-                }
-                (on, off) => (on || off).then_some(on),
-            },
-            max_items: args
-                .opt_value_from_str("--max-items")
-                .map_err(s)?
-                .unwrap_or(32),
-            max_text_bytes: args
-                .opt_value_from_str("--max-text-bytes")
-                .map_err(s)?
-                .unwrap_or(16 * 1024),
-            max_body: args
-                .opt_value_from_str("--max-body")
-                .map_err(s)?
-                .unwrap_or(1024 * 1024),
-            limits: front::Limits {
-                header_timeout: secs(args, "--header-timeout", 5.0)?,
-                body_timeout: secs(args, "--body-timeout", 10.0)?,
-                max_connections: args
-                    .opt_value_from_str("--max-connections")
-                    .map_err(s)?
-                    .unwrap_or(1024),
-            },
-            batch_wait: {
-                let ms: f64 = args
-                    .opt_value_from_str("--batch-wait-ms")
-                    .map_err(s)?
-                    .unwrap_or(2.0);
-                if !(0.0..=1000.0).contains(&ms) {
-                    return Err("--batch-wait-ms must be between 0 and 1000".into());
-                }
-                Duration::from_secs_f64(ms / 1e3)
-            },
-            // Tests only: a worker panics on this exact text (isolation of a panic in a batch).
-            test_panic: args.opt_value_from_str("--test-panic-on").map_err(s)?,
-            test_delay: Duration::from_millis(
-                args.opt_value_from_str("--test-delay-ms")
-                    .map_err(s)?
-                    .unwrap_or(0),
-            ),
-        };
-        if o.workers == 0
-            || o.queue == 0
-            || o.max_items == 0
-            || o.max_body == 0
-            || o.limits.max_connections == 0
-        {
-            return Err(
-                "--workers, --queue, --max-items, --max-body and --max-connections must be at least 1"
-                    .into(),
-            );
-        }
-        Ok(o)
-    }
-}
-
-/// A duration option in seconds (fractions allowed), at least 0.1 s.
-fn secs(
-    args: &mut pico_args::Arguments,
-    key: &'static str,
-    default: f64,
-) -> Result<Duration, String> {
-    let v: Option<f64> = args.opt_value_from_str(key).map_err(|e| e.to_string())?;
-    let v = v.unwrap_or(default);
-    if !(0.1..=3600.0).contains(&v) {
-        return Err(format!("{key} must be between 0.1 and 3600 seconds"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// One text (or text pair) and what to do with it; the worker sends its result to `reply`.
-struct Item {
-    /// The text, with the embedding's prompt (if any) in front.
-    text: String,
-    pair: Option<String>,
-    work: Work,
-    index: usize,
-    reply: mpsc::Sender<(usize, Result<Done, Failure>)>,
-}
-
-/// What a worker does with a text.
-#[derive(Clone, Copy)]
-enum Work {
-    /// `/embed`, `/v1/embeddings`: the pooled vector, with prompt `prompt` of
-    /// [`Shared::prompts`] in front of the text.
-    Embed {
-        normalize: bool,
-        prompt: Option<usize>,
-    },
-    /// `/classify`, `/ner`, `/fill-mask`: the head's JSON answer.
-    Head(crate::tasks::Head),
-}
-
-/// A worker's result for one text: the vector (embed) or the head's answer.
-struct Done {
-    vector: Vec<f32>,
-    answer: Option<serde_json::Value>,
-    tokens: usize,
-    truncated: bool,
-}
-
-/// An HTTP error answer: status and message.
-#[derive(Debug)]
-struct Failure {
-    status: u16,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: u16, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
-    }
-    fn kind(&self) -> &'static str {
-        match self.status {
-            400 | 404 | 405 => "invalid_request_error",
-            413 => "payload_too_large",
-            429 => "overloaded",
-            _ => "server_error",
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::BadInput(m) => Failure::new(400, m),
-            other => Failure::new(500, other.to_string()),
-        }
-    }
-}
-
-/// What handlers and workers share.
-struct Shared {
-    tokenizer: BertTokenizer,
-    seq: usize,
-    hidden: usize,
-    /// `None`: the model has no hidden states or pooler (a classifier): no embeddings.
-    embedding: Option<Embedding>,
-    /// The model's prompts (sentence-transformers), their token counts, and the default one.
-    prompts: Vec<Prompt>,
-    default_prompt: Option<usize>,
-    task: bert_edge::Task,
-    max_items: usize,
-    max_text_bytes: usize,
-    max_body: usize,
-    queue_cap: usize,
-    /// Rows per worker call (the plan's batch) and how long a worker waits to fill them.
-    batch: usize,
-    batch_wait: Duration,
-    /// Texts admitted to the inference queue and not yet taken by a worker.
-    queued: AtomicUsize,
-    busy: AtomicUsize,
-    /// Requests handed to the handler pool and not yet answered.
-    handling: AtomicUsize,
-    workers: usize,
-    model_name: String,
-    variant: String,
-    test_delay: Duration,
-    test_panic: Option<String>,
-    metrics: Metrics,
-}
-
-/// A prompt of the model: its name, its text, and `[CLS]` + its tokens (what a pooling with
-/// `include_prompt: false` leaves out).
-struct Prompt {
-    name: String,
-    text: String,
-    tokens: usize,
-}
-
-impl Shared {
-    /// Reserves `k` queue slots, all or none.
-    fn reserve(&self, k: usize) -> bool {
-        self.queued
-            .fetch_update(SeqCst, SeqCst, |q| {
-                (q + k <= self.queue_cap).then_some(q + k)
-            })
-            .is_ok()
-    }
-}
+use types::{Config, Counters, Item, Model, Prompt, Shared};
 
 type Fail = (u8, String);
 
@@ -273,12 +58,16 @@ fn fail(e: impl ToString) -> Fail {
     (2, e.to_string())
 }
 
-/// `bert-edge serve`: loads, listens, serves until SIGTERM/SIGINT, drains, exits 0.
+/// `bert-edge serve`: listens at once (503 to everything while the model loads, as TEI's
+/// `/health` does), loads, serves until SIGTERM/SIGINT, drains, exits 0.
 pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
-    let (plan, shared) = setup(m, opts)?;
-    let listener = std::net::TcpListener::bind(opts.bind.as_str())
+    let listener = TcpListener::bind(opts.bind.as_str())
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| fail(format!("cannot listen on {}: {e}", opts.bind)))?;
+    let loading = Loading::start(&listener)?;
+    let setup = setup(m, opts);
+    loading.stop();
+    let (plan, shared) = setup?;
     // Signals: the first SIGTERM/SIGINT sets `term` (graceful); a second one exits at once.
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -288,40 +77,13 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     }
     let (job_tx, job_rx) = mpsc::sync_channel::<Item>(opts.queue);
     let workers = spawn_workers(&shared, &plan, job_rx, opts.workers)?;
-    // More handlers than texts can be admitted (queue + running), so the inference queue's
-    // all-or-none reservation is what answers 429 under load, with `--queue` as the real bound
-    // on waiting work; the hand-off channel only absorbs the moment between a handler finishing
-    // and taking the next request (full → 429 too).
-    let handlers_n = (opts.workers + opts.queue + 4).min(256);
+    let handlers_n = shared.config.handlers;
     let (req_tx, req_rx) = mpsc::sync_channel::<http::Job>(handlers_n);
     let (answer_tx, answer_rx) = mpsc::channel::<front::Answer>();
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(fail)?;
     wake_rx.set_nonblocking(true).map_err(fail)?;
     let handlers = spawn_handlers(&shared, req_rx, job_tx, answer_tx, wake_tx, handlers_n)?;
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| opts.bind.clone());
-    eprintln!(
-        "bert-edge: listening on http://{addr} ({} model, {} workers, queue {}, {}{})",
-        shared.task,
-        opts.workers,
-        opts.queue,
-        if shared.batch > 1 {
-            format!(
-                "batches of up to {} texts within {:.1} ms, ",
-                shared.batch,
-                shared.batch_wait.as_secs_f64() * 1e3
-            )
-        } else {
-            String::new()
-        },
-        match (&shared.embedding, crate::tasks::Head::command(shared.task)) {
-            (_, Some(c)) => format!("POST /{c}"),
-            (Some(_), None) => "POST /embed".to_string(),
-            (None, None) => "no endpoint".into(),
-        }
-    );
+    announce(&listener, opts, &shared);
     let dispatcher = http::Dispatcher {
         shared: &shared,
         handlers: handlers_n,
@@ -345,6 +107,87 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
     });
     eprintln!("bert-edge: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The start-up line: where, what, and which routes.
+fn announce(listener: &TcpListener, opts: &Options, shared: &Shared) {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| opts.bind.clone());
+    let c = &shared.config;
+    let batching = if c.batch > 1 {
+        format!(
+            ", batches of up to {} texts within {:.1} ms",
+            c.batch,
+            c.batch_wait.as_secs_f64() * 1e3
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "bert-edge: listening on http://{addr} ({} model, {} workers, queue {}, max input {} \
+         tokens{}{batching}{})",
+        shared.model.task(),
+        c.workers,
+        c.queue_cap,
+        c.max_input_length,
+        if c.auto_truncate {
+            " (auto-truncate)"
+        } else {
+            ""
+        },
+        if c.api_key.is_some() {
+            ", API key required"
+        } else {
+            ""
+        },
+    );
+}
+
+/// Answers every connection with 503 while the model loads (TEI's `/health` says 503 until
+/// the model is ready): a thread polling the listener until [`Loading::stop`].
+struct Loading {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Loading {
+    fn start(listener: &TcpListener) -> Result<Loading, Fail> {
+        let l = listener.try_clone().map_err(fail)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("loading".into())
+            .spawn(move || {
+                let body = br#"{"error":"the model is loading","error_type":"Unhealthy"}"#;
+                let bytes = wire::response(
+                    503,
+                    "application/json",
+                    &[("Retry-After", "1".into())],
+                    body,
+                    false,
+                );
+                while !done.load(SeqCst) {
+                    match l.accept() {
+                        Ok((mut c, _)) => {
+                            use std::io::Write;
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                            let _ = c.write_all(&bytes);
+                        }
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                    }
+                }
+            })
+            .map_err(|e| fail(format!("cannot start: {e}")))?;
+        Ok(Loading { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, SeqCst);
+        let _ = self.thread.join();
+    }
 }
 
 /// The model's prompts with their token counts, and the index of the default one.
@@ -373,8 +216,8 @@ fn prompts(
     Ok((out, default))
 }
 
-/// Tokenizer, plan and the shared state, checked for what the service needs.
-fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail> {
+/// The plan, its tokenizer and what the service shows of it.
+fn load_model(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Model), Fail> {
     // Workers × threads = the machine's cores unless --threads says otherwise.
     let mut m = m.clone();
     m.threads
@@ -408,39 +251,63 @@ fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail
     }
     let embedding = crate::encode::embedding_for(&plan, opts.pooling, opts.normalize)?;
     let (prompts, default_prompt) = prompts(&info, &tokenizer).map_err(fail)?;
-    let max_items = opts.max_items.min(opts.queue);
-    if max_items < opts.max_items {
-        eprintln!("bert-edge: --max-items lowered to the queue size, {max_items}");
-    }
-    let shared = Arc::new(Shared {
+    let stem = m
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let name = opts.served_name.clone().or(stem).unwrap_or_default();
+    let model = Model {
         tokenizer,
-        seq: info.seq,
-        hidden: info.hidden,
+        info,
         embedding,
         prompts,
         default_prompt,
-        task: info.task,
+        name,
+    };
+    Ok((plan, model))
+}
+
+/// Tokenizer, plan and the shared state, checked for what the service needs.
+fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Shared>), Fail> {
+    let (plan, model) = load_model(m, opts)?;
+    let seq = model.info.seq;
+    let max_input_length = opts.max_input_length.unwrap_or(seq);
+    if max_input_length > seq {
+        return Err(fail(format!(
+            "--max-input-length {max_input_length} is over the plan's sequence length {seq} (--seq)"
+        )));
+    }
+    let max_items = opts.max_items.min(opts.queue);
+    if max_items < opts.max_items {
+        eprintln!("bert-edge: --max-client-batch-size lowered to the queue size, {max_items}");
+    }
+    let config = Config {
         max_items,
         max_text_bytes: opts.max_text_bytes,
         max_body: opts.max_body,
+        max_input_length,
+        auto_truncate: opts.auto_truncate,
+        normalize: opts.normalize.unwrap_or(true),
         queue_cap: opts.queue,
-        batch: info.batch,
+        batch: model.info.batch,
         batch_wait: opts.batch_wait,
-        queued: AtomicUsize::new(0),
-        busy: AtomicUsize::new(0),
-        handling: AtomicUsize::new(0),
         workers: opts.workers,
-        model_name: m
-            .model
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        variant: info.variant.to_string(),
+        // More handlers than texts can be admitted (queue + running), so the inference queue's
+        // all-or-none reservation is what answers 429 under load, with `--queue` as the real
+        // bound on waiting work.
+        handlers: opts
+            .max_concurrent
+            .unwrap_or((opts.workers + opts.queue + 4).min(256)),
+        api_key: opts.api_key.clone(),
         test_delay: opts.test_delay,
         test_panic: opts.test_panic.clone(),
-        metrics: Metrics::default(),
-    });
-    Ok((plan, shared))
+    };
+    let shared = Shared {
+        config,
+        model,
+        counters: Counters::default(),
+    };
+    Ok((plan, Arc::new(shared)))
 }
 
 fn spawn_workers(
@@ -528,7 +395,7 @@ pub struct Harness {
 
 impl Harness {
     /// Loads `model` (tokenizer found as `serve` finds it) with `serve`'s default options
-    /// plus `args` (e.g. `["--max-body", "4096"]`), and starts one worker.
+    /// plus `args` (e.g. `["--payload-limit", "4096"]`), and starts one worker.
     pub fn new(model: &Path, args: &[&str]) -> Result<Harness, String> {
         let mut all: Vec<std::ffi::OsString> = vec!["--model".into(), model.into()];
         all.extend(args.iter().map(|a| a.into()));
@@ -549,7 +416,7 @@ impl Harness {
     /// The answer's status and bytes for `raw` request bytes; None if they are not a whole
     /// request yet.
     pub fn handle_bytes(&self, raw: &[u8]) -> Option<(u16, Vec<u8>)> {
-        match wire::parse_request(raw, self.shared.max_body) {
+        match wire::parse_request(raw, self.shared.config.max_body) {
             Ok(None) => None,
             Err(r) => Some((r.status, wire::error_response(r.status, &r.message))),
             Ok(Some((req, _))) => Some(http::process(&self.shared, &self.jobs, &req)),

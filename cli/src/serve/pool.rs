@@ -8,9 +8,10 @@
 //! our code), each text is run again alone so that only a text that fails by itself gets the
 //! error.
 
-use super::{lock, Done, Failure, Item, Shared, Work};
-use crate::tasks::{self, Scratch};
-use bert_edge::heads::pool_into;
+use super::lock;
+use super::outputs;
+use super::types::{Done, Failure, Item, Shared, Text, Work};
+use crate::tasks::Scratch;
 use bert_edge::tokenize::Tokenized;
 use bert_edge::{Encoder, Plan};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,8 +32,8 @@ pub(super) fn worker(
     let mut items: Vec<Item> = Vec::with_capacity(plan.info().batch);
     let mut results = Vec::with_capacity(plan.info().batch);
     while take(shared, rx, plan.info().batch, &mut items) {
-        shared.busy.fetch_add(1, SeqCst);
-        shared.metrics.batch_run();
+        shared.counters.busy.fetch_add(1, SeqCst);
+        shared.counters.metrics.batch_run();
         // The library turns a panic inside tract into an error; this catches one in our code.
         // After one, or after a failed batched run, each text is tried again alone, so only
         // the one that fails by itself gets the error.
@@ -56,11 +57,11 @@ pub(super) fn worker(
                 results.push(one.pop().unwrap_or_else(panicked));
             }
         }
-        shared.busy.fetch_sub(1, SeqCst);
+        shared.counters.busy.fetch_sub(1, SeqCst);
         let mut results = results.drain(..);
         for item in items.drain(..) {
             let res = results.next().unwrap_or_else(panicked);
-            shared.metrics.inference_done(&res);
+            shared.counters.metrics.inference_done(&res);
             let _ = item.reply.send((item.index, res));
         }
     }
@@ -75,9 +76,9 @@ fn panicked() -> Result<Done, Failure> {
 fn take(shared: &Shared, rx: &Mutex<Receiver<Item>>, batch: usize, items: &mut Vec<Item>) -> bool {
     let rx = lock(rx);
     let Ok(first) = rx.recv() else { return false };
-    shared.queued.fetch_sub(1, SeqCst);
+    shared.counters.queued.fetch_sub(1, SeqCst);
     items.push(first);
-    let deadline = Instant::now() + shared.batch_wait;
+    let deadline = Instant::now() + shared.config.batch_wait;
     while items.len() < batch {
         let left = deadline.saturating_duration_since(Instant::now());
         let next = if left.is_zero() {
@@ -86,7 +87,7 @@ fn take(shared: &Shared, rx: &Mutex<Receiver<Item>>, batch: usize, items: &mut V
             rx.recv_timeout(left)
         };
         let Ok(item) = next else { break };
-        shared.queued.fetch_sub(1, SeqCst);
+        shared.counters.queued.fetch_sub(1, SeqCst);
         items.push(item);
     }
     true
@@ -107,31 +108,24 @@ fn infer(
     items: &[Item],
     results: &mut Vec<Result<Done, Failure>>,
 ) -> bool {
-    if !shared.test_delay.is_zero() {
-        std::thread::sleep(shared.test_delay);
+    let c = &shared.config;
+    if !c.test_delay.is_zero() {
+        std::thread::sleep(c.test_delay);
     }
+    let t0 = Instant::now();
     results.clear();
     let mut rows: Vec<Row> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        if shared.test_panic.as_deref() == Some(item.text.as_str()) {
+        if matches!(&item.input, Text::One(t) if Some(t) == c.test_panic.as_ref()) {
             panic!("--test-panic-on: a worker panics on this text");
         }
-        let head = match item.work {
-            Work::Head(head) => Some(head),
-            Work::Embed { .. } if shared.embedding.is_none() => {
-                results.push(Err(Failure::new(404, "this model has no embeddings")));
-                continue;
-            }
-            Work::Embed { .. } => None,
-        };
-        let r = rows.len();
-        match s.encode(&shared.tokenizer, head, r, &item.text, item.pair.as_deref()) {
+        match encode(shared, s, rows.len(), item) {
             Ok(done) => {
                 rows.push(Row { item: i, done });
                 // A placeholder, replaced below once the row has run.
                 results.push(Err(Failure::new(500, "internal error: not run")));
             }
-            Err(e) => results.push(Err(e.into())),
+            Err(e) => results.push(Err(e)),
         }
     }
     if rows.is_empty() {
@@ -145,57 +139,37 @@ fn infer(
         return true;
     }
     for (r, row) in rows.iter().enumerate() {
-        results[row.item] = answer(shared, encoder.plan(), s, r, &items[row.item], row.done);
+        let item = &items[row.item];
+        let res = outputs::answer(shared, encoder.plan(), s, r, item, row.done);
+        results[row.item] = res.map(|mut d| {
+            d.queue = t0.saturating_duration_since(item.queued);
+            d.inference = t0.elapsed();
+            d
+        });
     }
     true
 }
 
-/// Row `r`'s answer: the head's JSON, or the pooled (and normalized) vector.
-fn answer(
-    shared: &Shared,
-    plan: &Plan,
-    s: &Scratch,
-    r: usize,
-    item: &Item,
-    done: Tokenized,
-) -> Result<Done, Failure> {
-    let normalize = match item.work {
-        Work::Head(head) => {
-            let answer =
-                tasks::answer(head, plan.info(), &shared.tokenizer, s, r, &item.text, done)?;
-            return Ok(Done {
-                vector: Vec::new(),
-                tokens: done.tokens,
-                truncated: done.truncated,
-                answer: Some(answer),
-            });
-        }
-        Work::Embed { normalize, prompt } => (normalize, prompt),
+/// Tokenizes (or copies the ids of) `item` into row `r`: a head's input as its command
+/// does, anything else at most `--max-input-length` tokens, cut only if the request allows.
+fn encode(shared: &Shared, s: &mut Scratch, r: usize, item: &Item) -> Result<Tokenized, Failure> {
+    let (tok, max) = (&shared.model.tokenizer, shared.config.max_input_length);
+    let side = item.truncation.side;
+    let done = match (&item.input, item.work) {
+        (Text::One(t), Work::Head(head)) => s.encode(tok, Some(head), r, t, None)?,
+        (Text::Pair(a, b), Work::Head(head)) => s.encode(tok, Some(head), r, a, Some(b))?,
+        (Text::One(t), _) => s.encode_at_most(tok, r, (t, None), side, max)?,
+        (Text::Pair(a, b), _) => s.encode_at_most(tok, r, (a, Some(b)), side, max)?,
+        // Checked against the vocabulary before they were queued (`request::run_all`).
+        (Text::Ids(ids), _) => s.put_ids(r, ids, side, max),
     };
-    let (normalize, prompt) = normalize;
-    let e = shared
-        .embedding
-        .as_ref()
-        .ok_or_else(|| Failure::new(404, "this model has no embeddings"))?;
-    let mut vector = vec![0f32; s.out.hidden_size()];
-    let skip = prompt
-        .and_then(|p| shared.prompts.get(p))
-        .filter(|_| e.exclude_prompt)
-        .map_or(0, |p| p.tokens);
-    let mask = &s.inputs.attention_mask;
-    if skip == 0 {
-        pool_into(e.pooling, &s.out, mask, r, normalize, &mut vector)?;
-    } else {
-        // sentence-transformers' include_prompt = false: [CLS] and the prompt leave the pooling.
-        let mut m = mask.to_vec();
-        let n = s.out.seq_len();
-        m[r * n..r * n + skip.min(n)].fill(0);
-        pool_into(e.pooling, &s.out, &m, r, normalize, &mut vector)?;
+    let head = matches!(item.work, Work::Head(_));
+    if done.truncated && !item.truncation.allow && !head {
+        shared.counters.metrics.limit("max_input_length");
+        return Err(Failure::validation(format!(
+            "`inputs` must have less than {max} tokens. Given: {}",
+            done.full
+        )));
     }
-    Ok(Done {
-        vector,
-        answer: None,
-        tokens: done.tokens,
-        truncated: done.truncated,
-    })
+    Ok(done)
 }

@@ -215,7 +215,7 @@ pub fn response(
 /// The bytes of a refusal from the HTTP layer (malformed request, timeout): a JSON
 /// `{"error": …}` body, and the connection closed after it.
 pub fn error_response(status: u16, message: &str) -> Vec<u8> {
-    let body = serde_json::json!({"error": message, "error_type": "invalid_request_error"});
+    let body = serde_json::json!({"error": message, "error_type": "Validation"});
     response(
         status,
         "application/json",
