@@ -65,6 +65,12 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| fail(format!("cannot listen on {}: {e}", opts.bind)))?;
     let loading = Loading::start(&listener)?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    eprintln!("bert-edge: answering 503 on http://{addr} until the model is loaded");
+    std::thread::sleep(opts.test_load_delay);
     let setup = setup(m, opts);
     loading.stop();
     let (plan, shared) = setup?;
@@ -171,10 +177,17 @@ impl Loading {
                 while !done.load(SeqCst) {
                     match l.accept() {
                         Ok((mut c, _)) => {
-                            use std::io::Write;
+                            use std::io::{Read, Write};
+                            // Read what the client sent (briefly) so that closing does not
+                            // reset the connection before it reads the answer.
+                            let t = Some(std::time::Duration::from_millis(200));
                             let _ = c.set_nonblocking(false);
-                            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                            let _ = c.set_read_timeout(t);
+                            let _ = c.set_write_timeout(t);
+                            let _ = c.read(&mut [0u8; 4096]);
                             let _ = c.write_all(&bytes);
+                            let _ = c.shutdown(std::net::Shutdown::Write);
+                            let _ = c.read(&mut [0u8; 4096]);
                         }
                         Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
                     }

@@ -27,6 +27,7 @@ pub struct Options {
     pub(super) batch_wait: Duration,
     pub(super) test_delay: Duration,
     pub(super) test_panic: Option<String>,
+    pub(super) test_load_delay: Duration,
 }
 
 type Args = pico_args::Arguments;
@@ -118,6 +119,10 @@ impl Options {
             // Tests only: a worker panics on this exact text (isolation of a panic in a batch).
             test_panic: opt(args, &["--test-panic-on"])?,
             test_delay: Duration::from_millis(opt(args, &["--test-delay-ms"])?.unwrap_or(0)),
+            // Tests only: the model load takes this much longer (the 503 while loading).
+            test_load_delay: Duration::from_millis(
+                opt(args, &["--test-load-delay-ms"])?.unwrap_or(0),
+            ),
         };
         let counts = [
             o.workers,
