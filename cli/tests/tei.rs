@@ -440,3 +440,44 @@ fn health_is_503_until_the_model_is_loaded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Every seed of the `http_request` fuzz target (one per route, fuzz/seeds/http_request/)
+/// through the service's request handling without sockets, as the fuzzer runs it: a status a
+/// client can cause, never a 500.
+#[test]
+fn every_fuzz_seed_gets_a_client_status() {
+    let model = model("ids", "f32");
+    let args = [
+        "--seq",
+        "16",
+        "--payload-limit",
+        "65536",
+        "--max-client-batch-size",
+        "4",
+    ];
+    let h = bert_edge_cli::serve::Harness::new(&model, &args).unwrap();
+    let dir = root().join("fuzz/seeds/http_request");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let raw = std::fs::read(&path).unwrap();
+        let (status, bytes) = h.handle_bytes(&raw).expect("a whole request");
+        let body = String::from_utf8_lossy(&bytes);
+        assert!(status < 500, "{}: {status} {body}", path.display());
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("route_")
+        {
+            // Each route seed is a valid request for this model, or this model's 424.
+            assert!(
+                matches!(status, 200 | 424),
+                "{}: {status} {body}",
+                path.display()
+            );
+        }
+        n += 1;
+    }
+    assert!(n >= 15, "{n} seeds");
+}
