@@ -125,20 +125,15 @@ ONNX_FILES = {
 }
 
 
-class ToolError(Exception):
-    """An error with a one-line explanation for the user."""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export as E  # noqa: E402  (shared helpers: ToolError, sha256_file)
+
+ToolError = E.ToolError
+sha256_file = E.sha256_file
 
 
 def log(msg):
     print(f"[real {time.time() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lib_versions():

@@ -40,8 +40,8 @@ fn weights_digest(model: &TypedModel) -> String {
     format!("{n}:{sum:016x}")
 }
 
-/// A string property written by [`save_archive`].
-fn string_property(model: &TypedModel, key: &str) -> Option<String> {
+/// A string property of a model (written by [`save_archive`] or [`PlanInfo`]'s codec).
+pub(crate) fn string_property(model: &TypedModel, key: &str) -> Option<String> {
     let t = model.properties.get(key)?;
     t.try_as_plain_ram()
         .ok()?

@@ -72,14 +72,7 @@ impl TokenizerFile {
 
 /// The tokenizer a model's properties carry, if any (its origin as written).
 pub(crate) fn read_property(model: &TypedModel) -> Result<Option<TokenizerFile>> {
-    let text = |key: &str| -> Option<String> {
-        let t = model.properties.get(key)?;
-        t.try_as_plain_ram()
-            .ok()?
-            .to_scalar::<String>()
-            .ok()
-            .cloned()
-    };
+    let text = |key: &str| super::archive::string_property(model, key);
     let Some(hex) = text(KEY) else {
         return Ok(None);
     };

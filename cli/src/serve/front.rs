@@ -182,14 +182,8 @@ impl<'a> Front<'a> {
                     .front
                     .rejected
                     .fetch_add(1, SeqCst);
-                let body = br#"{"error":"too many open connections, retry later","error_type":"overloaded"}"#;
-                let bytes = wire::response(
-                    503,
-                    "application/json",
-                    &[("Retry-After", "1".into())],
-                    body,
-                    false,
-                );
+                let bytes =
+                    wire::retry_later("too many open connections, retry later", "Overloaded");
                 let _ = stream.set_nonblocking(true);
                 let _ = (&stream).write(&bytes);
                 continue;

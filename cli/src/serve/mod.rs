@@ -166,14 +166,7 @@ impl Loading {
         let thread = std::thread::Builder::new()
             .name("loading".into())
             .spawn(move || {
-                let body = br#"{"error":"the model is loading","error_type":"Unhealthy"}"#;
-                let bytes = wire::response(
-                    503,
-                    "application/json",
-                    &[("Retry-After", "1".into())],
-                    body,
-                    false,
-                );
+                let bytes = wire::retry_later("the model is loading", "Unhealthy");
                 while !done.load(SeqCst) {
                     match l.accept() {
                         Ok((mut c, _)) => {

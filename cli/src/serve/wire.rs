@@ -214,6 +214,20 @@ pub fn response(
 
 /// The bytes of a refusal from the HTTP layer (malformed request, timeout): a JSON
 /// `{"error": …}` body, and the connection closed after it.
+/// A 503 that tells the client to come back (`Retry-After: 1`), closing the connection: the
+/// front's answer at its connection cap, and every answer while the model loads.
+pub fn retry_later(message: &str, error_type: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": message, "error_type": error_type});
+    let retry = [("Retry-After", "1".to_string())];
+    response(
+        503,
+        "application/json",
+        &retry,
+        body.to_string().as_bytes(),
+        false,
+    )
+}
+
 pub fn error_response(status: u16, message: &str) -> Vec<u8> {
     let body = serde_json::json!({"error": message, "error_type": "Validation"});
     response(

@@ -262,17 +262,7 @@ pub fn vector(v: &Value) -> Vec<f32> {
 
 pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, |m, d| {
-            if m.is_nan() || d.is_nan() {
-                f32::NAN
-            } else {
-                m.max(d)
-            }
-        });
-    // NaN fails here: `NaN <= 1e-5` is false.
+    // max_abs is NaN on a NaN, and `NaN <= 1e-5` is false.
+    let worst = max_abs(got, want);
     assert!(worst <= 1e-5, "{what}: max abs difference {worst}");
 }
