@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Task fixtures for bert-edge: fine-tuned BERT heads exported by torch.onnx.export and by optimum.
 
-For one task (feature-extraction | text-classification | token-classification | fill-mask) this
-writes, into --out (models/<tiny|base>/tasks/<TASK>/ when run through models/generate):
+For one task (feature-extraction | text-classification | token-classification | fill-mask |
+rerank) this writes, into --out (models/<tiny|base>/tasks/<TASK>/ when run through models/generate):
 
   config.json              the HF config of the model, as save_pretrained writes it
   torch_f32.onnx           torch.onnx.export (TorchScript), opset 17, like models/export.py
@@ -16,6 +16,12 @@ writes, into --out (models/<tiny|base>/tasks/<TASK>/ when run through models/gen
   refs/cases.json + refs/*.bin  PyTorch f32 inputs and every output (same format as models/tiny/refs)
   golden.json              transformers.pipeline outputs of the PyTorch model with the real tokenizer
   manifest.json            sizes, sha256, I/O, op histograms, versions, commands, accuracy, margins
+
+`--task rerank` is a cross-encoder (TEI's /rerank): BertForSequenceClassification with ONE
+logit (id2label {"0": "LABEL_0"}), exported by optimum as text-classification; refs and goldens
+are (query, document) pairs; only torch_f32 and optimum_f32 are made (TASKS[...]["variants"]):
+the int8 exports of this synthetic head err by ~0.7 in a logit (std 2 over the goldens), more
+than the gap between documents, and swap the order of a reference batch.
 
 `--task external-data` instead writes model.onnx + model.onnx.data: the encoder
 bert_embeds_f32.onnx of the parent model directory, saved with all weights in one external file.
@@ -90,7 +96,25 @@ TASKS = {
     "fill-mask": {
         "arch": "BertForMaskedLM", "auto": "AutoModelForMaskedLM",
         "outputs": {"logits": "token"}},
+    # a cross-encoder: one logit per (query, document) pair; optimum exports it as
+    # text-classification; f32 files only (the int8 ones misorder documents, see above)
+    "rerank": {
+        "arch": "BertForSequenceClassification", "auto": "AutoModelForSequenceClassification",
+        "outputs": {"logits": "row"}, "labels": ["LABEL_0"], "hf_task": "text-classification",
+        "variants": ["torch_f32.onnx", "optimum_f32.onnx"]},
 }
+ALL_VARIANTS = ["torch_f32.onnx", "torch_f16.onnx", "torch_int8.onnx", "optimum_f32.onnx",
+                "optimum_fp16.onnx", "optimum_int8_arm64.onnx", "optimum_int8_arm64_pc.onnx",
+                "optimum_int8_vnni.onnx"]
+
+
+def hf_task(task):
+    """The task name optimum and transformers.pipeline know the model by."""
+    return TASKS[task].get("hf_task", task)
+
+
+def wanted(task, fname):
+    return fname in TASKS[task].get("variants", ALL_VARIANTS)
 SPECIAL_TASKS = ("external-data",)
 OUTPUT_AXES = {"token": {0: "batch", 1: "sequence"}, "row": {0: "batch"}}
 
@@ -132,6 +156,21 @@ GOLDEN_FILL_MASK = [
     "[MASK]京是中国的首[MASK]。",
 ]
 GOLDEN_FEATURES = ["我爱学习", "今天天气很好，我们一起去公园散步吧。"]
+# rerank: (query, document) pairs; refs: pairs, one batch of a query against three documents
+RERANK_QUERIES = ["北京是中国的首都吗？", "我想买一部新手机。"]
+RERANK_DOCS = GOLDEN_TEXTS[:6]
+GOLDEN_RERANK = [(q, d) for q in RERANK_QUERIES for d in RERANK_DOCS]
+CASES_RERANK = [
+    ("pair16", [("我爱学习", "今天天气很好。")], 16),
+    ("pair32", [("北京是中国的首都。", "上海是一座国际化大都市。")], 32),
+    ("batch3_pair32", [("北京是中国的首都吗？", "我爱北京天安门。"),
+                       ("北京是中国的首都吗？", "这部电影太难看了，浪费时间！"),
+                       ("北京是中国的首都吗？", "我的iphone 15坏了。")], 32),
+]
+RERANK_LOGIT_STD = 2.0        # synthetic reranker: std of its logits over the golden pairs
+# rerank f16/int8 criterion (one logit per row, so a row cosine is only a sign): max_abs of the
+# logits, and the same order of the rows of every batch case
+RERANK_MAX_ABS = {"f16": 0.02, "int8": 0.25}
 
 GOLDEN_CALLS = {
     "feature-extraction": [("default", {})],
@@ -139,12 +178,13 @@ GOLDEN_CALLS = {
     "token-classification": [("simple", {"aggregation_strategy": "simple"}),
                              ("none", {"aggregation_strategy": "none"})],
     "fill-mask": [("top_k_5", {"top_k": 5})],
+    "rerank": [("default", {}), ("raw", {"function_to_apply": "none"})],
 }
 
 
 def golden_texts(task):
-    return {"feature-extraction": GOLDEN_FEATURES, "fill-mask": GOLDEN_FILL_MASK}.get(
-        task, GOLDEN_TEXTS)
+    return {"feature-extraction": GOLDEN_FEATURES, "fill-mask": GOLDEN_FILL_MASK,
+            "rerank": GOLDEN_RERANK}.get(task, GOLDEN_TEXTS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +238,10 @@ SYNTHETIC_TASK_RULES = {
     "fill-mask cls.predictions.decoder.{weight,bias}": "tied to bert.embeddings.word_embeddings."
                                                        "weight / cls.predictions.bias (not drawn)",
     "fill-mask cls.predictions.bias, transform.dense": "as export.py",
+    "rerank classifier.weight": "normal(0, 12.8/sqrt(H)), then scaled so that the logits of the "
+                                f"golden (query, document) pairs have std {RERANK_LOGIT_STD}",
+    "rerank classifier.bias": "normal(0, 0.02) - classifier.weight @ mean pooled output of the "
+                              "golden pairs (PyTorch, unpadded): logits centred on 0",
 }
 
 
@@ -221,7 +265,7 @@ def synthetic_value(seed, name, shape, task, H, std):
     elif name.endswith((".attention.self.value.weight", ".attention.output.dense.weight")):
         a = E.synthetic_tensor(seed, rn, shape, attn_vo_std(H), kind)
     elif name == "classifier.weight":
-        s = cls_std(H) if task == "text-classification" else ner_std(H)
+        s = cls_std(H) if task in ("text-classification", "rerank") else ner_std(H)
         a = E.synthetic_tensor(seed, rn, shape, s, kind)
     elif name == "classifier.bias" and task == "token-classification":
         a = a.copy()
@@ -256,18 +300,27 @@ def set_task_weights(model, seed, task, H, std, tokenizer):
             raise ToolError(f"tied tensor {k} does not follow {v}")
     if task == "text-classification":
         centre_classifier(model, seed, tokenizer)
+    elif task == "rerank":
+        centre_classifier(model, seed, tokenizer, GOLDEN_RERANK, RERANK_LOGIT_STD)
     return len(new), tied
 
 
-def centre_classifier(model, seed, tokenizer):
+def centre_classifier(model, seed, tokenizer, texts=GOLDEN_TEXTS, logit_std=None):
+    """Bias: logits centred over `texts` (strings or (a, b) pairs); with `logit_std`, the weight
+    is first scaled so that the logits over `texts` have that standard deviation."""
     import torch
     pooled = []
     with torch.no_grad():
-        for t in GOLDEN_TEXTS:
-            enc = tokenizer(t, return_tensors="pt")
+        for t in texts:
+            enc = tokenizer(*t, return_tensors="pt") if isinstance(t, tuple) else \
+                tokenizer(t, return_tensors="pt")
             pooled.append(model.bert(**enc, return_dict=False)[1][0])
-        mean = torch.stack(pooled).mean(0)
+        pooled = torch.stack(pooled)
+        mean = pooled.mean(0)
         w = model.classifier.weight
+        if logit_std is not None:
+            sd = float(((pooled - mean) @ w.T).double().std())
+            w.mul_(logit_std / sd)
         b0 = torch.from_numpy(E.synthetic_tensor(seed, "classifier.bias", tuple(w.shape[:1]),
                                                  0.02, "bias"))
         model.classifier.bias.copy_(b0 - w @ mean)
@@ -329,6 +382,8 @@ def build_model(task, args, cfg_obj, tokenizer):
                        "hidden_size": H, "attn_qk_std": attn_qk_std(H),
                        "attn_vo_std": attn_vo_std(H),
                        **({"classifier_std": cls_std(H)} if task == "text-classification" else {}),
+                       **({"classifier_std_before_scaling": cls_std(H),
+                           "golden_logit_std": RERANK_LOGIT_STD} if task == "rerank" else {}),
                        **({"classifier_std": ner_std(H), "o_bias": NER_O_BIAS}
                           if task == "token-classification" else {}),
                        **({"transform_layernorm_scale": FM_GAMMA} if task == "fill-mask" else {})},
@@ -369,7 +424,7 @@ def tokenize_cases(task, tokenizer_json, vocab_size):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(tokenizer_json)
     out = []
-    for name, rows, seq in (CASES_FILL_MASK if task == "fill-mask" else CASES):
+    for name, rows, seq in {"fill-mask": CASES_FILL_MASK, "rerank": CASES_RERANK}.get(task, CASES):
         ids, mask, types = [], [], []
         for a, b in rows:
             tok.no_padding()
@@ -481,6 +536,7 @@ def optimum_exports(hf_dir, task, work, tmp, env):
         raise ToolError(f"optimum-cli not found next to {sys.executable} "
                         f"(install models/requirements.txt)")
     notes = {}
+    name, task = task, hf_task(task)
     od = os.path.join(work, "optimum_f32")
     ok, err, _ = run_cmd([cli, "export", "onnx", "--model", hf_dir, "--task", task, od],
                          "optimum export", env)
@@ -496,7 +552,7 @@ def optimum_exports(hf_dir, task, work, tmp, env):
     # fp16: the CLI first, as a user would try it
     o16 = os.path.join(work, "optimum_fp16_cli")
     tried = []
-    for extra in (["--dtype", "fp16"], ["--device", "cpu", "--dtype", "fp16"]):
+    for extra in [] if not wanted(name, "optimum_fp16.onnx") else (["--dtype", "fp16"], ["--device", "cpu", "--dtype", "fp16"]):
         cmd = [cli, "export", "onnx", "--model", hf_dir, "--task", task] + extra + [o16]
         ok, err, _ = run_cmd(cmd, "optimum fp16", env)
         tried.append({"command": "optimum-cli export onnx --model HF_DIR --task "
@@ -504,7 +560,9 @@ def optimum_exports(hf_dir, task, work, tmp, env):
                       "result": "ok" if ok else f"refused: {err}"})
         if ok:
             break
-    if ok:
+    if not wanted(name, "optimum_fp16.onnx"):
+        pass
+    elif ok:
         shutil.copyfile(os.path.join(o16, "model.onnx"), os.path.join(tmp, "optimum_fp16.onnx"))
         notes["optimum_fp16.onnx"] = {"how": "optimum-cli export onnx --dtype fp16",
                                       "command": tried[-1]["command"], "cli_attempts": tried}
@@ -544,6 +602,8 @@ def optimum_exports(hf_dir, task, work, tmp, env):
     for fname, flags in (("optimum_int8_arm64.onnx", ["--arm64"]),
                          ("optimum_int8_arm64_pc.onnx", ["--arm64", "--per_channel"]),
                          ("optimum_int8_vnni.onnx", ["--avx512_vnni"])):
+        if not wanted(name, fname):
+            continue
         qd = os.path.join(work, fname[:-5])
         cmd = [cli, "onnxruntime", "quantize", "--onnx_model", od] + flags + ["-o", qd]
         ok, err, _ = run_cmd(cmd, "optimum quantize", env)
@@ -622,6 +682,9 @@ def compare(task, outs, got_by_case, cases):
             if name == "logits":
                 sel = m if kinds[name] == "token" else np.ones(ref.shape[0], bool)
                 r["argmax_agree"] = float((g.argmax(-1)[sel] == ref.argmax(-1)[sel]).mean())
+            if task == "rerank":
+                r["order_agree"] = float(np.array_equal(np.argsort(-ref[:, 0], kind="stable"),
+                                                        np.argsort(-g[:, 0], kind="stable")))
             res[name] = r
         per_case[c["name"]] = res
     summ = {}
@@ -635,6 +698,8 @@ def compare(task, outs, got_by_case, cases):
             s["cos_rows_min"] = min(r["cos_rows_min"] for r in rs)
         if name == "logits":
             s["argmax_agree_min"] = min(r["argmax_agree"] for r in rs)
+        if task == "rerank":
+            s["order_agree_min"] = min(r["order_agree"] for r in rs)
         summ[name] = s
     return summ, per_case
 
@@ -688,6 +753,12 @@ def run_checks(tmp, task, files, cases):
         if vc == "f32":
             crit = {n: f"max_abs <= {F32_MAX_ABS}" for n in outs}
             ok = {n: summ[n]["max_abs"] <= F32_MAX_ABS for n in outs}
+        elif task == "rerank":
+            thr = RERANK_MAX_ABS[vc]
+            crit = {n: f"max_abs <= {thr} and the same order of the rows in every case"
+                    for n in outs}
+            ok = {n: summ[n]["max_abs"] <= thr and summ[n]["order_agree_min"] == 1.0
+                  for n in outs}
         else:
             crit, ok = {}, {}
             for n in outs:
@@ -744,27 +815,32 @@ def make_goldens(model, tokenizer, task, synthetic):
     import torch
     from transformers import pipeline
     import transformers
-    pipe = pipeline(task, model=model, tokenizer=tokenizer, framework="pt", device=-1)
+    pipe = pipeline(hf_task(task), model=model, tokenizer=tokenizer, framework="pt", device=-1)
     texts = golden_texts(task)
     calls = GOLDEN_CALLS[task]
     cases = []
     for t in texts:
-        enc = tokenizer(t, return_offsets_mapping=True)
-        entry = {"text": t, "input_ids": enc["input_ids"],
+        pair = isinstance(t, tuple)
+        enc = tokenizer(*t, return_offsets_mapping=True) if pair else \
+            tokenizer(t, return_offsets_mapping=True)
+        entry = {"text": list(t) if pair else t, "input_ids": enc["input_ids"],
                  "tokens": tokenizer.convert_ids_to_tokens(enc["input_ids"]),
                  "offsets": [list(o) for o in enc["offset_mapping"]], "outputs": {}}
+        if pair:
+            entry["token_type_ids"] = enc["token_type_ids"]
         for name, kw in calls:
-            entry["outputs"][name] = to_jsonable(pipe(t, **kw))
+            x = {"text": t[0], "text_pair": t[1]} if pair else t
+            entry["outputs"][name] = to_jsonable(pipe(x, **kw))
         cases.append(entry)
     doc = {"format": FORMAT_VERSION, "task": task,
-           "made_by": f"transformers {transformers.__version__} pipeline('{task}', model=<PyTorch "
+           "made_by": f"transformers {transformers.__version__} pipeline('{hf_task(task)}', model=<PyTorch "
                       f"f32 model, eval, eager attention>, tokenizer=<BertTokenizerFast from "
                       f"tokenizer.json/vocab.txt/tokenizer_config.json>, framework='pt', "
                       f"device=-1); outputs as returned, numpy scalars as JSON numbers (float32 "
                       f"values widened to double, printed with Python repr)",
            "calls": [{"name": n, "kwargs": kw} for n, kw in calls],
            "id2label": {str(k): v for k, v in model.config.id2label.items()}
-           if task in ("text-classification", "token-classification") else None,
+           if task in ("text-classification", "token-classification", "rerank") else None,
            "cases": cases}
 
     # margins (top-1 vs top-2 probability, and in logits) of every argmax a test may compare
@@ -810,6 +886,25 @@ def make_goldens(model, tokenizer, task, synthetic):
                        "entity_group_types": sorted({g["entity_group"] for g in groups}),
                        "multi_token_groups": multi,
                        "tokens": ntok, "tokens_labelled_O": ntok - nent}
+        elif task == "rerank":
+            pm, lm, lg_per_query = [], [], []
+            for q in RERANK_QUERIES:
+                lg = torch.stack([model(**tokenizer(q, d, return_tensors="pt")).logits[0, 0]
+                                  for d in RERANK_DOCS]).double()
+                ls = lg.sort(descending=True).values
+                ps = ls.sigmoid()
+                lm.append(float((ls[:-1] - ls[1:]).min()))
+                pm.append(float((ps[:-1] - ps[1:]).min()))
+                lg_per_query.append(lg)
+            lg_all = torch.cat(lg_per_query)
+            orders = [lg.argsort(descending=True).tolist() for lg in lg_per_query]
+            margins = {"what": "golden pairs, per query: smallest gap between consecutive "
+                               "documents' sigmoid scores / logits (best first); spread of the "
+                               "logits over all golden pairs",
+                       "min_prob_margin": min(pm), "min_logit_margin": min(lm),
+                       "logit_min": float(lg_all.min()), "logit_max": float(lg_all.max()),
+                       "logit_std": float(lg_all.std()), "orders": orders,
+                       "distinct_orders": len({tuple(o) for o in orders})}
         elif task == "fill-mask":
             p12, pord, lord, p56, l56 = [], [], [], [], []
             for t in texts:
@@ -840,6 +935,9 @@ def make_goldens(model, tokenizer, task, synthetic):
         for k in ("min_top5_order_logit_gap", "min_5th_6th_logit_gap"):
             if margins[k] < MIN_MARGIN:
                 problems.append(f"{k} {margins[k]:.3g} < {MIN_MARGIN}")
+    if task == "rerank" and (margins["distinct_orders"] < 2 or margins["logit_std"] < 1.0):
+        problems.append(f"the reranker orders the documents alike for every query or its "
+                        f"logits hardly spread: {margins}")
     if task == "text-classification" and margins["distinct_labels"] < 2:
         problems.append("the classifier gives the same label for every golden text")
     if task == "token-classification":
@@ -1171,19 +1269,21 @@ def main(argv=None):
                    f"do_constant_folding=True, {type(model).__name__} eval(), eager attention, "
                    f"wrapped so forward(input_ids, attention_mask, token_type_ids) -> "
                    f"({', '.join(TASKS[task]['outputs'])}); dynamic axes batch/sequence"}}
-        log("float16 conversion -> torch_f16.onnx")
-        repairs, conv_warnings, _ = E.make_f16(os.path.join(tmp, "torch_f32.onnx"),
-                                               os.path.join(tmp, "torch_f16.onnx"))
-        variants["torch_f16.onnx"] = {
-            "how": "models/export.py make_f16: onnxconverter_common convert_float_to_float16("
-                   "keep_io_types=True) + repair_f16 + onnx.checker full_check; inputs int64, "
-                   "outputs float32",
-            "repairs": repairs or "none needed", "converter_warnings": conv_warnings}
-        log("int8 dynamic quantization -> torch_int8.onnx")
-        E.make_int8(os.path.join(tmp, "torch_f32.onnx"), os.path.join(tmp, "torch_int8.onnx"))
-        variants["torch_int8.onnx"] = {
-            "how": "models/export.py make_int8: onnxruntime quantize_dynamic(weight_type=QInt8), "
-                   "defaults otherwise"}
+        if wanted(task, "torch_f16.onnx"):
+            log("float16 conversion -> torch_f16.onnx")
+            repairs, conv_warnings, _ = E.make_f16(os.path.join(tmp, "torch_f32.onnx"),
+                                                   os.path.join(tmp, "torch_f16.onnx"))
+            variants["torch_f16.onnx"] = {
+                "how": "models/export.py make_f16: onnxconverter_common convert_float_to_float16("
+                       "keep_io_types=True) + repair_f16 + onnx.checker full_check; inputs int64, "
+                       "outputs float32",
+                "repairs": repairs or "none needed", "converter_warnings": conv_warnings}
+        if wanted(task, "torch_int8.onnx"):
+            log("int8 dynamic quantization -> torch_int8.onnx")
+            E.make_int8(os.path.join(tmp, "torch_f32.onnx"), os.path.join(tmp, "torch_int8.onnx"))
+            variants["torch_int8.onnx"] = {
+                "how": "models/export.py make_int8: onnxruntime quantize_dynamic(weight_type=QInt8), "
+                       "defaults otherwise"}
         timings["torch_exports"] = time.time() - t
 
         t = time.time()
