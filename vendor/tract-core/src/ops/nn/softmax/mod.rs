@@ -158,13 +158,23 @@ impl Softmax {
                 // f32/f16 here; keeps this core path free of new `unsafe`.
                 if T::datum_type() == f32::datum_type()
                     && kind == SoftmaxKind::Softmax
-                    && row_len.is_multiple_of(4)
                     && let Some(rows_kernel) = tract_linalg::routines::softmax_rows_f32()
                 {
                     let data = output_plain.as_slice_mut::<f32>()?;
                     let total = data.len();
                     tract_linalg::multithread::par_chunks_mut(data, row_len, total, |_, chunk| {
-                        rows_kernel(chunk, row_len);
+                        if row_len.is_multiple_of(4) {
+                            rows_kernel(chunk, row_len);
+                            return Ok(());
+                        }
+                        // bert-edge patch (PATCHED.md, change 4): rows of any length through
+                        // the same kernel, padded to a multiple of 4.
+                        for row in chunk.chunks_mut(row_len) {
+                            padded_row(row, 4, |b| {
+                                rows_kernel(b, b.len());
+                                Ok(())
+                            })?;
+                        }
                         Ok(())
                     })?;
                 } else if T::datum_type() == f32::datum_type() {
@@ -173,7 +183,14 @@ impl Softmax {
                     let kernels = F32Kernels::new()?;
                     tract_linalg::multithread::par_chunks_mut(data, row_len, total, |_, chunk| {
                         for row in chunk.chunks_mut(row_len) {
-                            softmax_inner_slice_f32(row, kind, &kernels)?;
+                            // bert-edge patch (PATCHED.md, change 4): one kernel call over an
+                            // aligned row whose length is a multiple of 64, else a padded copy.
+                            let aligned = row.as_ptr().align_offset(ROW_ALIGN / 4) == 0;
+                            if row_len.is_multiple_of(ROW_PAD) && aligned {
+                                softmax_inner_slice_f32(row, kind, &kernels)?;
+                            } else {
+                                padded_row(row, ROW_PAD, |b| softmax_inner_slice_f32(b, kind, &kernels))?;
+                            }
                         }
                         Ok(())
                     })?;
@@ -300,6 +317,45 @@ impl Softmax {
         }
         Ok(())
     }
+}
+
+/// bert-edge patch (PATCHED.md, change 4): a row's f32 softmax must not depend on what follows
+/// its values (positions masked with a large negative number, whose exponential is 0) or on
+/// where the row starts in memory. The reduction kernels sum in lanes by position and split a
+/// row at its first aligned element, so a row of 6 values and the same 6 values followed by 2
+/// masked ones summed in different orders, and a BERT answer depended on its padding. Rows
+/// run as one kernel call over a copy aligned to `ROW_ALIGN` bytes and padded with -inf to a
+/// multiple of `ROW_PAD` values (every kernel's lane count divides it), where the padding adds
+/// exact zeros to lanes of their own.
+const ROW_PAD: usize = 64;
+const ROW_ALIGN: usize = 256;
+
+std::thread_local! {
+    static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `row` copied into the thread's scratch (aligned to `ROW_ALIGN` bytes, padded
+/// with -inf to a multiple of `multiple`), then copies the row's values back.
+fn padded_row(
+    row: &mut [f32],
+    multiple: usize,
+    f: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<()> {
+    let len = row.len().next_multiple_of(multiple);
+    ROW.with(|s| {
+        let mut s = s.borrow_mut();
+        let slack = ROW_ALIGN / 4;
+        if s.len() < len + slack {
+            s.resize(len + slack, 0.0);
+        }
+        let off = s.as_ptr().align_offset(ROW_ALIGN).min(slack);
+        let buf = &mut s[off..off + len];
+        buf[..row.len()].copy_from_slice(row);
+        buf[row.len()..].fill(f32::NEG_INFINITY);
+        f(buf)?;
+        row.copy_from_slice(&buf[..row.len()]);
+        Ok(())
+    })
 }
 
 /// The f32 row kernels, built once per evaluation: a softmax over many short rows would
