@@ -33,6 +33,7 @@
 
 mod error;
 pub mod heads;
+mod kernels;
 mod passes;
 mod runtime;
 #[cfg(feature = "tokenizer")]
