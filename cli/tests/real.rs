@@ -12,10 +12,10 @@
 //! - `serve` with no flags answers `/embed` and `/v1/embeddings` with the same vectors.
 #![cfg(all(feature = "serve", feature = "onnx"))]
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
 #[path = "bin/mod.rs"]
 mod bin;
+#[path = "../../tests/common/mod.rs"]
+mod common;
 use bin::bert_edge;
 use common::*;
 use serde_json::{json, Value};
@@ -66,7 +66,12 @@ fn refs(name: &str) -> Refs {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize))
+        .map(|p| {
+            (
+                p[0].as_u64().unwrap() as usize,
+                p[1].as_u64().unwrap() as usize,
+            )
+        })
         .collect();
     let st = vectors(&raw["sentence_transformers"]);
     Refs {
@@ -89,7 +94,10 @@ fn encode(model: &std::path::Path, texts: &[String], args: &[&str]) -> Vec<Vec<f
     let (code, lines, err) = bert_edge(&all, input);
     assert_eq!(code, 0, "{model:?}: {err}");
     assert_eq!(lines.len(), texts.len(), "one answer per text");
-    assert!(err.contains("bert-edge: embedding: "), "says which embedding: {err}");
+    assert!(
+        err.contains("bert-edge: embedding: "),
+        "says which embedding: {err}"
+    );
     let v: Vec<Value> = lines.iter().map(|l| l["embedding"].clone()).collect();
     vectors(&Value::Array(v))
 }
@@ -128,9 +136,17 @@ fn score(got: &[Vec<f32>], r: &Refs) -> (f64, f64, f64) {
         .iter()
         .zip(&r.st)
         .map(|(g, w)| cos(g, w))
-        .fold(1.0f64, |m, c| if m.is_nan() || c.is_nan() { f64::NAN } else { m.min(c) });
+        .fold(1.0f64, |m, c| {
+            if m.is_nan() || c.is_nan() {
+                f64::NAN
+            } else {
+                m.min(c)
+            }
+        });
     let n = got.len();
-    let all: Vec<(usize, usize)> = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).collect();
+    let all: Vec<(usize, usize)> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .collect();
     let sims = |v: &[Vec<f32>], p: &[(usize, usize)]| -> Vec<f64> {
         p.iter().map(|&(i, j)| cos(&v[i], &v[j])).collect()
     };
@@ -147,11 +163,16 @@ fn check_model(name: &str) {
             continue;
         };
         let got = encode(&model, &r.texts, &[]);
-        assert!(got.iter().flatten().all(|v| v.is_finite()), "{name} {file}: not finite");
+        assert!(
+            got.iter().flatten().all(|v| v.is_finite()),
+            "{name} {file}: not finite"
+        );
         let (c, s, sl) = score(&got, &r);
         let (co, so, slo) = score(&vectors(&ort["onnxruntime"]), &r);
         // The exact evaluation of the same file (onnx.reference on the unpadded text).
-        let exact = ort["exact"].as_array().filter(|e| e.iter().all(|v| v.is_array()));
+        let exact = ort["exact"]
+            .as_array()
+            .filter(|e| e.iter().all(|v| v.is_array()));
         let (ce, se, sle) = exact.map_or((f64::NAN, f64::NAN, f64::NAN), |e| {
             score(&vectors(&Value::Array(e.clone())), &r)
         });
@@ -165,7 +186,10 @@ fn check_model(name: &str) {
         if file.contains("per_channel") {
             // "At least onnxruntime's": its worst text is ours too, and the two cosines agree to
             // ~1e-8 (float noise in the last digits), hence the 1e-6.
-            assert!(c >= co - 1e-6, "{name} {file}: min cos {c} below onnxruntime's {co}");
+            assert!(
+                c >= co - 1e-6,
+                "{name} {file}: min cos {c} below onnxruntime's {co}"
+            );
             // Spearman over all 780 pairs within 0.002 of the lower of onnxruntime's and the
             // exact evaluation's. Not "at least": measured 2026-12-07, bert-edge is 0.0012
             // (MiniLM) and 0.0001 (m3e-small) below the lower one (docs/real-checkpoints.md);
@@ -219,7 +243,10 @@ fn int8_embeddings_are_bit_identical_whatever_the_padding() {
                 }
             }
             let batch = batch_of_4(&model, &r.texts);
-            assert!(batch == base, "{name} {file}: a batch of 4 differs from one by one");
+            assert!(
+                batch == base,
+                "{name} {file}: a batch of 4 differs from one by one"
+            );
             eprintln!("{name} {file}: granule 1/8/32, N 128/512, batch 1/4: bit-identical");
         }
     }
@@ -232,22 +259,32 @@ fn batch_of_4(model: &std::path::Path, texts: &[String]) -> Vec<Vec<f32>> {
     let plan = Plan::load(model, &LoadOptions::new().seq(128).batch(4)).unwrap();
     let plan = std::sync::Arc::new(plan);
     let tok = BertTokenizer::for_plan(&plan).unwrap();
-    let e = Embedding::resolve(plan.info(), None, None).unwrap().unwrap();
+    let e = Embedding::resolve(plan.info(), None, None)
+        .unwrap()
+        .unwrap();
     let mut enc = Encoder::new(plan.clone()).unwrap();
     let (mut inputs, mut out) = (plan.inputs(), plan.outputs());
     let mut row = bert_edge::Inputs::new(128);
     let mut got = Vec::new();
     for i in 0..texts.len() {
         for r in 0..4 {
-            tok.encode_into(&texts[(i + r * 7) % texts.len()], None, &mut row).unwrap();
+            tok.encode_into(&texts[(i + r * 7) % texts.len()], None, &mut row)
+                .unwrap();
             inputs.input_ids[r * 128..(r + 1) * 128].copy_from_slice(&row.input_ids);
             inputs.attention_mask[r * 128..(r + 1) * 128].copy_from_slice(&row.attention_mask);
             inputs.token_type_ids[r * 128..(r + 1) * 128].copy_from_slice(&row.token_type_ids);
         }
         enc.run(inputs.as_input(), &mut out).unwrap();
         let mut v = vec![0f32; plan.info().hidden];
-        bert_edge::heads::pool_into(e.pooling, &out, &inputs.attention_mask, 0, e.normalize, &mut v)
-            .unwrap();
+        bert_edge::heads::pool_into(
+            e.pooling,
+            &out,
+            &inputs.attention_mask,
+            0,
+            e.normalize,
+            &mut v,
+        )
+        .unwrap();
         got.push(v);
     }
     got
