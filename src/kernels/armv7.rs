@@ -195,7 +195,12 @@ pub(super) fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: i32) -> usize
         };
         if done < n {
             // a chunk too near a tie: the scalar body decides it
-            super::portable::quantize_body(&xs[done..done + 16], &mut dst[done..done + 16], scale, zp);
+            super::portable::quantize_body(
+                &xs[done..done + 16],
+                &mut dst[done..done + 16],
+                scale,
+                zp,
+            );
             done += 16;
         }
     }
