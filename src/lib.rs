@@ -34,6 +34,7 @@
 mod error;
 pub mod heads;
 mod kernels;
+mod load;
 mod passes;
 mod runtime;
 #[cfg(feature = "tokenizer")]

@@ -6,7 +6,7 @@
 //! Loading only optimizes (kernel selection for the CPU at hand) and builds the plan.
 
 use super::options::LoadOptions;
-use super::plan::{Plan, PlanInfo};
+use super::{Plan, PlanInfo};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! How to load a plan: [`LoadOptions`] (a builder) and [`F16Compute`].
 
-use super::plan::{Flavour, Variant};
+use super::{Flavour, Variant};
 use crate::passes::Fixes;
 
 /// Sequence capacity N used for an ONNX export when the options do not say (archives carry
