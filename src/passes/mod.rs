@@ -57,6 +57,18 @@ impl Default for Fixes {
     }
 }
 
+/// The version of the default (`ai.onnx`) operator set an ONNX file imports. Here, not in
+/// `translate`, because the protobuf-level passes need it too: translate uses passes, never
+/// the other way.
+#[cfg(feature = "onnx")]
+pub(crate) fn default_opset(proto: &tract_onnx::pb::ModelProto) -> Option<i64> {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+}
+
 /// The NNEF registry holding bert-edge's own op forms ([`gelu_nnef`], [`dyn_quant`]).
 pub(crate) fn nnef_registry() -> tract_nnef::internal::Registry {
     let mut r = tract_nnef::internal::Registry::new("bert_edge");
