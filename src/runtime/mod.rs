@@ -28,7 +28,7 @@ pub use info::PlanInfo;
 pub use io::{Input, Inputs, Outputs};
 pub use kinds::{Flavour, Variant};
 pub(crate) use load_memory::LoadMemory;
-pub use options::{F16Compute, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
+pub use options::{F16Compute, Fixes, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
 pub use plan::Plan;
 pub use sentence::{Pooling, SentenceConfig};
 #[cfg(feature = "onnx")]
