@@ -23,7 +23,11 @@ pub(super) fn by_length(
         )));
     }
     let inputs: Vec<Inputs> = o.lengths.iter().map(|l| bench_inputs(plan, *l)).collect();
-    let (mut lat, allocs, ran) = time_lengths(enc, out, &inputs, o)?;
+    let Timings {
+        mut lat,
+        allocs,
+        ran,
+    } = time_lengths(enc, out, &inputs, o)?;
     let (isa, kernels) = tract_isa(plan);
     let counted = cfg!(feature = "count-allocs");
     let rows: Vec<serde_json::Value> = o
@@ -54,14 +58,23 @@ pub(super) fn by_length(
     Ok(())
 }
 
-/// Warm-up, then `o.reps` rounds of one call per input: per input, the latencies (ms), the
-/// allocations counted over all rounds and the length the calls ran at.
+/// Per input of `--lengths`: what its calls measured.
+struct Timings {
+    /// Latency of each call, ms.
+    lat: Vec<Vec<f64>>,
+    /// Allocations counted over all the calls.
+    allocs: Vec<u64>,
+    /// The length the calls ran at.
+    ran: Vec<usize>,
+}
+
+/// Warm-up, then `o.reps` rounds of one call per input.
 fn time_lengths(
     enc: &mut Encoder,
     out: &mut Outputs,
     inputs: &[Inputs],
     o: &Options,
-) -> Result<(Vec<Vec<f64>>, Vec<u64>, Vec<usize>), Error> {
+) -> Result<Timings, Error> {
     for x in inputs {
         for _ in 0..o.warmup {
             enc.run(x.as_input(), out)?;
@@ -80,7 +93,7 @@ fn time_lengths(
             ran[k] = out.length();
         }
     }
-    Ok((lat, allocs, ran))
+    Ok(Timings { lat, allocs, ran })
 }
 
 /// The text form: a header line, then one line per length.

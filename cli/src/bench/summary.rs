@@ -20,7 +20,7 @@ pub(super) fn summary(
     let plan = enc.plan().clone();
     let info = plan.info().clone();
     let (isa, kernels) = tract_isa(&plan);
-    let (lat, allocs, bytes) = measure(o.reps, enc, out, inputs)?;
+    let Measured { lat, allocs, bytes } = measure(o.reps, enc, out, inputs)?;
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / 1e6;
     let (med, p90, min) = (percentile(&lat, 0.5), percentile(&lat, 0.9), lat[0]);
     if o.json {
@@ -68,14 +68,23 @@ pub(super) fn summary(
     Ok(())
 }
 
-/// `reps` timed calls: their latencies in ms (sorted), and the allocations and bytes
-/// allocated per call (`None` without the counting allocator, feature `count-allocs`).
+/// What `reps` timed calls measured.
+struct Measured {
+    /// Latency of each call, ms, sorted.
+    lat: Vec<f64>,
+    /// Allocations per call (`None` without the counting allocator, feature `count-allocs`).
+    allocs: Option<f64>,
+    /// Bytes allocated per call (`None` as for `allocs`).
+    bytes: Option<f64>,
+}
+
+/// Times `reps` calls of `inputs`.
 fn measure(
     reps: usize,
     enc: &mut Encoder,
     out: &mut Outputs,
     inputs: &Inputs,
-) -> Result<(Vec<f64>, Option<f64>, Option<f64>), Error> {
+) -> Result<Measured, Error> {
     let mut lat = Vec::with_capacity(reps);
     let (c0, b0) = snapshot();
     for _ in 0..reps {
@@ -88,5 +97,5 @@ fn measure(
     let counted = cfg!(feature = "count-allocs");
     let allocs = counted.then(|| (c1 - c0) as f64 / reps as f64);
     let bytes = counted.then(|| (b1 - b0) as f64 / reps as f64);
-    Ok((lat, allocs, bytes))
+    Ok(Measured { lat, allocs, bytes })
 }
