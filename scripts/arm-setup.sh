@@ -9,7 +9,7 @@
 #     (tests/cli.rs) can exec it under qemu too: cargo's runner only wraps the test binary itself.
 #     The spawned qemu takes its CPU model and sysroot from QEMU_CPU / QEMU_LD_PREFIX, which
 #     the runners in .cargo/config.toml set and the child inherits.
-#   - rustup targets
+#   - rustup targets, and the rustfmt and clippy components (test-all.sh's house checks)
 #   - g++ for the native fuzz stage (cargo-fuzz builds libFuzzer from C++ source)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -64,3 +64,4 @@ else
 fi
 
 rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf ${EXTRA_TARGETS:-}
+rustup component add rustfmt clippy

@@ -9,6 +9,11 @@
 #
 # Stages:
 #   native        scripts/check-vendor.sh (vendor/ = crates.io release + vendor/*/patches),
+#                 the house checks (issue #31): scripts/check-layers.sh (runtime/ never names
+#                 translate), scripts/check-sizes.sh (files under 500 lines before their tests;
+#                 README_WARN_ONLY=1: the README's 200 lines a warning for now), cargo fmt
+#                 --check, cargo clippy -D warnings (workspace, all targets), cargo check of the
+#                 device library (--no-default-features --features tokenizer: no ONNX importer),
 #                 cargo test (the workspace: library + CLI, default features, doctests included),
 #                 scripts/check-device-deps.sh (the library's device build links no HTTP/CLI crate)
 #   fuzz          (only when named in STAGES) scripts/fuzz.sh: every fuzz target natively on its
@@ -133,6 +138,16 @@ real_start() {
     REAL_PID=$!
 }
 
+# The house checks (issue #31), cheapest first. clippy and the device check type-check only
+# (no codegen), over dependencies they check once; `cargo test` below builds on its own.
+house_checks() {
+    run scripts/check-layers.sh
+    run env README_WARN_ONLY=1 scripts/check-sizes.sh
+    run cargo fmt --all --check
+    run cargo clippy --workspace --all-targets -- -D warnings
+    run cargo check -p bert-edge --no-default-features --features tokenizer
+}
+
 native() {
     if [[ " $STAGES " == *" real "* ]]; then real_start; fi
     run scripts/check-vendor.sh
@@ -143,6 +158,7 @@ native() {
         run cargo test --no-run
         bg_wait "fuzz targets"
     fi
+    house_checks
     run cargo test
     run scripts/check-device-deps.sh
     run cargo run --quiet --example kernels

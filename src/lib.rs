@@ -33,6 +33,8 @@
 
 mod error;
 pub mod heads;
+mod kernels;
+mod load;
 mod passes;
 mod runtime;
 #[cfg(feature = "tokenizer")]

@@ -3,7 +3,7 @@
 //! in these signatures); nothing else in the crate exposes a tract type.
 
 pub use crate::passes::dyn_quant::DynQuantU8;
-pub use crate::passes::Fixes;
+pub use crate::runtime::Fixes;
 #[cfg(feature = "onnx")]
 pub use crate::translate::{inspect_onnx, translate_onnx, OnnxFacts};
 pub use tract_core;

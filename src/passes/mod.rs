@@ -12,7 +12,7 @@
 //! | [`fold`] | every load of an int8 plan | tract recomputes the int8 weights' column sums on every call |
 //!
 //! The `ignore_value_info` import option is not a rewrite: it makes tract-onnx skip the
-//! `value_info` shapes the f16/int8 converters leave behind (see [`Fixes`]).
+//! `value_info` shapes the f16/int8 converters leave behind (see [`crate::unstable::Fixes`]).
 
 #[cfg(feature = "onnx")]
 pub mod dequant_arith;
@@ -27,34 +27,16 @@ pub mod gelu_nnef;
 pub mod ort_attention;
 pub mod widen_f16;
 
-/// Which import-time rewrites [`crate::Plan::load`] applies. All on by default; a test turns
-/// one off to show what breaks without it.
-///
-/// ```
-/// use bert_edge::unstable::Fixes;
-/// let fixes = Fixes { f16_gemm: false, ..Fixes::default() };
-/// assert!(fixes.ignore_value_info);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fixes {
-    /// Ignore the `value_info` the f16/int8 converters leave behind: their symbolic
-    /// shapes (`batch`, `sequence`) clash with pinned input shapes ("Impossible to unify
-    /// Sym(batch) with Val(1)").
-    pub ignore_value_info: bool,
-    /// Make the f16 graph's `Gemm` (pooler dense) stay f16 (`src/passes/f16_gemm.rs`).
-    pub f16_gemm: bool,
-    /// Fold the int8 weights' column sums into constants once (`src/passes/fold.rs`).
-    pub fold_int8_sums: bool,
-}
-
-impl Default for Fixes {
-    fn default() -> Self {
-        Fixes {
-            ignore_value_info: true,
-            f16_gemm: true,
-            fold_int8_sums: true,
-        }
-    }
+/// The version of the default (`ai.onnx`) operator set an ONNX file imports. Here, not in
+/// `translate`, because the protobuf-level passes need it too: translate uses passes, never
+/// the other way.
+#[cfg(feature = "onnx")]
+pub(crate) fn default_opset(proto: &tract_onnx::pb::ModelProto) -> Option<i64> {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
 }
 
 /// The NNEF registry holding bert-edge's own op forms ([`gelu_nnef`], [`dyn_quant`]).

@@ -6,7 +6,7 @@
 //! Loading only optimizes (kernel selection for the CPU at hand) and builds the plan.
 
 use super::options::LoadOptions;
-use super::plan::{Plan, PlanInfo};
+use super::{Plan, PlanInfo};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -130,4 +130,41 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
     // Checked against the stored info before the expensive optimization.
     info.check(opts, path)?;
     Plan::from_translated(model, info, opts, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TRACT_VERSION;
+
+    /// The `=X` version of every tract crate Cargo.toml pins (`tract-core = "=0.23.9"`,
+    /// `tract-onnx = { version = "=0.23.9", … }`), by crate name.
+    fn pins(manifest: &str) -> Vec<(&str, &str)> {
+        manifest
+            .lines()
+            .filter(|l| l.starts_with("tract-"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once('=')?;
+                let version = rest.split("\"=").nth(1)?.split('"').next()?;
+                Some((name.trim(), version))
+            })
+            .collect()
+    }
+
+    /// Archives record TRACT_VERSION and refuse another one: it must be the tract the crate
+    /// is built with, so a tract upgrade in Cargo.toml that forgets it fails here.
+    #[test]
+    fn tract_version_is_the_cargo_pin() {
+        let pins = pins(include_str!("../../Cargo.toml"));
+        assert!(
+            pins.iter().any(|(name, _)| *name == "tract-core"),
+            "no tract-core = \"=X\" pin in Cargo.toml: {pins:?}"
+        );
+        for (name, version) in &pins {
+            assert_eq!(*version, TRACT_VERSION, "{name} in Cargo.toml");
+        }
+        // The patched copy that is really linked ([patch.crates-io]) is that version too.
+        let vendored = include_str!("../../vendor/tract-core/Cargo.toml");
+        let line = format!("version = \"{TRACT_VERSION}\"");
+        assert!(vendored.lines().any(|l| l == line), "vendor/tract-core");
+    }
 }

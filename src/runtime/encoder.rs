@@ -8,14 +8,20 @@
 //! nothing per call at a length already seen (see `tests/alloc.rs`); what tract allocates
 //! inside `state.run` is measured there too.
 
+mod copy_out;
+mod fill;
+mod validate;
+
 use super::input_cache::InputCache;
 use super::io::{Input, Outputs};
-use super::plan::{Flavour, Plan};
 use super::threads::Threads;
+use super::{Flavour, Plan};
 use crate::error::{Error, Result};
-use half::f16;
+use copy_out::{copy_out, zero_rows};
+use fill::{fill_embeds, fill_tokens, Rows};
 use std::sync::Arc;
 use tract_core::internal::*;
+use validate::int;
 
 /// Runs a [`Plan`] again and again with buffers the caller owns.
 ///
@@ -215,58 +221,6 @@ impl Encoder {
         res
     }
 
-    /// Checks `rows` rows of input (values and lengths) and the output buffers.
-    fn check<T: Copy + Into<i64>>(
-        &self,
-        input: &Input<'_, T>,
-        out: &Outputs,
-        rows: usize,
-    ) -> Result<()> {
-        self.expect_flavour(input.flavour())?;
-        let tokens = rows * self.plan.info.seq;
-        match *input {
-            Input::Ids { input_ids, .. } => {
-                let vocab = self.plan.info.vocab_size.unwrap_or(usize::MAX);
-                check_tokens("input_ids", input_ids, tokens, vocab)?;
-            }
-            Input::Embeds { inputs_embeds, .. } => {
-                check_embeds(inputs_embeds, tokens * self.plan.info.hidden)?
-            }
-        }
-        let (mask, types) = input.mask_and_types();
-        self.check_mask_types(mask, types, tokens)?;
-        self.check_outputs(out)
-    }
-
-    /// The buffers' lengths at full capacity (before [`Encoder::run_rows`] takes its rows).
-    fn check_full<T: Copy + Into<i64>>(&self, input: &Input<'_, T>) -> Result<()> {
-        let n = self.tokens_len();
-        let (mask, types) = input.mask_and_types();
-        let first = match *input {
-            Input::Ids { input_ids, .. } => ("input_ids", input_ids.len(), n),
-            Input::Embeds { inputs_embeds, .. } => {
-                ("inputs_embeds", inputs_embeds.len(), self.hidden_len())
-            }
-        };
-        let types_ok = types.is_empty() && !self.plan.info.token_types || types.len() == n;
-        for (name, got, want) in [first, ("attention_mask", mask.len(), n)]
-            .into_iter()
-            .chain((!types_ok).then_some(("token_type_ids", types.len(), n)))
-        {
-            if got != want {
-                return Err(Error::bad_input(format!(
-                    "{name} has {got} values, the plan takes batch×N{} = {want}",
-                    if name == "inputs_embeds" {
-                        "×hidden"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// One tract run of `rows.batch` rows at length `rows.l`, written to the caller's rows
     /// from `first_row` on.
     fn fill_and_run<T: Copy + Into<i64>>(
@@ -305,78 +259,6 @@ impl Encoder {
         self.run_state(values, out, rows, first_row)
     }
 
-    fn tokens_len(&self) -> usize {
-        self.plan.info.batch * self.plan.info.seq
-    }
-
-    fn hidden_len(&self) -> usize {
-        self.tokens_len() * self.plan.info.hidden
-    }
-
-    fn expect_flavour(&self, f: Flavour) -> Result<()> {
-        if self.plan.info.flavour != f {
-            return Err(Error::bad_input(format!(
-                "this is an {} plan, the input is for an {f} plan (Input::{})",
-                self.plan.info.flavour,
-                match self.plan.info.flavour {
-                    Flavour::Ids => "Ids",
-                    Flavour::Embeds => "Embeds",
-                }
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_mask_types<T: Copy + Into<i64>>(
-        &self,
-        mask: &[T],
-        types: &[T],
-        n: usize,
-    ) -> Result<()> {
-        check_tokens("attention_mask", mask, n, 2)?;
-        if self.plan.info.token_types {
-            check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
-        } else if types.iter().any(|t| int(*t) != 0) {
-            return Err(Error::bad_input(
-                "this graph takes no token_type_ids: it cannot tell a text pair's second \
-                 segment (give all zeros, or no token types)",
-            ));
-        } else if !types.is_empty() {
-            check_tokens("token_type_ids", types, n, 1)?;
-        }
-        let seq = self.plan.info.seq;
-        for (row, m) in mask.chunks(seq).enumerate() {
-            if m.iter().all(|v| int(*v) == 0) {
-                return Err(Error::bad_input(format!(
-                    "attention_mask row {row} is all zeros: no token to attend to"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_outputs(&self, out: &Outputs) -> Result<()> {
-        let specs = &self.plan.info.outputs;
-        let same_names = out.specs.len() == specs.len()
-            && out.specs.iter().zip(specs).all(|(a, b)| a.name == b.name);
-        if !same_names {
-            return Err(Error::bad_input(
-                "the output buffers were made for another plan (use Plan::outputs)",
-            ));
-        }
-        for (spec, v) in specs.iter().zip(&out.values) {
-            let got = v.as_ref().map_or(spec.len(), Vec::len);
-            if got != spec.len() {
-                return Err(Error::bad_input(format!(
-                    "{} buffer has {got} values, the plan writes {} (use Plan::outputs)",
-                    spec.name,
-                    spec.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Runs tract on `values` (model input order) and copies the outputs to the caller's rows
     /// from `first_row` on.
     fn run_state(
@@ -410,248 +292,5 @@ impl Encoder {
             }
         }
         Ok(())
-    }
-}
-
-/// A run's geometry: `batch` rows of capacity `n` positions, run at length `l` ≤ n, of which
-/// the first `real` come from the caller (the rest are one-token filler rows,
-/// [`Encoder::run_rows`]).
-#[derive(Debug, Clone, Copy)]
-struct Rows {
-    batch: usize,
-    real: usize,
-    n: usize,
-    l: usize,
-}
-
-impl Rows {
-    /// Pairs each destination row (`l` × `w` values) with its source row (`n` × `w`), for
-    /// the `real` rows.
-    fn each<'a, D, S>(
-        self,
-        dst: &'a mut [D],
-        src: &'a [S],
-        w: usize,
-    ) -> impl Iterator<Item = (&'a mut [D], &'a [S])> {
-        dst.chunks_mut(self.l * w)
-            .zip(src.chunks(self.n * w))
-            .map(move |(d, s)| (d, &s[..self.l * w]))
-    }
-
-    /// The filler rows of a run's input tensor (`l` × `w` values each).
-    fn filler<D>(self, dst: &mut [D], w: usize) -> impl Iterator<Item = &mut [D]> {
-        dst.chunks_mut(self.l * w).skip(self.real)
-    }
-}
-
-/// Zeroes rows `r..r + k` (of `b`) of every output: rows a call does not use.
-fn zero_rows(out: &mut Outputs, r: usize, k: usize, b: usize) {
-    for v in out.values.iter_mut().flatten() {
-        let per_row = v.len() / b.max(1);
-        v[r * per_row..(r + k) * per_row].fill(0.0);
-    }
-}
-
-fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
-    if embeds.len() != want {
-        return Err(Error::bad_input(format!(
-            "inputs_embeds has {} values, the plan takes batch×N×hidden = {want}",
-            embeds.len()
-        )));
-    }
-    if let Some(i) = embeds.iter().position(|v| !v.is_finite()) {
-        return Err(Error::bad_input(format!(
-            "inputs_embeds[{i}] is {} (every value must be finite)",
-            embeds[i]
-        )));
-    }
-    Ok(())
-}
-
-fn fill_embeds(arc: &mut Arc<Tensor>, embeds: &[f32], rows: Rows, hidden: usize) -> Result<()> {
-    let t = exclusive(arc)?;
-    match t.datum_type() {
-        DatumType::F32 => write::<f32>(t, |d| {
-            rows.each(d, embeds, hidden)
-                .for_each(|(d, s)| d.copy_from_slice(s));
-            rows.filler(d, hidden).for_each(|d| d.fill(0.0));
-        }),
-        DatumType::F16 => write::<f16>(t, |d| {
-            for (d, s) in rows.each(d, embeds, hidden) {
-                d.iter_mut()
-                    .zip(s)
-                    .for_each(|(d, s)| *d = f16::from_f32(*s))
-            }
-            rows.filler(d, hidden).for_each(|d| d.fill(f16::ZERO));
-        }),
-        dt => Err(Error::bad_model(format!("inputs_embeds of type {dt:?}"))),
-    }
-}
-
-fn int<T: Into<i64>>(v: T) -> i64 {
-    v.into()
-}
-
-fn check_tokens<T: Copy + Into<i64>>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
-    if v.len() != len {
-        return Err(Error::bad_input(format!(
-            "{name} has {} values, the plan takes batch×N = {len}",
-            v.len()
-        )));
-    }
-    if let Some(i) = v
-        .iter()
-        .position(|x| int(*x) < 0 || int(*x) as u64 >= bound as u64)
-    {
-        return Err(Error::bad_input(format!(
-            "{name}[{i}] = {} is out of range 0..{bound}",
-            int(v[i])
-        )));
-    }
-    Ok(())
-}
-
-/// The tensor behind `arc`, writable: tract has dropped its references after the last run.
-fn exclusive(arc: &mut Arc<Tensor>) -> Result<&mut Tensor> {
-    if Arc::get_mut(arc).is_none() {
-        // tract kept a reference (never seen): take a private copy rather than write under it.
-        *arc = Arc::new((**arc).clone());
-    }
-    Arc::get_mut(arc).ok_or_else(|| Error::Engine(anyhow::anyhow!("input tensor still shared")))
-}
-
-/// Runs `f` on the tensor's elements as a mutable slice of `D`.
-fn write<D: Datum>(t: &mut Tensor, f: impl FnOnce(&mut [D])) -> Result<()> {
-    let mut view = t
-        .as_plain_ram_mut()
-        .ok_or_else(|| Error::Engine(anyhow::anyhow!("input tensor is not in plain memory")))?;
-    f(view.as_slice_mut::<D>().map_err(Error::Engine)?);
-    Ok(())
-}
-
-/// Fills a token tensor from `v`; filler rows get `first` at position 0 and zeros after it
-/// (mask: one real token; ids and types: 0).
-fn fill_tokens<T: Copy + Into<i64>>(
-    arc: &mut Arc<Tensor>,
-    v: &[T],
-    rows: Rows,
-    first: i64,
-) -> Result<()> {
-    /// Values were range-checked against the plan's bounds; a graph whose integer type
-    /// cannot hold them (e.g. ids in `uint8`) gets an error rather than wrapped values.
-    fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(
-        t: &mut Tensor,
-        v: &[T],
-        rows: Rows,
-        first: i64,
-    ) -> Result<()> {
-        let mut bad = None;
-        let mut cast = |x: i64, d: &mut D| match D::try_from(x) {
-            Ok(x) => *d = x,
-            Err(_) => bad = Some(x),
-        };
-        write::<D>(t, |d| {
-            for (d, s) in rows.each(d, v, 1) {
-                for (d, s) in d.iter_mut().zip(s) {
-                    cast(int(*s), d);
-                }
-            }
-            for d in rows.filler(d, 1) {
-                for (j, d) in d.iter_mut().enumerate() {
-                    cast(if j == 0 { first } else { 0 }, d);
-                }
-            }
-        })?;
-        match bad {
-            Some(x) => Err(Error::bad_input(format!(
-                "token value {x} does not fit the graph's {:?} input",
-                D::datum_type()
-            ))),
-            None => Ok(()),
-        }
-    }
-    let t = exclusive(arc)?;
-    match t.datum_type() {
-        DatumType::I64 => write::<i64>(t, |d| {
-            for (d, s) in rows.each(d, v, 1) {
-                d.iter_mut().zip(s).for_each(|(d, s)| *d = int(*s))
-            }
-            for d in rows.filler(d, 1) {
-                d.fill(0);
-                d[0] = first;
-            }
-        }),
-        DatumType::I32 => narrow::<i32, T>(t, v, rows, first),
-        DatumType::U32 => narrow::<u32, T>(t, v, rows, first),
-        DatumType::I16 => narrow::<i16, T>(t, v, rows, first),
-        DatumType::U16 => narrow::<u16, T>(t, v, rows, first),
-        DatumType::I8 => narrow::<i8, T>(t, v, rows, first),
-        DatumType::U8 => narrow::<u8, T>(t, v, rows, first),
-        DatumType::U64 => narrow::<u64, T>(t, v, rows, first),
-        dt => Err(Error::bad_model(format!("token input of type {dt:?}"))),
-    }
-}
-
-/// Copies one output into the caller's buffer, widening f16. A per-token output comes as
-/// `[batch, l, w]` and goes to `[batch, n, w]`, positions ≥ l zeroed; another as
-/// `[batch, w]`. Filler rows are written as zeros.
-fn copy_out(value: &TValue, out: &mut [f32], per_token: bool, r: Rows) -> Result<()> {
-    fn copy<S: Datum>(
-        src: &[S],
-        out: &mut [f32],
-        per_token: bool,
-        r: Rows,
-        f: impl Fn(&S) -> f32,
-    ) -> Result<()> {
-        if !per_token {
-            if src.len() != out.len() {
-                return Err(Error::Engine(anyhow::anyhow!(
-                    "output of {} values for a buffer of {}",
-                    src.len(),
-                    out.len()
-                )));
-            }
-            // Batch-first (checked at load for plans whose rows can be left unused).
-            let keep = out.len() / r.batch.max(1) * r.real;
-            let (real, filler) = out.split_at_mut(if r.real == r.batch { out.len() } else { keep });
-            real.iter_mut().zip(src).for_each(|(d, s)| *d = f(s));
-            filler.fill(0.0);
-            return Ok(());
-        }
-        let (n, l) = (r.n, r.l);
-        let w = out.len() / (r.batch * n).max(1);
-        if src.len() != r.batch * l * w || out.len() != r.batch * n * w {
-            return Err(Error::Engine(anyhow::anyhow!(
-                "output of {} values at length {l} for a buffer of {}",
-                src.len(),
-                out.len()
-            )));
-        }
-        let (real, filler) = out.split_at_mut(r.real * n * w);
-        for (d, s) in real.chunks_mut(n * w).zip(src.chunks(l * w)) {
-            let (real, rest) = d.split_at_mut(l * w);
-            real.iter_mut().zip(s).for_each(|(d, s)| *d = f(s));
-            rest.fill(0.0);
-        }
-        filler.fill(0.0);
-        Ok(())
-    }
-    let view = value.try_as_plain_ram().map_err(Error::Engine)?;
-    match value.datum_type() {
-        DatumType::F32 => copy(
-            view.as_slice::<f32>().map_err(Error::Engine)?,
-            out,
-            per_token,
-            r,
-            |s| *s,
-        ),
-        DatumType::F16 => copy(
-            view.as_slice::<f16>().map_err(Error::Engine)?,
-            out,
-            per_token,
-            r,
-            |s| s.to_f32(),
-        ),
-        dt => Err(Error::bad_model(format!("output of type {dt:?}"))),
     }
 }

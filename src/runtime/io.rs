@@ -1,8 +1,8 @@
 //! What a call takes and gives: [`Input`] (borrowed buffers), [`Inputs`] (owned buffers of a
 //! plan's size, e.g. filled by the tokenizer) and [`Outputs`] (owned, sized by the plan).
 
-use super::plan::{Flavour, Plan};
 use super::signature::{OutputInfo, Role};
+use super::{Flavour, Plan};
 
 /// One call's input: slices the caller owns, batch × N long (× hidden for embeddings), N the
 /// plan's sequence capacity ([`crate::PlanInfo::seq`]).

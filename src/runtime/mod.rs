@@ -6,28 +6,33 @@
 pub(crate) mod archive;
 mod embeddings;
 mod encoder;
+mod info;
 mod input_cache;
 mod io;
+mod kinds;
 mod load_memory;
 pub(crate) mod memory_check;
+mod optimize;
 mod options;
 mod plan;
+mod properties;
 mod sentence;
+mod shapes;
 mod signature;
 mod threads;
 pub(crate) mod tokenizer_file;
 
 pub use embeddings::WordEmbeddings;
 pub use encoder::Encoder;
+pub use info::PlanInfo;
 pub use io::{Input, Inputs, Outputs};
+pub use kinds::{Flavour, Variant};
 pub(crate) use load_memory::LoadMemory;
-pub use options::{F16Compute, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
-#[cfg(feature = "onnx")]
-pub(crate) use plan::read_outputs;
-#[cfg(feature = "onnx")]
-pub(crate) use plan::SEQ_SYMBOL;
-pub use plan::{Flavour, Plan, PlanInfo, Variant};
+pub use options::{F16Compute, Fixes, LoadOptions, DEFAULT_GRANULE, DEFAULT_SEQ};
+pub use plan::Plan;
 pub use sentence::{Pooling, SentenceConfig};
+#[cfg(feature = "onnx")]
+pub(crate) use shapes::{read_outputs, SEQ_SYMBOL};
 #[cfg(feature = "onnx")]
 pub(crate) use signature::task_of;
 pub use signature::{OutputInfo, Role, Task};

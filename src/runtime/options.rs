@@ -1,7 +1,6 @@
 //! How to load a plan: [`LoadOptions`] (a builder) and [`F16Compute`].
 
-use super::plan::{Flavour, Variant};
-use crate::passes::Fixes;
+use super::{Flavour, Variant};
 
 /// Sequence capacity N used for an ONNX export when the options do not say (archives carry
 /// theirs).
@@ -137,7 +136,7 @@ impl LoadOptions {
 
     /// Which graph rewrites the ONNX import applies (all by default). Unstable: for tests that
     /// show what breaks without one.
-    pub fn unstable_fixes(mut self, fixes: crate::unstable::Fixes) -> Self {
+    pub fn unstable_fixes(mut self, fixes: Fixes) -> Self {
         self.fixes = fixes;
         self
     }
@@ -216,6 +215,36 @@ impl std::str::FromStr for F16Compute {
             _ => Err(crate::Error::bad_input(format!(
                 "f16 compute must be auto, native or f32, not {s:?}"
             ))),
+        }
+    }
+}
+
+/// Which import-time rewrites [`crate::Plan::load`] applies. All on by default; a test turns
+/// one off to show what breaks without it.
+///
+/// ```
+/// use bert_edge::unstable::Fixes;
+/// let fixes = Fixes { f16_gemm: false, ..Fixes::default() };
+/// assert!(fixes.ignore_value_info);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fixes {
+    /// Ignore the `value_info` the f16/int8 converters leave behind: their symbolic
+    /// shapes (`batch`, `sequence`) clash with pinned input shapes ("Impossible to unify
+    /// Sym(batch) with Val(1)").
+    pub ignore_value_info: bool,
+    /// Make the f16 graph's `Gemm` (pooler dense) stay f16 (`src/passes/f16_gemm.rs`).
+    pub f16_gemm: bool,
+    /// Fold the int8 weights' column sums into constants once (`src/passes/fold.rs`).
+    pub fold_int8_sums: bool,
+}
+
+impl Default for Fixes {
+    fn default() -> Self {
+        Fixes {
+            ignore_value_info: true,
+            f16_gemm: true,
+            fold_int8_sums: true,
         }
     }
 }

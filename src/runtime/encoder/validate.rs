@@ -1,0 +1,171 @@
+//! Checks of a call's buffers against the plan, before anything runs.
+
+use super::Encoder;
+use crate::error::{Error, Result};
+use crate::runtime::io::{Input, Outputs};
+use crate::runtime::Flavour;
+
+impl Encoder {
+    /// Checks `rows` rows of input (values and lengths) and the output buffers.
+    pub(super) fn check<T: Copy + Into<i64>>(
+        &self,
+        input: &Input<'_, T>,
+        out: &Outputs,
+        rows: usize,
+    ) -> Result<()> {
+        self.expect_flavour(input.flavour())?;
+        let tokens = rows * self.plan.info.seq;
+        match *input {
+            Input::Ids { input_ids, .. } => {
+                let vocab = self.plan.info.vocab_size.unwrap_or(usize::MAX);
+                check_tokens("input_ids", input_ids, tokens, vocab)?;
+            }
+            Input::Embeds { inputs_embeds, .. } => {
+                check_embeds(inputs_embeds, tokens * self.plan.info.hidden)?
+            }
+        }
+        let (mask, types) = input.mask_and_types();
+        self.check_mask_types(mask, types, tokens)?;
+        self.check_outputs(out)
+    }
+
+    /// The buffers' lengths at full capacity (before [`Encoder::run_rows`] takes its rows).
+    pub(super) fn check_full<T: Copy + Into<i64>>(&self, input: &Input<'_, T>) -> Result<()> {
+        let n = self.tokens_len();
+        let (mask, types) = input.mask_and_types();
+        let first = match *input {
+            Input::Ids { input_ids, .. } => ("input_ids", input_ids.len(), n),
+            Input::Embeds { inputs_embeds, .. } => {
+                ("inputs_embeds", inputs_embeds.len(), self.hidden_len())
+            }
+        };
+        let types_ok = types.is_empty() && !self.plan.info.token_types || types.len() == n;
+        for (name, got, want) in [first, ("attention_mask", mask.len(), n)]
+            .into_iter()
+            .chain((!types_ok).then_some(("token_type_ids", types.len(), n)))
+        {
+            if got != want {
+                return Err(Error::bad_input(format!(
+                    "{name} has {got} values, the plan takes batch×N{} = {want}",
+                    if name == "inputs_embeds" {
+                        "×hidden"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn tokens_len(&self) -> usize {
+        self.plan.info.batch * self.plan.info.seq
+    }
+
+    fn hidden_len(&self) -> usize {
+        self.tokens_len() * self.plan.info.hidden
+    }
+
+    pub(super) fn expect_flavour(&self, f: Flavour) -> Result<()> {
+        if self.plan.info.flavour != f {
+            return Err(Error::bad_input(format!(
+                "this is an {} plan, the input is for an {f} plan (Input::{})",
+                self.plan.info.flavour,
+                match self.plan.info.flavour {
+                    Flavour::Ids => "Ids",
+                    Flavour::Embeds => "Embeds",
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_mask_types<T: Copy + Into<i64>>(
+        &self,
+        mask: &[T],
+        types: &[T],
+        n: usize,
+    ) -> Result<()> {
+        check_tokens("attention_mask", mask, n, 2)?;
+        if self.plan.info.token_types {
+            check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
+        } else if types.iter().any(|t| int(*t) != 0) {
+            return Err(Error::bad_input(
+                "this graph takes no token_type_ids: it cannot tell a text pair's second \
+                 segment (give all zeros, or no token types)",
+            ));
+        } else if !types.is_empty() {
+            check_tokens("token_type_ids", types, n, 1)?;
+        }
+        let seq = self.plan.info.seq;
+        for (row, m) in mask.chunks(seq).enumerate() {
+            if m.iter().all(|v| int(*v) == 0) {
+                return Err(Error::bad_input(format!(
+                    "attention_mask row {row} is all zeros: no token to attend to"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_outputs(&self, out: &Outputs) -> Result<()> {
+        let specs = &self.plan.info.outputs;
+        let same_names = out.specs.len() == specs.len()
+            && out.specs.iter().zip(specs).all(|(a, b)| a.name == b.name);
+        if !same_names {
+            return Err(Error::bad_input(
+                "the output buffers were made for another plan (use Plan::outputs)",
+            ));
+        }
+        for (spec, v) in specs.iter().zip(&out.values) {
+            let got = v.as_ref().map_or(spec.len(), Vec::len);
+            if got != spec.len() {
+                return Err(Error::bad_input(format!(
+                    "{} buffer has {got} values, the plan writes {} (use Plan::outputs)",
+                    spec.name,
+                    spec.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
+    if embeds.len() != want {
+        return Err(Error::bad_input(format!(
+            "inputs_embeds has {} values, the plan takes batch×N×hidden = {want}",
+            embeds.len()
+        )));
+    }
+    if let Some(i) = embeds.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_input(format!(
+            "inputs_embeds[{i}] is {} (every value must be finite)",
+            embeds[i]
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn int<T: Into<i64>>(v: T) -> i64 {
+    v.into()
+}
+
+fn check_tokens<T: Copy + Into<i64>>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
+    if v.len() != len {
+        return Err(Error::bad_input(format!(
+            "{name} has {} values, the plan takes batch×N = {len}",
+            v.len()
+        )));
+    }
+    if let Some(i) = v
+        .iter()
+        .position(|x| int(*x) < 0 || int(*x) as u64 >= bound as u64)
+    {
+        return Err(Error::bad_input(format!(
+            "{name}[{i}] = {} is out of range 0..{bound}",
+            int(v[i])
+        )));
+    }
+    Ok(())
+}
