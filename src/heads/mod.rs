@@ -116,7 +116,7 @@ fn pool_tokens(pooling: Pooling, hidden: &[f32], mask: &[i64], dst: &mut [f32]) 
     match pooling {
         Pooling::Cls => dst.copy_from_slice(&hidden[..h]),
         Pooling::LastToken => {
-            if let Some((_, t)) = tokens().last() {
+            if let Some((_, t)) = tokens().next_back() {
                 dst.copy_from_slice(t);
             }
         }
