@@ -28,6 +28,9 @@
 #                 sentence-transformers' and onnxruntime's embeddings; a ~3 GB venv the first
 #                 time), then cli/tests/real.rs (ignored in other stages). The generation starts
 #                 in the background at the native stage's start (it is mostly download).
+#   clients       tests/clients/run.sh: the official `openai` and `huggingface_hub` Python clients
+#                 (a small venv, no torch) against `serve` on the tiny fixtures, answers compared
+#                 with `bert-edge encode` and onnxruntime (issue #32)
 #   aarch64       cargo test --target aarch64-unknown-linux-gnu --tests   under -cpu cortex-a72 (Pi 4)
 #                 + tract-linalg's kernel tests of the vendored int8 SMULL kernel (PATCHED.md)
 #                 + examples/kernels.rs under cortex-a72 and cortex-a53 (Pi 3 / Zero 2 W)
@@ -47,7 +50,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${STAGES:-"native real aarch64 aarch64-fp16 armv7"}
+STAGES=${STAGES:-"native real clients aarch64 aarch64-fp16 armv7"}
 A64=aarch64-unknown-linux-gnu
 ARM=armv7-unknown-linux-gnueabihf
 A64_RUNNER_VAR=CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER
@@ -143,6 +146,7 @@ real_start() {
 house_checks() {
     run scripts/check-layers.sh
     run env README_WARN_ONLY=1 scripts/check-sizes.sh
+    run scripts/check-docs.sh
     run cargo fmt --all --check
     run cargo clippy --workspace --all-targets -- -D warnings
     run cargo check -p bert-edge --no-default-features --features tokenizer
@@ -173,6 +177,10 @@ real() {
     rm -f "$REAL_LOG"
     if [[ $rc != 0 ]]; then echo "models/generate real failed ($rc)" >&2; exit 1; fi
     run cargo test -p bert-edge-cli --test real -- --ignored --nocapture
+}
+
+clients() {
+    run tests/clients/run.sh
 }
 
 fuzz() {
@@ -244,7 +252,7 @@ armv7() (
 PRUNE=${PRUNE:-$([[ ${CI:-} == true ]] && echo 1 || echo 0)}
 stage_dir() {
     case $1 in
-        native | real) echo target/debug ;;
+        native | real | clients) echo target/debug ;;
         fuzz) echo fuzz/target ;;
         aarch64 | aarch64-fp16) echo "target/$A64 target/linalg-test" ;;
         armv7) echo "target/$ARM target/linalg-test" ;;
@@ -260,6 +268,7 @@ for i in "${!ALL[@]}"; do
     case $s in
         native) stage native native ;;
         real) stage real real ;;
+        clients) stage clients clients ;;
         fuzz) stage fuzz fuzz ;;
         aarch64) stage aarch64 aarch64 ;;
         aarch64-fp16) stage aarch64-fp16 aarch64_fp16 ;;
@@ -278,8 +287,10 @@ echo
 echo "=== timings ==="
 printf '%s\n' "${TIMES[@]}"
 printf '%-14s %5ds\n' total $((SECONDS - T0))
-# One closing line over every stage's `test result:` lines.
-read -r passed failed < <(awk '/^test result:/ {
+# One closing line over every stage's `test result:` lines (and the client tests' own
+# `N passed, N failed` line).
+read -r passed failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }
+    /^test result:/ {
         for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
     } END { print p + 0, f + 0 }' "$LOG")
 echo "test-all: $passed passed, $failed failed"

@@ -379,8 +379,9 @@ fn a_partly_filled_batch_equals_each_row_alone() {
 }
 
 /// int8 answers do not depend on padding (issue #29): dynamic quantization takes each
-/// tensor's range over every position it sees, so an int8 plan runs each row at its exact
-/// length. Whatever the granule, N or batch neighbours, a text's outputs equal, bit for bit,
+/// tensor's range over every position it sees, so an int8 plan of any length runs each row at
+/// its exact length, and one pinned to N takes its ranges over the real positions only.
+/// Whatever the granule, N, batch neighbours or pinning, a text's outputs equal, bit for bit,
 /// those of a plan pinned to exactly its length.
 #[test]
 fn int8_answers_do_not_depend_on_granule_capacity_or_neighbours() {
@@ -395,6 +396,12 @@ fn int8_answers_do_not_depend_on_granule_capacity_or_neighbours() {
                 ));
             }
         }
+        for n in [40, 128] {
+            plans.push((
+                format!("pinned to {n}"),
+                Runner::new(flavour, "int8", fixed(n)),
+            ));
+        }
         let batch = LoadOptions::new().seq(128).batch(4);
         let mut batch = Runner::new(flavour, "int8", batch);
         for l in [1usize, 3, 6, 9, 13, 16, 17, 31, 40] {
@@ -403,7 +410,9 @@ fn int8_answers_do_not_depend_on_granule_capacity_or_neighbours() {
             assert!(he.iter().chain(&pe).all(|v| v.is_finite()));
             for (what, r) in plans.iter_mut() {
                 let (h, p) = r.call(&ids);
-                assert_eq!(r.out.length(), l, "{flavour} {what} L {l}: ran at");
+                let pinned = r.enc.plan().info().fixed_length;
+                let at = if pinned { r.enc.plan().info().seq } else { l };
+                assert_eq!(r.out.length(), at, "{flavour} {what} L {l}: ran at");
                 assert!(
                     h[..l * H] == he[..] && p == pe,
                     "{flavour} {what} L {l}: differs from the plan pinned to L"

@@ -56,6 +56,11 @@ pub(crate) fn quantize(xs: &[f32], dst: &mut [u8], scale: f32, zp: u8) {
 /// over 255 steps.
 pub(crate) fn scale_and_zero_point(xs: &[f32]) -> (f32, u8) {
     let (min, max) = min_max(xs);
+    scale_and_zero_point_of(min, max)
+}
+
+/// The scale and zero point of the range `min ≤ 0 ≤ max`.
+pub(crate) fn scale_and_zero_point_of(min: f32, max: f32) -> (f32, u8) {
     let scale = (max - min) / 255.0;
     let zero_point = (-min / scale).round_ties_even().clamp(0.0, 255.0);
     (scale, zero_point as u8)

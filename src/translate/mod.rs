@@ -46,7 +46,10 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
     // int8 batches run row by row: dynamic quantization takes one range per tensor, so rows
     // run together would change each other's outputs.
     let b = if variant == Variant::Int8 { 1 } else { batch };
-    let s = seq_axis(&mut model, info.fixed_length, seq)?;
+    // int8: the sequence is a symbol while the quantizers learn their sequence axes, even for
+    // a plan pinned to N (pinned after that).
+    let int8 = variant == Variant::Int8;
+    let s = seq_axis(&mut model, info.fixed_length && !int8, seq)?;
     pin_inputs(&mut model, &proto, &facts, (b, s), path)?;
     let mut typed = model.into_typed().map_err(|e| {
         Error::Engine(e.context(format!(
@@ -58,9 +61,8 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         f16_convert::apply(&mut typed).map_err(Error::Engine)?;
     }
     let mut typed = typed.into_decluttered().map_err(Error::Engine)?;
-    if variant == Variant::Int8 {
-        dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
-        dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
+    if int8 {
+        typed = quantize_real_tokens(typed, info.fixed_length.then_some(seq))?;
     }
     let h = facts.hidden;
     info.outputs = read_outputs(&typed, (batch, seq, h), facts.vocab_size.or(cfg.vocab_size))?;
@@ -75,6 +77,28 @@ pub fn translate_onnx(path: &Path, opts: &LoadOptions) -> Result<(TypedModel, Pl
         tokenizer_file::write_property(&mut typed, &t);
     }
     Ok((typed, info))
+}
+
+/// An int8 graph's quantizers made serializable and given their sequence axes and the mask
+/// ([`dyn_quant::mark_sequence_axes`]: ranges over the real tokens only), then pinned to
+/// `pin` positions if asked.
+fn quantize_real_tokens(mut typed: TypedModel, pin: Option<usize>) -> Result<TypedModel> {
+    dequant_arith::apply(&mut typed).map_err(Error::Engine)?;
+    dyn_quant::swap_dynamic_quantize(&mut typed).map_err(Error::Engine)?;
+    let sym = typed.symbols.sym(SEQ_SYMBOL);
+    let mask = typed
+        .inputs
+        .iter()
+        .copied()
+        .find(|o| typed.node(o.node).name == "attention_mask")
+        .ok_or_else(|| Error::bad_model("the graph lost its attention_mask input"))?;
+    dyn_quant::mark_sequence_axes(&mut typed, &sym, mask).map_err(Error::Engine)?;
+    let Some(n) = pin else {
+        return Ok(typed);
+    };
+    let values = std::collections::HashMap::from([(sym, n.to_dim())]);
+    let pinned = typed.set_symbols(&values).map_err(Error::Engine)?;
+    pinned.into_decluttered().map_err(Error::Engine)
 }
 
 /// The sequence axis: a symbol S in 1..=N (one plan for every length), or N itself.
