@@ -325,10 +325,11 @@ impl Softmax {
 /// row at its first aligned element, so a row of 6 values and the same 6 values followed by 2
 /// masked ones summed in different orders, and a BERT answer depended on its padding. Rows
 /// run as one kernel call over a copy aligned to `ROW_ALIGN` bytes and padded with -inf to a
-/// multiple of `ROW_PAD` values (every kernel's lane count divides it), where the padding adds
-/// exact zeros to lanes of their own.
+/// multiple of `ROW_PAD` values (every kernel's width and alignment divide them: generic 4
+/// values, AVX2 32 and 32 bytes, AVX-512 64 and 64 bytes), where the padding adds exact zeros
+/// to lanes of their own.
 const ROW_PAD: usize = 64;
-const ROW_ALIGN: usize = 256;
+const ROW_ALIGN: usize = 64;
 
 std::thread_local! {
     static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
