@@ -62,7 +62,7 @@ def _need_ort():
 
 
 # ---------------------------------------------------------------------------------------------
-# inputs: the same generator as src/bin/bert-edge/bench.rs (Inputs::new)
+# inputs: the same generator as cli/src/bench/mod.rs (bench_inputs)
 
 def make_inputs(flavour, seq, hidden, vocab, batch=1):
     import numpy as np
@@ -86,7 +86,7 @@ def make_inputs(flavour, seq, hidden, vocab, batch=1):
 # statistics
 
 def pct(xs, p):
-    """Nearest-rank percentile on a sorted copy (same rule as bench.rs)."""
+    """Nearest-rank percentile on a sorted copy (same rule as cli/src/bench/)."""
     s = sorted(xs)
     return s[int(round((len(s) - 1) * p))]
 

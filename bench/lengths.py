@@ -32,7 +32,7 @@ import compare  # noqa: E402  (same directory: engines, inputs, venv re-exec)
 
 
 def inputs_at(flavour, length, hidden, vocab):
-    """bench.rs's inputs at real length L, unpadded: what onnxruntime gets."""
+    """`bert-edge bench`'s inputs (cli/src/bench/mod.rs) at real length L, unpadded: what onnxruntime gets."""
     return compare.make_inputs(flavour, length, hidden, vocab)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Layering, one way (docs/design.md, ../shared/DESIGN.md): translate (ONNX import, its passes,
+# Layering, one way (docs/reference/design.md, ../shared/DESIGN.md): translate (ONNX import, its passes,
 # compile) -> runtime (plan, encoder, io, archive read) -> model info. Only lib-level code
 # (src/lib.rs, src/load.rs's Plan::load, src/unstable.rs) sees both sides.
 #

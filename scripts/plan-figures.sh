@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load time, first-run + steady latency, allocations per call and peak RSS of every base
 # variant, from the ONNX export and from a precompiled archive, each in a fresh process.
-# Prints a Markdown table (docs/performance.md, "Plans"). Needs models/generate base.
+# Prints a Markdown table (docs/reference/performance.md, "Plans"). Needs models/generate base.
 #
 #   scripts/plan-figures.sh            # SEQ=128 REPS=5
 #   SEQ=32 REPS=3 VARIANTS=int8 scripts/plan-figures.sh   # some variants only

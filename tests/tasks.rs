@@ -97,7 +97,7 @@ fn check_tiny_task(task: &str) {
 
 /// The generated base model's task exports (`models/generate base --task all --checks warn`):
 /// `cargo test --release --test tasks -- --ignored --nocapture base_task`. Prints one markdown
-/// row per (task, file, output) for docs/tasks.md.
+/// row per (task, file, output) for docs/reference/tasks.md.
 #[test]
 #[ignore]
 fn base_task_exports_match_pytorch() {

@@ -18,7 +18,7 @@
 # consecutive write(1, ...) syscalls, so span 1..CALLS are one inference each; the table shows
 # the main thread's median (both run one thread: bert-edge bench's default, onnxruntime
 # intra_op_num_threads=1). Same ONNX files (models/base, bind-mounted read-only in the arm64 root),
-# same deterministic inputs (ort_driver.py rebuilds bench.rs's), batch 1.
+# same deterministic inputs (ort_driver.py rebuilds bert-edge bench's), batch 1.
 #
 # Counts are not cycles: they ignore memory stalls and how many NEON instructions a core issues
 # per cycle. For matmul-bound NEON code on the same CPU model they rank kernels well, and they

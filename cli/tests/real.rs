@@ -7,7 +7,7 @@
 //!
 //! - With no flags, `encode` gives the sentence-transformers embedding: f32 within 1e-5, int8
 //!   with a minimum cosine and a pair-similarity Spearman against PyTorch at least
-//!   onnxruntime's on the same file (the figures are printed for docs/real-checkpoints.md).
+//!   onnxruntime's on the same file (the figures are printed for docs/reference/real-checkpoints.md).
 //! - int8 answers are bit-identical whatever the granule, N and batch neighbours.
 //! - `serve` with no flags answers `/embed` and `/v1/embeddings` with the same vectors.
 #![cfg(all(feature = "serve", feature = "onnx"))]
@@ -192,13 +192,13 @@ fn check_model(name: &str) {
             );
             // Spearman over all 780 pairs within 0.002 of the lower of onnxruntime's and the
             // exact evaluation's. Not "at least": measured 2026-12-07, bert-edge is 0.0012
-            // (MiniLM) and 0.0001 (m3e-small) below the lower one (docs/real-checkpoints.md);
+            // (MiniLM) and 0.0001 (m3e-small) below the lower one (docs/reference/real-checkpoints.md);
             // per-tensor against per-channel differs by 0.055, so a broken path still fails.
             let floor = so.min(se) - 0.002;
             assert!(s >= floor, "{name} {file}: Spearman {s} below {floor}");
         } else if file.contains("quantized") {
             // Per-tensor int8 (`--arm64` without `--per_channel`): reported, not gated (it is far
-            // from PyTorch for both engines; docs/real-checkpoints.md).
+            // from PyTorch for both engines; docs/reference/real-checkpoints.md).
             assert!(c >= 0.85, "{name} {file}: min cos {c}");
         } else {
             assert!(d <= 1e-5, "{name} {file}: {d:e} from sentence-transformers");

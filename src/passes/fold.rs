@@ -13,7 +13,7 @@
 //! each quantized EinSum), so the column sums are folded by a pass inside tract's codegen
 //! session (`FoldPass`) and the general walk runs once on the optimized model: on the base
 //! int8 plan it took a call from ~30 s (85 M weights cast to i32 every call) to the figures
-//! in docs/performance.md.
+//! in docs/journal/ (performance).
 
 use tract_core::internal::*;
 use tract_core::ops::dummy::Dummy;

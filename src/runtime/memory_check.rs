@@ -2,7 +2,7 @@
 //! killer halfway (a Pi 3 has 1 GB for everything; a base f32 ONNX load peaks at ~850 MB).
 //!
 //! The need is estimated from the file size with the peak-RSS-over-file-size ratios measured
-//! on the base model (docs/performance.md, "Peak memory of a load"): an ONNX load holds the
+//! on the base model (docs/reference/performance.md and docs/journal/, "Peak memory of a load"): an ONNX load holds the
 //! protobuf, the weights and their packed copies (f32 844 MB for a 409 MB file: ×2.1); an
 //! archive load the weights and their packed copies (f32 446 MB for 390 MB: ×1.15). An f16
 //! ONNX file computed in f32 peaks at the same ratio (449 MB for 204 MB); an f16 *archive*

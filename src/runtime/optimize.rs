@@ -46,7 +46,7 @@ impl Plan {
         plan.parameters = parameters;
         // int8: every call at its exact length. Dynamic quantization takes each tensor's range
         // over all the positions it is given, so a padded position would change the answer
-        // (docs/design.md "int8 and padding"); the granule is a speed knob for f32/f16.
+        // (docs/reference/design.md "int8 and padding"); the granule is a speed knob for f32/f16.
         plan.granule = match plan.info.variant {
             Variant::Int8 => 1,
             _ => opts.granule_or_default(),

@@ -16,7 +16,7 @@
 //! rayon allocates the broadcast's jobs (a few small blocks per call, next to tract's
 //! ~3,700), so a threaded call is not allocation-free the way a 1-thread call's crate code is.
 //!
-//! Measured with `bert-edge bench --threads 1|2` on a 2-core `AMD EPYC` (docs/lengths.md).
+//! Measured with `bert-edge bench --threads 1|2` on a 2-core `AMD EPYC` (docs/reference/lengths.md).
 
 #[cfg(not(feature = "multithread"))]
 use crate::error::Error;
@@ -33,7 +33,7 @@ use tract_core::internal::tract_linalg::multithread::{multithread_tract_scope, E
 
 /// How long a spinning worker waits for a chunk before it goes back to rayon's sleep. In base
 /// calls the gaps between matmuls (norms, softmax, GELU) are shorter: counted over three
-/// `bench --threads 2` runs up to L = 512, a spinner left 1–3 times a run (docs/lengths.md).
+/// `bench --threads 2` runs up to L = 512, a spinner left 1–3 times a run (docs/reference/lengths.md).
 /// One that finds nothing for this long is on a call with long serial steps or shares its
 /// core with other busy threads (more encoders × threads than cores), where spinning only
 /// takes CPU time from the threads doing the work.

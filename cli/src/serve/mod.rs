@@ -251,7 +251,7 @@ fn load_model(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Model), Fail>
         eprintln!(
             "bert-edge: note: an {} batch runs every row at its longest text's length, unused \
              rows included; on texts of mixed lengths it measured slower than --batch 1 \
-             (docs/lengths.md#dynamic-batching)",
+             (docs/reference/lengths.md#dynamic-batching)",
             info.variant
         );
     }
