@@ -4,6 +4,7 @@
 pub mod alloc_count;
 mod bench;
 pub mod encode;
+mod jsonl;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod tasks;

@@ -304,15 +304,15 @@ pub fn command(
     opts: &Options,
 ) -> Result<std::process::ExitCode, (u8, String)> {
     let plan = std::sync::Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
-    crate::encode::check_batch(&plan)?;
+    crate::jsonl::check_batch(&plan)?;
     check(&plan, task).map_err(|e| (2, e))?;
     let head =
         Head::with(task, opts.top_k, opts.aggregation).ok_or((2, format!("no head for {task}")))?;
     let tok = BertTokenizer::for_plan(&plan).map_err(|e| (2, e.to_string()))?;
     let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
     let mut scratch = Scratch::new(&plan);
-    crate::encode::lines("answered", |line| {
-        let (text, pair) = crate::encode::text_line(line)?;
+    crate::jsonl::lines("answered", |line| {
+        let (text, pair) = crate::jsonl::text_line(line)?;
         run(
             head,
             &tok,

@@ -415,5 +415,39 @@ fn sentence_transformers_files_set_the_embedding() {
         (lines, err)
     };
     is_err_at(&bad, 0, "unknown prompt_name \"nope\"");
+    // An archive keeps the pooling, normalization and prompts (and the tokenizer): compiled,
+    // then moved away from every file it came with, it answers the same.
+    let archive = d.parent().unwrap().join("st.nnef.tar");
+    let (code, _, err) = bert_edge(
+        &[
+            "compile",
+            "--model",
+            m.to_str().unwrap(),
+            "--seq",
+            "16",
+            "-o",
+            archive.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+    let (code, lines, err) = bert_edge(
+        &["encode", "--model", archive.to_str().unwrap()],
+        "{\"text\": \"我爱学习\"}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("pooling mean: the model's sentence-transformers pooling"),
+        "{err}"
+    );
+    assert!(err.contains("tokenizer: bundled in"), "{err}");
+    let from_archive: Vec<f32> = serde_json::from_value(lines[0]["embedding"].clone()).unwrap();
+    let own: Vec<f32> = serde_json::from_value(own["embedding"].clone()).unwrap();
+    assert!(
+        max_abs(&from_archive, &own) <= 1e-6,
+        "{:e}",
+        max_abs(&from_archive, &own)
+    );
     std::fs::remove_dir_all(d.parent().unwrap()).unwrap();
 }

@@ -34,6 +34,10 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer};
 use crate::error::{guard, Error, Result};
 use crate::runtime::Inputs;
 
+mod model;
+mod vocab;
+pub use vocab::Piece;
+
 /// What [`BertTokenizer::encode_into`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tokenized {
@@ -44,19 +48,6 @@ pub struct Tokenized {
     /// Tokens the text (or pair) has untruncated, special tokens included (what a service
     /// names when it refuses a text that is too long).
     pub full: usize,
-}
-
-/// One token of [`BertTokenizer::pieces`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Piece {
-    /// Vocabulary id.
-    pub id: u32,
-    /// The token as the vocabulary spells it (`##` continuation prefix included).
-    pub token: String,
-    /// `[CLS]`, `[SEP]` and the like.
-    pub special: bool,
-    /// Byte span in the text; `None` for a special token.
-    pub span: Option<(usize, usize)>,
 }
 
 /// Which end of a text loses tokens when it is too long (Hugging Face's
@@ -107,68 +98,6 @@ impl BertTokenizer {
         let inner = Tokenizer::from_bytes(json)
             .map_err(|e| Error::bad_model(format!("not a valid tokenizer.json: {e}")))?;
         Self::from_tokenizer(inner, "tokenizer.json bytes")
-    }
-
-    /// The tokenizer of `plan`'s model ([`crate::Plan::tokenizer`]: given, beside the model,
-    /// or bundled in its archive), checked against the model: its vocabulary must fit the
-    /// word-embedding table (at most the table's size, and within 128 of it: tables are
-    /// padded to a multiple of 64 or 128 at most). A mismatch is [`Error::BadModel`] naming
-    /// both sizes; no tokenizer at all is [`Error::BadModel`] saying where it was looked for.
-    ///
-    /// ```
-    /// # #[cfg(feature = "onnx")] {
-    /// use bert_edge::{tokenize::BertTokenizer, LoadOptions, Plan};
-    /// // models/tiny/ has no tokenizer.json; one directory up, models/tokenizer.json is the
-    /// // bert-base-chinese one.
-    /// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
-    /// assert!(plan.tokenizer().unwrap().0.ends_with("models/tokenizer.json"));
-    /// let tok = BertTokenizer::for_plan(&plan)?;
-    /// assert_eq!(tok.vocab_size(), 21128);
-    /// # }
-    /// # Ok::<(), bert_edge::Error>(())
-    /// ```
-    pub fn for_plan(plan: &crate::Plan) -> Result<Self> {
-        let (origin, json) = plan.tokenizer().ok_or_else(|| {
-            Error::bad_model(
-                "no tokenizer.json beside the model file or one directory up, and none \
-                 bundled in it: give the model's own (--tokenizer FILE)",
-            )
-        })?;
-        let inner = Tokenizer::from_bytes(json).map_err(|e| {
-            Error::bad_model(format!("{origin} is not a valid tokenizer.json: {e}"))
-        })?;
-        let tok = Self::from_tokenizer(inner, origin)?;
-        if let Some(table) = plan.info().vocab_size {
-            let v = tok.vocab_size();
-            if v > table || table - v >= 128 {
-                return Err(Error::bad_model(format!(
-                    "tokenizer {origin} has a vocabulary of {v} tokens, the model's word \
-                     embedding table has {table} rows: it is another model's tokenizer \
-                     (give the model's own with --tokenizer FILE)"
-                )));
-            }
-        }
-        Ok(tok)
-    }
-
-    /// The tokenizer for the ONNX export at `model` without loading a plan (`embed-lookup`):
-    /// `explicit`, else `tokenizer.json` beside `model` or one directory up, as
-    /// [`crate::Plan::tokenizer`] finds it; an error if there is none.
-    pub fn for_model_file(explicit: Option<&Path>, model: &Path) -> Result<Self> {
-        let file = crate::runtime::tokenizer_file::find(explicit, model)?.ok_or_else(|| {
-            Error::bad_model(format!(
-                "no tokenizer.json beside {} or one directory up: give the model's own \
-                 (--tokenizer FILE)",
-                model.display()
-            ))
-        })?;
-        let inner = Tokenizer::from_bytes(&file.json).map_err(|e| {
-            Error::bad_model(format!(
-                "{} is not a valid tokenizer.json: {e}",
-                file.origin
-            ))
-        })?;
-        Self::from_tokenizer(inner, &file.origin)
     }
 
     fn from_tokenizer(mut inner: Tokenizer, origin: &str) -> Result<Self> {
@@ -408,87 +337,5 @@ impl BertTokenizer {
         })?;
         let enc = processor.process(first, second, true).map_err(tok_err)?;
         Ok((enc, words + added))
-    }
-
-    /// `text`'s tokens as Hugging Face's text-embeddings-inference `/tokenize` lists them,
-    /// untruncated: id, token, whether it is a special token, and (for a real token) its span
-    /// in `text` as **byte** offsets. `special`: with `[CLS]` / `[SEP]`.
-    ///
-    /// ```
-    /// use bert_edge::tokenize::BertTokenizer;
-    /// let tok = BertTokenizer::from_file("models/tokenizer.json")?;
-    /// let p = tok.pieces("我爱", true)?;
-    /// assert_eq!(p.len(), 4);
-    /// assert_eq!((p[0].id, p[0].special, p[0].span), (101, true, None));
-    /// assert_eq!((p[2].id, p[2].token.as_str(), p[2].span), (4263, "爱", Some((3, 6))));
-    /// # Ok::<(), bert_edge::Error>(())
-    /// ```
-    pub fn pieces(&self, text: &str, special: bool) -> Result<Vec<Piece>> {
-        let enc = guard("the tokenizer", || {
-            self.inner
-                .encode(text, special)
-                .map_err(|e| Error::Engine(anyhow::anyhow!("tokenizer failed: {e}")))
-        })?;
-        let specials = enc.get_special_tokens_mask();
-        Ok(enc
-            .get_ids()
-            .iter()
-            .zip(enc.get_tokens())
-            .zip(enc.get_offsets().iter().zip(specials))
-            .map(|((&id, token), (&span, &s))| Piece {
-                id,
-                token: token.clone(),
-                special: s == 1,
-                span: (s == 0).then_some(span),
-            })
-            .collect())
-    }
-
-    /// Vocabulary size including added special tokens (21128 for bert-base-chinese).
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
-
-    /// Id of a token string (e.g. `"[CLS]"` → 101, `"我"` → 2769), if in the vocabulary.
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
-
-    /// Token string of an id (e.g. 2769 → `"我"`), if in range.
-    pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
-    }
-
-    /// Id used for padding (`[PAD]`, 0 for bert-base-chinese).
-    pub fn pad_id(&self) -> i64 {
-        self.pad_id
-    }
-
-    /// Token ids → text, as Hugging Face's `tokenizer.decode` (the file's WordPiece decoder:
-    /// `##` pieces joined, tokens otherwise separated by spaces, punctuation spaces cleaned).
-    ///
-    /// ```
-    /// let tok = bert_edge::tokenize::BertTokenizer::from_file("models/tokenizer.json")?;
-    /// assert_eq!(tok.decode(&[101, 2769, 4263, 102], true)?, "我 爱");
-    /// # Ok::<(), bert_edge::Error>(())
-    /// ```
-    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        guard("the tokenizer", || {
-            self.inner
-                .decode(ids, skip_special_tokens)
-                .map_err(|e| Error::Engine(anyhow::anyhow!("decoding ids: {e}")))
-        })
-    }
-
-    /// Tokens → text with the file's decoder, as Hugging Face's
-    /// `tokenizer.convert_tokens_to_string` (tokens joined by spaces if it has none).
-    pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String> {
-        use tokenizers::Decoder;
-        guard("the tokenizer", || match self.inner.get_decoder() {
-            Some(d) => d
-                .decode(tokens)
-                .map_err(|e| Error::Engine(anyhow::anyhow!("decoding tokens: {e}"))),
-            None => Ok(tokens.join(" ")),
-        })
     }
 }
