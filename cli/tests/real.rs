@@ -16,6 +16,7 @@
 mod bin;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod server;
 use bin::bert_edge;
 use common::*;
 use serde_json::{json, Value};
@@ -216,6 +217,37 @@ fn minilm_embeddings_equal_sentence_transformers() {
 #[ignore = "needs models/generate real"]
 fn m3e_small_embeddings_equal_sentence_transformers() {
     check_model("m3e-small");
+}
+
+/// `serve` with no flags answers `/embed` (TEI: normalized by default) and `/v1/embeddings`
+/// with the sentence-transformers embedding of all-MiniLM-L6-v2 (whose own pipeline
+/// normalizes), within 1e-5.
+#[test]
+#[ignore = "needs models/generate real"]
+fn serve_gives_the_sentence_transformers_embedding_of_minilm() {
+    let r = refs("minilm");
+    let model = r.dir.join("onnx/model.onnx");
+    let srv = server::Server::start_on(
+        &model,
+        &["--seq", "128", "--workers", "1", "--auto-truncate"],
+    );
+    let texts: Vec<&String> = r.texts.iter().take(8).collect();
+    let resp = srv.post("/embed", &json!({ "inputs": texts }));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let got = vectors(&resp.json());
+    let openai = srv.post("/v1/embeddings", &json!({ "input": texts }));
+    assert_eq!(openai.status, 200);
+    for (i, g) in got.iter().enumerate() {
+        let d = max_abs(g, &r.st[i]);
+        assert!(
+            d <= 1e-5,
+            "/embed text {i}: {d:e} from sentence-transformers"
+        );
+        let o: Vec<f32> =
+            serde_json::from_value(openai.json()["data"][i]["embedding"].clone()).unwrap();
+        assert!(max_abs(&o, &r.st[i]) <= 1e-5, "/v1/embeddings text {i}");
+    }
+    eprintln!("minilm serve: /embed and /v1/embeddings within 1e-5 of sentence-transformers");
 }
 
 /// int8 outputs do not depend on the granule, the capacity N, pinning to N or batch

@@ -30,11 +30,13 @@ impl Server {
             "serve",
             "--model",
             model.to_str().unwrap(),
-            "--seq",
-            "32",
             "--bind",
             "127.0.0.1:0",
         ];
+        // N = 32 (SEQ) unless the test asks for another.
+        if !extra.contains(&"--seq") {
+            args.extend(["--seq", "32"]);
+        }
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_bert-edge"))
             .args(&args)
