@@ -123,14 +123,15 @@ bg_start() { # log command...: runs it in the background; sets BG_PID, BG_LOG
     "$@" >"$BG_LOG" 2>&1 &
     BG_PID=$!
 }
-bg_wait() { # what: prints the background job's log, fails if it failed
+wait_logged() { # what pid log: waits for a background job, prints its log, fails if it failed
     local rc=0
-    wait "$BG_PID" || rc=$?
-    echo "--- $1 (built in the background)"
-    tee -a "$LOG" <"$BG_LOG"
-    rm -f "$BG_LOG"
+    wait "$2" || rc=$?
+    echo "--- $1 (in the background)"
+    tee -a "$LOG" <"$3"
+    rm -f "$3"
     if [[ $rc != 0 ]]; then echo "$1 failed ($rc)" >&2; exit 1; fi
 }
+bg_wait() { wait_logged "$1" "$BG_PID" "$BG_LOG"; }
 
 # models/generate real in the background (REAL_PID, REAL_LOG), once.
 REAL_PID=
@@ -170,12 +171,7 @@ native() {
 
 real() {
     real_start
-    local rc=0
-    wait "$REAL_PID" || rc=$?
-    echo "--- models/generate real"
-    tee -a "$LOG" <"$REAL_LOG"
-    rm -f "$REAL_LOG"
-    if [[ $rc != 0 ]]; then echo "models/generate real failed ($rc)" >&2; exit 1; fi
+    wait_logged "models/generate real" "$REAL_PID" "$REAL_LOG"
     run cargo test -p bert-edge-cli --test real -- --ignored --nocapture
 }
 

@@ -133,17 +133,7 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 /// against the reference's, and of the listed pairs only).
 fn score(got: &[Vec<f32>], r: &Refs) -> (f64, f64, f64) {
     assert_eq!(got.len(), r.st.len());
-    let c = got
-        .iter()
-        .zip(&r.st)
-        .map(|(g, w)| cos(g, w))
-        .fold(1.0f64, |m, c| {
-            if m.is_nan() || c.is_nan() {
-                f64::NAN
-            } else {
-                m.min(c)
-            }
-        });
+    let c = min_cos(&got.concat(), &r.st.concat(), r.st[0].len());
     let n = got.len();
     let all: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
