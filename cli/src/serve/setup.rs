@@ -116,6 +116,15 @@ fn load_model(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Model), Fail>
         );
     }
     let embedding = crate::encode::embedding_for(&plan, opts.pooling, opts.normalize)?;
+    if embedding.is_some() {
+        let (what, flag) = match opts.normalize.unwrap_or(true) {
+            true => ("normalize", "TEI's default; --no-normalize to change"),
+            false => ("do not normalize", "--no-normalize"),
+        };
+        eprintln!(
+            "bert-edge: /embed and /v1/embeddings {what} unless a request says \"normalize\" ({flag})"
+        );
+    }
     let (prompts, default_prompt) = prompts(&info, &tokenizer).map_err(fail)?;
     let stem = m
         .model
