@@ -212,6 +212,9 @@ fn tokenize_decode_and_info_answer_as_tei() {
     );
     assert!(d.json()[0].as_str().unwrap().contains("[CLS]"));
     assert_eq!(srv.post("/decode", &json!({"ids": [99999]})).status, 422);
+    // /tokenize keeps the service's per-text size limit (--max-text-bytes, 16 KiB).
+    let big = srv.post("/tokenize", &json!({"inputs": "字".repeat(6000)}));
+    assert_eq!(big.status, 413, "{}", String::from_utf8_lossy(&big.body));
     let info = srv.get("/info").json();
     assert_eq!(info["model_id"], "tiny-zh");
     assert_eq!(info["model_dtype"], "float32");

@@ -11,6 +11,9 @@ use std::sync::mpsc::SyncSender;
 
 type Jobs<'a> = &'a SyncSender<Item>;
 
+/// Values one `/embed_all` answer may hold (4 M: ~40 MB of JSON).
+const EMBED_ALL_VALUES: usize = 4 << 20;
+
 /// 4xx naming the routes this model serves, when it cannot serve `route`.
 fn cannot(shared: &Shared, route: &str) -> Failure {
     let m = &shared.model;
@@ -106,6 +109,15 @@ pub(super) fn embed_all(shared: &Shared, jobs: Jobs, v: &Value) -> Result<Reply,
         return Err(cannot(shared, "/embed_all"));
     }
     let (texts, _) = prompted(shared, v, "inputs", Accept::TextsOrIds)?;
+    // Every token's vector is N × hidden values an input: bounded so that one request's answer
+    // stays in the tens of MB (a Pi has 1 to 8 GB).
+    let per_input = shared.config.max_input_length * shared.model.info.hidden;
+    let most = (EMBED_ALL_VALUES / per_input.max(1)).max(1);
+    if texts.len() > most {
+        return Err(Failure::validation(format!(
+            "/embed_all answers up to {per_input} values an input: at most {most} inputs a request"
+        )));
+    }
     let trunc = request::truncation(shared, v)?;
     let (out, headers) = request::run_all(shared, jobs, texts, Work::Tokens, trunc)?;
     let h = shared.model.info.hidden;

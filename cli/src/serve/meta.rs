@@ -20,6 +20,17 @@ pub(super) fn tokenize(shared: &Shared, v: &Value) -> Result<Reply, Failure> {
             shared.config.max_items
         )));
     }
+    let max = shared.config.max_text_bytes;
+    if let Some((i, _)) = texts
+        .iter()
+        .enumerate()
+        .find(|(_, t)| matches!(t, Text::One(s) if s.len() > max))
+    {
+        return Err(Failure::new(
+            413,
+            format!("input {i} is longer than {max} bytes"),
+        ));
+    }
     let special = flag(v, "add_special_tokens")?.unwrap_or(true);
     let prompt = shared
         .model
