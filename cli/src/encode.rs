@@ -1,6 +1,6 @@
 //! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
 
-use crate::ModelArgs;
+use crate::{CliError, ModelArgs};
 use bert_edge::heads::{pool_into, Embedding, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Flavour, Inputs, Outputs, Plan};
@@ -38,8 +38,8 @@ pub(crate) fn embedding_for(
     plan: &Plan,
     pooling: Option<Pooling>,
     normalize: Option<bool>,
-) -> Result<Option<Embedding>, (u8, String)> {
-    let e = Embedding::resolve(plan.info(), pooling, normalize).map_err(|e| (2, e.to_string()))?;
+) -> Result<Option<Embedding>, CliError> {
+    let e = Embedding::resolve(plan.info(), pooling, normalize).map_err(CliError::from)?;
     if let Some(e) = &e {
         eprintln!("bert-edge: embedding: {}", e.why);
     }
@@ -58,7 +58,7 @@ pub(crate) fn embedding_for(
 }
 
 /// The plan's tokenizer; `None` (with a note) if it has none, so that token-id lines still work.
-fn tokenizer_or_note(plan: &Plan) -> Result<Option<BertTokenizer>, (u8, String)> {
+fn tokenizer_or_note(plan: &Plan) -> Result<Option<BertTokenizer>, CliError> {
     match plan.tokenizer() {
         None => {
             eprintln!(
@@ -71,17 +71,17 @@ fn tokenizer_or_note(plan: &Plan) -> Result<Option<BertTokenizer>, (u8, String)>
             eprintln!("bert-edge: tokenizer: {origin}");
             BertTokenizer::for_plan(plan)
                 .map(Some)
-                .map_err(|e| (2, e.to_string()))
+                .map_err(CliError::from)
         }
     }
 }
 
-pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, (u8, String)> {
-    let plan = Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
+pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, CliError> {
+    let plan = Arc::new(m.load().map_err(CliError::from)?);
     crate::jsonl::check_batch(&plan)?;
     let embedding = embedding_for(&plan, opts.pooling, opts.normalize)?;
     let tokenizer = tokenizer_or_note(&plan)?;
-    let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
+    let mut encoder = Encoder::new(plan.clone()).map_err(CliError::from)?;
     // Allocated once, reused for every line.
     let (mut inputs, mut outputs) = (plan.inputs(), plan.outputs());
     let mut vector = vec![0f32; plan.info().hidden];
@@ -309,27 +309,24 @@ fn render(plan: &Plan, b: &Inputs, real: usize, out: &Outputs, per_token: bool) 
 
 /// `embed-lookup`: text lines → `word_embeddings[ids]` rows + mask + types, as JSON lines.
 #[cfg(feature = "onnx")]
-pub fn lookup(m: &ModelArgs) -> Result<ExitCode, (u8, String)> {
-    let table = bert_edge::WordEmbeddings::from_onnx(&m.model).map_err(|e| (2, e.to_string()))?;
-    let tok = BertTokenizer::for_model_file(m.tokenizer.as_deref(), &m.model)
-        .map_err(|e| (2, e.to_string()))?;
+pub fn lookup(m: &ModelArgs) -> Result<ExitCode, CliError> {
+    let table = bert_edge::WordEmbeddings::from_onnx(&m.model).map_err(CliError::from)?;
+    let tok =
+        BertTokenizer::for_model_file(m.tokenizer.as_deref(), &m.model).map_err(CliError::from)?;
     if tok.vocab_size() > table.vocab_size() {
-        return Err((
-            2,
-            format!(
-                "the tokenizer has {} tokens, the model's word embedding table {}: give the \
+        return Err(CliError::usage(format!(
+            "the tokenizer has {} tokens, the model's word embedding table {}: give the \
                  model's own (--tokenizer FILE)",
-                tok.vocab_size(),
-                table.vocab_size()
-            ),
-        ));
+            tok.vocab_size(),
+            table.vocab_size()
+        )));
     }
     let h = table.hidden_size();
     let mut enc = Inputs::new(m.seq.unwrap_or(bert_edge::DEFAULT_SEQ));
     let mut rows = vec![0f32; enc.len() * h];
     let mut failed = 0;
     for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| (1, format!("reading stdin: {e}")))?;
+        let line = line.map_err(|e| CliError::io(format!("reading stdin: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }

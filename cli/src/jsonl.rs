@@ -2,21 +2,19 @@
 //! `fill-mask`): one answer line per input line, in order; and what those commands check of a
 //! plan and a line.
 
+use crate::CliError;
 use bert_edge::Plan;
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 /// Commands that run one text per call need a batch-1 plan.
-pub(crate) fn check_batch(plan: &Plan) -> Result<(), (u8, String)> {
+pub(crate) fn check_batch(plan: &Plan) -> Result<(), CliError> {
     if plan.info().batch != 1 {
-        return Err((
-            2,
-            format!(
-                "this command needs a batch-1 plan, this one has batch {}",
-                plan.info().batch
-            ),
-        ));
+        return Err(CliError::usage(format!(
+            "this command needs a batch-1 plan, this one has batch {}",
+            plan.info().batch
+        )));
     }
     Ok(())
 }
@@ -27,7 +25,7 @@ pub(crate) fn check_batch(plan: &Plan) -> Result<(), (u8, String)> {
 pub(crate) fn lines(
     what: &str,
     mut handle: impl FnMut(&[u8]) -> Result<Value, String>,
-) -> Result<ExitCode, (u8, String)> {
+) -> Result<ExitCode, CliError> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -39,7 +37,7 @@ pub(crate) fn lines(
         match input.read_until(b'\n', &mut line) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => return Err((1, format!("reading stdin: {e}"))),
+            Err(e) => return Err(CliError::io(format!("reading stdin: {e}"))),
         }
         let blank = line.iter().all(|c| c.is_ascii_whitespace());
         let answer = if blank {
@@ -57,7 +55,7 @@ pub(crate) fn lines(
             .and_then(|_| out.write_all(b"\n"))
             .and_then(|_| out.flush());
         if let Err(e) = written {
-            return Err((1, format!("writing stdout: {e}")));
+            return Err(CliError::io(format!("writing stdout: {e}")));
         }
     }
     eprintln!("bert-edge: {ok} lines {what}, {failed} failed");

@@ -69,6 +69,38 @@ recommended: loads up to ~1.5 s faster; any other name is written gzipped).
 Exit status: 0 ok, 1 some input line failed, 2 bad model or usage.
 ";
 
+/// A command's failure: what to print and the exit status (1: reading or writing a stream
+/// failed; 2: a bad model, bad usage or a failure to start).
+#[derive(Debug)]
+pub struct CliError {
+    pub status: u8,
+    pub message: String,
+}
+
+impl CliError {
+    /// Exit status 2: usage, model or start-up.
+    pub fn usage(message: impl ToString) -> Self {
+        CliError {
+            status: 2,
+            message: message.to_string(),
+        }
+    }
+
+    /// Exit status 1: the input or output stream failed.
+    pub fn io(message: impl ToString) -> Self {
+        CliError {
+            status: 1,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::usage(e)
+    }
+}
+
 /// Options shared by the subcommands that load a model.
 #[derive(Debug, Clone)]
 pub struct ModelArgs {
@@ -319,11 +351,11 @@ fn compile(m: &ModelArgs, out: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn run() -> Result<ExitCode, (u8, String)> {
+fn run() -> Result<ExitCode, CliError> {
     let mut args = pico_args::Arguments::from_env();
-    let usage = |e: String| (2u8, format!("{e}\n\n{HELP}"));
+    let usage = |e: String| CliError::usage(format!("{e}\n\n{HELP}"));
     let cmd = args.subcommand().map_err(|e| usage(e.to_string()))?;
-    let model_err = |e: Error| (2u8, e.to_string());
+    let model_err = CliError::from;
     match cmd.as_deref() {
         Some("encode") => {
             let m = ModelArgs::parse(&mut args).map_err(usage)?;
@@ -392,9 +424,9 @@ fn run() -> Result<ExitCode, (u8, String)> {
 pub fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
-        Err((code, msg)) => {
-            eprintln!("bert-edge: {msg}");
-            ExitCode::from(code)
+        Err(e) => {
+            eprintln!("bert-edge: {}", e.message);
+            ExitCode::from(e.status)
         }
     }
 }

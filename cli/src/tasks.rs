@@ -2,6 +2,7 @@
 //! on the command line and of `POST /classify`, `/ner`, `/fill-mask` in the service (one copy
 //! for both). The heads themselves are the library's (`bert_edge::heads`).
 
+use crate::CliError;
 use bert_edge::heads::{self, Aggregation};
 use bert_edge::tokenize::{BertTokenizer, Side, Tokenized};
 use bert_edge::{Encoder, Error, Inputs, Outputs, Plan, PlanInfo, Task};
@@ -302,14 +303,14 @@ pub fn command(
     m: &crate::ModelArgs,
     task: Task,
     opts: &Options,
-) -> Result<std::process::ExitCode, (u8, String)> {
-    let plan = std::sync::Arc::new(m.load().map_err(|e| (2, e.to_string()))?);
+) -> Result<std::process::ExitCode, CliError> {
+    let plan = std::sync::Arc::new(m.load().map_err(CliError::from)?);
     crate::jsonl::check_batch(&plan)?;
-    check(&plan, task).map_err(|e| (2, e))?;
-    let head =
-        Head::with(task, opts.top_k, opts.aggregation).ok_or((2, format!("no head for {task}")))?;
-    let tok = BertTokenizer::for_plan(&plan).map_err(|e| (2, e.to_string()))?;
-    let mut encoder = Encoder::new(plan.clone()).map_err(|e| (2, e.to_string()))?;
+    check(&plan, task).map_err(CliError::usage)?;
+    let head = Head::with(task, opts.top_k, opts.aggregation)
+        .ok_or_else(|| CliError::usage(format!("no head for {task}")))?;
+    let tok = BertTokenizer::for_plan(&plan).map_err(CliError::from)?;
+    let mut encoder = Encoder::new(plan.clone()).map_err(CliError::from)?;
     let mut scratch = Scratch::new(&plan);
     crate::jsonl::lines("answered", |line| {
         let (text, pair) = crate::jsonl::text_line(line)?;

@@ -53,10 +53,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use types::{Item, Shared};
 
-type Fail = (u8, String);
+type Fail = crate::CliError;
 
 fn fail(e: impl ToString) -> Fail {
-    (2, e.to_string())
+    crate::CliError::usage(e)
 }
 
 /// `bert-edge serve`: listens at once (503 to everything while the model loads, as TEI's
@@ -245,9 +245,9 @@ impl Harness {
         let mut pa = pico_args::Arguments::from_vec(all);
         let m = ModelArgs::parse(&mut pa)?;
         let opts = Options::parse(&mut pa)?;
-        let (plan, shared) = setup(&m, &opts).map_err(|(_, e)| e)?;
+        let (plan, shared) = setup(&m, &opts).map_err(|e| e.message)?;
         let (jobs, rx) = mpsc::sync_channel::<Item>(opts.queue);
-        let workers = spawn_workers(&shared, &plan, rx, 1).map_err(|(_, e)| e)?;
+        let workers = spawn_workers(&shared, &plan, rx, 1).map_err(|e| e.message)?;
         Ok(Harness {
             shared,
             jobs,
