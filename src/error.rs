@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The caller's buffers or values are wrong (length, range, NaN, empty mask...).
-    BadInput(String),
+    /// The caller's buffers or values are wrong; [`InputError::kind`] says how.
+    BadInput(InputError),
+    /// The options asked for do not fit: a zero count, a sequence length over the model's
+    /// positions or another than an archive's, an unknown name (variant, pooling, task…).
+    BadOptions(String),
     /// The model file is not a BERT export / archive, or not the asked variant or shape.
     BadModel(String),
     /// A file could not be read or written.
@@ -47,9 +50,64 @@ pub enum Error {
 /// `Result` with the crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How a caller's input is wrong ([`Error::BadInput`]): match on this, not on the wording.
+///
+/// ```
+/// use bert_edge::{Encoder, Error, Input, InputKind, LoadOptions, Plan};
+/// let plan = std::sync::Arc::new(Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(4))?);
+/// let mut out = plan.outputs();
+/// let r = Encoder::new(plan)?.run(Input::Ids { input_ids: &[101i64, 2769, 102, 0], attention_mask: &[0; 4], token_type_ids: &[0; 4] }, &mut out);
+/// assert!(matches!(r, Err(Error::BadInput(e)) if e.kind == InputKind::EmptyRow));
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputKind {
+    /// A buffer's length does not fit the plan (batch × N, × hidden, the output buffers).
+    Shape,
+    /// A value outside its range: a token id, type or mask value, a row, a length, a count.
+    Range,
+    /// A row with no real token (its attention mask all zeros).
+    EmptyRow,
+    /// An `inputs_embeds` value that is NaN or infinite.
+    NotFinite,
+    /// Something the plan's graph cannot do: the other flavour's input, token types for a graph
+    /// without them, a pooling or head whose output the graph lacks, an unknown prompt.
+    Unsupported,
+    /// A text a head cannot take (fill-mask without `[MASK]`).
+    Text,
+}
+
+/// A [`Error::BadInput`]: its kind and what exactly is wrong.
+///
+/// ```
+/// use bert_edge::{InputError, InputKind};
+/// let e = InputError { kind: InputKind::Range, message: "ids[3] = 99999 is out of range".into() };
+/// assert_eq!(e.to_string(), "ids[3] = 99999 is out of range");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// How the input is wrong.
+    pub kind: InputKind,
+    /// What exactly, for a person.
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl Error {
-    pub(crate) fn bad_input(msg: impl Into<String>) -> Self {
-        Error::BadInput(msg.into())
+    pub(crate) fn input(kind: InputKind, msg: impl Into<String>) -> Self {
+        Error::BadInput(InputError {
+            kind,
+            message: msg.into(),
+        })
+    }
+    pub(crate) fn bad_options(msg: impl Into<String>) -> Self {
+        Error::BadOptions(msg.into())
     }
     pub(crate) fn bad_model(msg: impl Into<String>) -> Self {
         Error::BadModel(msg.into())
@@ -66,6 +124,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::BadInput(m) => write!(f, "bad input: {m}"),
+            Error::BadOptions(m) => write!(f, "bad options: {m}"),
             Error::BadModel(m) => write!(f, "bad model: {m}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Engine(e) => write!(f, "engine error: {e:#}"),

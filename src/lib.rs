@@ -43,7 +43,7 @@ pub mod tokenize;
 mod translate;
 pub mod unstable;
 
-pub use error::{Error, Result};
+pub use error::{Error, InputError, InputKind, Result};
 pub use runtime::{
     Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan, PlanInfo,
     Role, SentenceConfig, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,

@@ -90,9 +90,9 @@ fn bad_archives_are_clear_errors() {
     // Counts of zero are refused before the archive is read.
     for o in [LoadOptions::new().granule(0), LoadOptions::new().threads(0)] {
         match Plan::load(&good, &o) {
-            Err(Error::BadInput(m)) => assert!(m.contains("must be at least 1"), "{m}"),
+            Err(Error::BadOptions(m)) => assert!(m.contains("must be at least 1"), "{m}"),
             other => panic!(
-                "expected BadInput, got {:?}",
+                "expected BadOptions, got {:?}",
                 other.map(|p| p.info().clone())
             ),
         }
@@ -127,11 +127,20 @@ fn bad_archives_are_clear_errors() {
         ),
         "corrupt archive",
     );
-    check(
+    // Options that do not fit the archive: the same kind as options that do not fit an ONNX
+    // export (BadOptions), not a bad model.
+    let options = |r: Result<Plan, Error>, needle: &str| match r {
+        Err(Error::BadOptions(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!(
+            "expected BadOptions({needle}), got {:?}",
+            other.map(|p| p.info().clone())
+        ),
+    };
+    options(
         load(&good, Some(32), None),
         "compiled for sequence length 16",
     );
-    check(
+    options(
         load(&good, None, Some(Flavour::Embeds)),
         "compiled for the ids flavour",
     );

@@ -2,7 +2,7 @@
 
 mod common;
 use bert_edge::unstable::Fixes;
-use bert_edge::{Encoder, Error, Flavour, Input, LoadOptions, Outputs, Plan, Variant};
+use bert_edge::{Encoder, Error, Flavour, Input, InputKind, LoadOptions, Outputs, Plan, Variant};
 use common::*;
 use std::sync::Arc;
 
@@ -40,10 +40,22 @@ fn embeds(e: &mut Encoder, inputs_embeds: &[f32], out: &mut Outputs) -> Result<(
     e.run(input, out)
 }
 
-fn assert_bad_input<T: std::fmt::Debug>(r: Result<T, Error>, needle: &str) {
+/// A `BadInput` of the kind the mistake is (what callers match on), whose message says
+/// `needle` (what a person reads).
+fn assert_bad_input<T: std::fmt::Debug>(r: Result<T, Error>, kind: InputKind, needle: &str) {
     match r {
-        Err(Error::BadInput(m)) => assert!(m.contains(needle), "message {m:?} lacks {needle:?}"),
-        other => panic!("expected BadInput({needle}), got {other:?}"),
+        Err(Error::BadInput(m)) => {
+            assert_eq!(m.kind, kind, "{m}");
+            assert!(m.message.contains(needle), "message {m:?} lacks {needle:?}");
+        }
+        other => panic!("expected BadInput({kind:?}, {needle}), got {other:?}"),
+    }
+}
+
+fn assert_bad_options<T: std::fmt::Debug>(r: Result<T, Error>, needle: &str) {
+    match r {
+        Err(Error::BadOptions(m)) => assert!(m.contains(needle), "message {m:?} lacks {needle:?}"),
+        other => panic!("expected BadOptions({needle}), got {other:?}"),
     }
 }
 
@@ -64,20 +76,24 @@ fn wrong_buffer_lengths() {
     let mut out = e.plan().outputs();
     assert_bad_input(
         run_ids_into(&mut e, &IDS[..7], &MASK, &TYPES, &mut out),
+        InputKind::Shape,
         "input_ids has 7",
     );
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &MASK[..5], &TYPES, &mut out),
+        InputKind::Shape,
         "attention_mask has 5",
     );
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &MASK, &[0i64; 9], &mut out),
+        InputKind::Shape,
         "token_type_ids has 9",
     );
     // Outputs sized for another plan (seq 16): the encoder refuses them.
     let mut other = load(&model("ids", "f32"), 16, 1).outputs();
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &MASK, &TYPES, &mut other),
+        InputKind::Shape,
         "last_hidden_state buffer has 1024 values",
     );
     // and the encoder still works afterwards
@@ -92,29 +108,34 @@ fn ids_out_of_range() {
     ids[2] = 21128;
     assert_bad_input(
         run_ids_into(&mut e, &ids, &MASK, &TYPES, &mut out),
+        InputKind::Range,
         "input_ids[2] = 21128",
     );
     ids[2] = -1;
     assert_bad_input(
         run_ids_into(&mut e, &ids, &MASK, &TYPES, &mut out),
+        InputKind::Range,
         "input_ids[2] = -1",
     );
     let mut types = TYPES;
     types[1] = 2;
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &MASK, &types, &mut out),
+        InputKind::Range,
         "token_type_ids[1] = 2",
     );
     let mut mask = MASK;
     mask[0] = 3;
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &mask, &TYPES, &mut out),
+        InputKind::Range,
         "attention_mask[0] = 3",
     );
     // u32 ids (as the tokenizers crate gives them) go through the same checks
     let big: [u32; 8] = [101, 2769, 4263, 2110, 739, 102, 0, 30000];
     assert_bad_input(
         run_ids_into(&mut e, &big, &[1u32; 8], &[0u32; 8], &mut out),
+        InputKind::Range,
         "30000",
     );
 }
@@ -125,6 +146,7 @@ fn mask_of_all_zeros_is_an_error() {
     let mut out = e.plan().outputs();
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &[0i64; 8], &TYPES, &mut out),
+        InputKind::EmptyRow,
         "all zeros",
     );
 }
@@ -135,16 +157,22 @@ fn nan_and_inf_in_embeddings() {
     let mut out = e.plan().outputs();
     let mut emb = vec![0.01f32; 8 * 64];
     emb[70] = f32::NAN;
-    assert_bad_input(embeds(&mut e, &emb, &mut out), "inputs_embeds[70] is NaN");
+    assert_bad_input(
+        embeds(&mut e, &emb, &mut out),
+        InputKind::NotFinite,
+        "inputs_embeds[70] is NaN",
+    );
     emb[70] = f32::INFINITY;
-    assert_bad_input(embeds(&mut e, &emb, &mut out), "inf");
+    assert_bad_input(embeds(&mut e, &emb, &mut out), InputKind::NotFinite, "inf");
     assert_bad_input(
         embeds(&mut e, &emb[..100], &mut out),
+        InputKind::Shape,
         "inputs_embeds has 100",
     );
     // wrong entry point for the flavour
     assert_bad_input(
         run_ids_into(&mut e, &IDS, &MASK, &TYPES, &mut out),
+        InputKind::Unsupported,
         "Input::Embeds",
     );
 }
@@ -194,17 +222,17 @@ fn wrong_variant_flavour_or_hidden_size() {
         Plan::load(model("ids", "f32"), &opts(8).hidden_size(768)),
         "hidden size 768",
     );
-    assert_bad_input(Plan::load(model("ids", "f32"), &opts(513)), "512 positions");
-    assert_bad_input(Plan::load(model("ids", "f32"), &opts(0)), "at least 1");
-    assert_bad_input(
+    assert_bad_options(Plan::load(model("ids", "f32"), &opts(513)), "512 positions");
+    assert_bad_options(Plan::load(model("ids", "f32"), &opts(0)), "at least 1");
+    assert_bad_options(
         Plan::load(model("ids", "f32"), &opts(8).batch(0)),
         "batch must be at least 1",
     );
-    assert_bad_input(
+    assert_bad_options(
         Plan::load(model("ids", "f32"), &opts(8).granule(0)),
         "granule must be at least 1",
     );
-    assert_bad_input(
+    assert_bad_options(
         Plan::load(model("ids", "f32"), &opts(8).threads(0)),
         "threads must be at least 1",
     );

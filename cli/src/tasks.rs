@@ -125,10 +125,10 @@ impl Scratch {
                 tok.encode_into(text, pair, &mut self.row)?
             }
             (Some(head), Some(_)) => {
-                return Err(Error::BadInput(format!(
-                    "{} takes one text, not a text pair",
-                    head.task()
-                )))
+                return Err(Error::BadInput(bert_edge::InputError {
+                    kind: bert_edge::InputKind::Unsupported,
+                    message: format!("{} takes one text, not a text pair", head.task()),
+                }))
             }
         };
         self.put_row(r, self.row.len());

@@ -84,16 +84,24 @@ pub fn classify(
     k: usize,
 ) -> Result<Vec<(String, f32)>> {
     let logits = out.role(Role::SequenceLogits).ok_or_else(|| {
-        Error::bad_input(format!(
-            "this is a {} model: it has no sequence-classification logits",
-            info.task
-        ))
+        Error::input(
+            crate::error::InputKind::Unsupported,
+            format!(
+                "this is a {} model: it has no sequence-classification logits",
+                info.task
+            ),
+        )
     })?;
     let n = info.labels.len();
     let row_logits = logits
         .get(row * n..(row + 1) * n)
         .filter(|_| n > 0)
-        .ok_or_else(|| Error::bad_input(format!("no row {row} of {n} classes")))?;
+        .ok_or_else(|| {
+            Error::input(
+                crate::error::InputKind::Range,
+                format!("no row {row} of {n} classes"),
+            )
+        })?;
     let mut scores = vec![0f32; n];
     scores_into(row_logits, info.multi_label || n == 1, &mut scores);
     Ok(top_k(&scores, k)

@@ -45,10 +45,13 @@ impl Embedding {
         let vector_roles = [Role::HiddenStates, Role::Pooled, Role::SentenceEmbedding];
         if !vector_roles.iter().any(|r| has(*r)) {
             if pooling.is_some() || normalize.is_some() {
-                return Err(Error::bad_input(format!(
+                return Err(Error::input(
+                    crate::error::InputKind::Unsupported,
+                    format!(
                     "this {} graph gives no hidden states, pooler or sentence embedding to pool",
                     info.task
-                )));
+                ),
+                ));
             }
             return Ok(None);
         }
@@ -122,8 +125,11 @@ fn check_fits(info: &PlanInfo, pooling: Pooling) -> Result<()> {
         return Ok(());
     }
     let have: Vec<&str> = info.outputs.iter().map(|o| o.name.as_str()).collect();
-    Err(Error::bad_input(format!(
-        "pooling {pooling} needs the graph's {}; this {} graph has {have:?}",
-        need.1, info.task
-    )))
+    Err(Error::input(
+        crate::error::InputKind::Unsupported,
+        format!(
+            "pooling {pooling} needs the graph's {}; this {} graph has {have:?}",
+            need.1, info.task
+        ),
+    ))
 }

@@ -32,7 +32,12 @@ pub fn fill_mask(
     let (spec, logits) = out
         .iter()
         .find(|(s, _)| s.role == Some(Role::MaskedLmLogits))
-        .ok_or_else(|| Error::bad_input("this model has no masked-LM logits"))?;
+        .ok_or_else(|| {
+            Error::input(
+                crate::error::InputKind::Unsupported,
+                "this model has no masked-LM logits",
+            )
+        })?;
     let (seq, vocab) = (out.seq_len(), spec.width());
     let mask_id = tok
         .token_to_id("[MASK]")
@@ -42,7 +47,8 @@ pub fn fill_mask(
         .filter(|&i| input_ids[i] == mask_id)
         .collect();
     if masks.is_empty() {
-        return Err(Error::bad_input(
+        return Err(Error::input(
+            crate::error::InputKind::Text,
             "the text has no [MASK]: fill-mask predicts the token at each [MASK]",
         ));
     }
@@ -57,9 +63,12 @@ pub fn fill_mask(
     let mut all = Vec::with_capacity(masks.len());
     for &pos in &masks {
         let base = (row * seq + pos) * vocab;
-        let row_logits = logits
-            .get(base..base + vocab)
-            .ok_or_else(|| Error::bad_input(format!("no row {row} in the output")))?;
+        let row_logits = logits.get(base..base + vocab).ok_or_else(|| {
+            Error::input(
+                crate::error::InputKind::Range,
+                format!("no row {row} in the output"),
+            )
+        })?;
         scores_into(row_logits, false, &mut probs);
         let mut preds = Vec::with_capacity(k);
         for s in top_k(&probs, k) {

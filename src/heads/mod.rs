@@ -61,18 +61,24 @@ pub fn pool_into(
     let (seq, h) = (out.seq_len(), out.hidden_size());
     let rows = attention_mask.len() / seq.max(1);
     if row >= rows || dst.len() != h || attention_mask.len() != rows * seq {
-        return Err(Error::bad_input(format!(
+        return Err(Error::input(
+            crate::error::InputKind::Shape,
+            format!(
             "pooling row {row} of {rows} into {} values with a mask of {} (want {h} values and \
              a whole number of rows of {seq})",
             dst.len(),
             attention_mask.len(),
-        )));
+        ),
+        ));
     }
     let missing = |what: &str| {
-        Error::bad_input(format!(
-            "pooling {pooling} needs the graph's {what}, which this graph (or these output \
+        Error::input(
+            crate::error::InputKind::Unsupported,
+            format!(
+                "pooling {pooling} needs the graph's {what}, which this graph (or these output \
              buffers) lacks: choose another pooling"
-        ))
+            ),
+        )
     };
     let mut graph_row = |v: Option<&[f32]>, what: &str| -> Result<()> {
         let v = v.ok_or_else(|| missing(what))?;

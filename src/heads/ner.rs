@@ -30,7 +30,7 @@ impl std::str::FromStr for Aggregation {
         match s {
             "none" => Ok(Aggregation::None),
             "simple" => Ok(Aggregation::Simple),
-            _ => Err(Error::bad_input(format!(
+            _ => Err(Error::bad_options(format!(
                 "unknown aggregation {s:?} (none | simple)"
             ))),
         }
@@ -71,22 +71,33 @@ pub fn entities(
     aggregation: Aggregation,
 ) -> Result<Vec<Entity>> {
     let logits = out.role(Role::TokenLogits).ok_or_else(|| {
-        Error::bad_input(format!(
-            "this is a {} model: it has no token-classification logits",
-            info.task
-        ))
+        Error::input(
+            crate::error::InputKind::Unsupported,
+            format!(
+                "this is a {} model: it has no token-classification logits",
+                info.task
+            ),
+        )
     })?;
     let (seq, n) = (out.seq_len(), info.labels.len());
     if input_ids.len() != seq || offsets.len() != seq || n == 0 {
-        return Err(Error::bad_input(format!(
-            "entities of a row of {seq} tokens: got {} ids and {} offsets",
-            input_ids.len(),
-            offsets.len()
-        )));
+        return Err(Error::input(
+            crate::error::InputKind::Shape,
+            format!(
+                "entities of a row of {seq} tokens: got {} ids and {} offsets",
+                input_ids.len(),
+                offsets.len()
+            ),
+        ));
     }
     let rows = logits
         .get(row * seq * n..(row + 1) * seq * n)
-        .ok_or_else(|| Error::bad_input(format!("no row {row} in the output")))?;
+        .ok_or_else(|| {
+            Error::input(
+                crate::error::InputKind::Range,
+                format!("no row {row} in the output"),
+            )
+        })?;
     let tokens = token_entities(info, tok, text, input_ids, offsets, rows)?;
     Ok(match aggregation {
         Aggregation::None => tokens.into_iter().filter(|e| e.label != "O").collect(),
@@ -123,7 +134,10 @@ fn token_entities(
                 .ok()
                 .and_then(|id| tok.id_to_token(id))
                 .ok_or_else(|| {
-                    Error::bad_input(format!("token id {id} is not in the vocabulary"))
+                    Error::input(
+                        crate::error::InputKind::Range,
+                        format!("token id {id} is not in the vocabulary"),
+                    )
                 })?
         };
         out.push(Entity {

@@ -57,13 +57,16 @@ impl WordEmbeddings {
     /// Writes `word_embeddings[ids]` into `out` (ids.len() × hidden). No allocation.
     pub fn lookup_into<T: Copy + Into<i64>>(&self, ids: &[T], out: &mut [f32]) -> Result<()> {
         if out.len() != ids.len() * self.hidden {
-            return Err(Error::bad_input(format!(
-                "output buffer has {} values, {} ids × {} need {}",
-                out.len(),
-                ids.len(),
-                self.hidden,
-                ids.len() * self.hidden
-            )));
+            return Err(Error::input(
+                crate::error::InputKind::Shape,
+                format!(
+                    "output buffer has {} values, {} ids × {} need {}",
+                    out.len(),
+                    ids.len(),
+                    self.hidden,
+                    ids.len() * self.hidden
+                ),
+            ));
         }
         for (i, (id, dst)) in ids.iter().zip(out.chunks_mut(self.hidden)).enumerate() {
             let v: i64 = (*id).into();
@@ -71,7 +74,10 @@ impl WordEmbeddings {
                 .ok()
                 .and_then(|u| self.row(u))
                 .ok_or_else(|| {
-                    Error::bad_input(format!("ids[{i}] = {v} is out of range 0..{}", self.vocab))
+                    Error::input(
+                        crate::error::InputKind::Range,
+                        format!("ids[{i}] = {v} is out of range 0..{}", self.vocab),
+                    )
                 })?;
             dst.copy_from_slice(row);
         }

@@ -125,13 +125,14 @@ impl Encoder {
     ) -> Result<()> {
         let i = &self.plan.info;
         if rows == 0 || rows > i.batch {
-            return Err(Error::bad_input(format!(
-                "{rows} rows: the plan takes 1 to {} rows a call",
-                i.batch
-            )));
+            return Err(Error::input(
+                crate::error::InputKind::Range,
+                format!("{rows} rows: the plan takes 1 to {} rows a call", i.batch),
+            ));
         }
         if rows < i.batch && i.outputs.iter().any(|o| o.role.is_none()) {
-            return Err(Error::bad_input(
+            return Err(Error::input(
+                crate::error::InputKind::Unsupported,
                 "this plan has outputs of unknown layout: run its whole batch (Encoder::run)",
             ));
         }
@@ -154,14 +155,17 @@ impl Encoder {
         let real = self.real_length(input.mask_and_types().0);
         let n = self.plan.info.seq;
         if length < real || length > n || (self.plan.info.fixed_length && length != n) {
-            return Err(Error::bad_input(format!(
-                "length {length}: the call has a row of {real} positions and the plan takes {}",
-                if self.plan.info.fixed_length {
-                    format!("exactly {n}")
-                } else {
-                    format!("at most {n}")
-                }
-            )));
+            return Err(Error::input(
+                crate::error::InputKind::Range,
+                format!(
+                    "length {length}: the call has a row of {real} positions and the plan takes {}",
+                    if self.plan.info.fixed_length {
+                        format!("exactly {n}")
+                    } else {
+                        format!("at most {n}")
+                    }
+                ),
+            ));
         }
         self.run_checked(&input, out, Some(length), self.plan.info.batch)
     }

@@ -65,7 +65,7 @@ impl PlanInfo {
     pub(crate) fn check(&self, opts: &LoadOptions, origin: &Path) -> Result<()> {
         let i = self;
         let mismatch =
-            |what: String| Err(Error::bad_model(format!("{}: {what}", origin.display())));
+            |what: String| Err(Error::bad_options(format!("{}: {what}", origin.display())));
         if let Some(s) = opts.seq.filter(|s| *s != i.seq) {
             return mismatch(format!(
                 "compiled for sequence length {}, asked for {s}",

@@ -44,7 +44,7 @@ impl std::str::FromStr for Flavour {
         match s {
             "ids" | "input_ids" => Ok(Flavour::Ids),
             "embeds" | "inputs_embeds" => Ok(Flavour::Embeds),
-            _ => Err(Error::bad_input(format!(
+            _ => Err(Error::bad_options(format!(
                 "unknown flavour {s:?} (ids | embeds)"
             ))),
         }
@@ -86,7 +86,7 @@ impl std::str::FromStr for Variant {
             "f32" => Ok(Variant::F32),
             "f16" => Ok(Variant::F16),
             "int8" => Ok(Variant::Int8),
-            _ => Err(Error::bad_input(format!(
+            _ => Err(Error::bad_options(format!(
                 "unknown variant {s:?} (f32 | f16 | int8)"
             ))),
         }

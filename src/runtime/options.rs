@@ -155,7 +155,7 @@ impl LoadOptions {
             ("threads", self.threads),
         ];
         match counts.iter().find(|(_, v)| *v == Some(0)) {
-            Some((name, _)) => Err(crate::Error::bad_input(format!(
+            Some((name, _)) => Err(crate::Error::bad_options(format!(
                 "{name} must be at least 1"
             ))),
             None => Ok(()),
@@ -212,7 +212,7 @@ impl std::str::FromStr for F16Compute {
             "auto" => Ok(F16Compute::Auto),
             "native" | "f16" => Ok(F16Compute::Native),
             "f32" => Ok(F16Compute::F32),
-            _ => Err(crate::Error::bad_input(format!(
+            _ => Err(crate::Error::bad_options(format!(
                 "f16 compute must be auto, native or f32, not {s:?}"
             ))),
         }

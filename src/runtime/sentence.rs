@@ -51,7 +51,7 @@ impl std::str::FromStr for Pooling {
             "pooler" => Pooling::Pooler,
             "sentence-embedding" | "sentence_embedding" => Pooling::SentenceEmbedding,
             _ => {
-                return Err(Error::bad_input(format!(
+                return Err(Error::bad_options(format!(
                     "unknown pooling {s:?} (cls | mean | max | last-token | weighted-mean | \
                      mean-sqrt-len | pooler | sentence-embedding)"
                 )))
@@ -136,9 +136,10 @@ impl SentenceConfig {
             .map(|(_, p)| p.as_str())
             .ok_or_else(|| {
                 let names: Vec<&str> = self.prompts.iter().map(|(n, _)| n.as_str()).collect();
-                Error::bad_input(format!(
-                    "unknown prompt_name {name:?}: the model's prompts are {names:?}"
-                ))
+                Error::input(
+                    crate::error::InputKind::Unsupported,
+                    format!("unknown prompt_name {name:?}: the model's prompts are {names:?}"),
+                )
             })
     }
 

@@ -115,7 +115,7 @@ impl std::str::FromStr for Task {
             .into_iter()
             .find(|t| t.name() == s)
             .ok_or_else(|| {
-                Error::bad_input(format!(
+                Error::bad_options(format!(
                     "unknown task {s:?} (feature-extraction | text-classification | \
                      token-classification | fill-mask)"
                 ))

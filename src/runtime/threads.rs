@@ -62,7 +62,7 @@ impl Threads {
                 done: Arc::new(AtomicUsize::new(0)),
             })),
             #[cfg(not(feature = "multithread"))]
-            n => Err(Error::bad_input(format!(
+            n => Err(Error::bad_options(format!(
                 "threads {n}: this build has no multithreaded tract (feature `multithread`)"
             ))),
         }

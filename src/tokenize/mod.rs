@@ -221,24 +221,30 @@ impl BertTokenizer {
     fn check_buffers(&self, out: &Inputs, pair: bool) -> Result<usize> {
         let n = out.input_ids.len();
         if out.attention_mask.len() != n || out.token_type_ids.len() != n {
-            return Err(Error::bad_input(format!(
-                "Inputs buffers differ in length: input_ids {n}, attention_mask {}, \
+            return Err(Error::input(
+                crate::error::InputKind::Shape,
+                format!(
+                    "Inputs buffers differ in length: input_ids {n}, attention_mask {}, \
                  token_type_ids {}",
-                out.attention_mask.len(),
-                out.token_type_ids.len()
-            )));
+                    out.attention_mask.len(),
+                    out.token_type_ids.len()
+                ),
+            ));
         }
         let min = self.min_len(pair);
         if n < min {
-            return Err(Error::bad_input(format!(
-                "sequence length {n} is too small: {} needs at least {min} \
+            return Err(Error::input(
+                crate::error::InputKind::Range,
+                format!(
+                    "sequence length {n} is too small: {} needs at least {min} \
                  (room for the special tokens)",
-                if pair {
-                    "[CLS] A [SEP] B [SEP]"
-                } else {
-                    "[CLS] A [SEP]"
-                }
-            )));
+                    if pair {
+                        "[CLS] A [SEP] B [SEP]"
+                    } else {
+                        "[CLS] A [SEP]"
+                    }
+                ),
+            ));
         }
         Ok(n)
     }

@@ -233,7 +233,7 @@ fn plan_info(
     }
     if let Some(max) = facts.max_positions {
         if seq > max {
-            return Err(Error::bad_input(format!(
+            return Err(Error::bad_options(format!(
                 "sequence length {seq} is over the model's {max} positions"
             )));
         }

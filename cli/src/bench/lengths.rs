@@ -17,7 +17,7 @@ pub(super) fn by_length(
 ) -> Result<(), Error> {
     let info = plan.info();
     if let Some(l) = o.lengths.iter().find(|l| **l > info.seq) {
-        return Err(Error::BadInput(format!(
+        return Err(Error::BadOptions(format!(
             "--lengths: {l} is over the plan's N = {} (--seq)",
             info.seq
         )));

@@ -102,7 +102,7 @@ fn set_threads(threads: usize) -> Result<(), Error> {
 #[cfg(not(feature = "multithread"))]
 fn set_threads(threads: usize) -> Result<(), Error> {
     if threads > 1 {
-        return Err(Error::BadInput(format!(
+        return Err(Error::BadOptions(format!(
             "--threads {threads}: this build has no multithreaded tract executor (build with \
              --features multithread, see bench/README.md)"
         )));

@@ -30,7 +30,10 @@ pub(super) fn serve_stdin(
     // Inputs by real length (N for a bare `run`), made on first use.
     let mut by_len: Vec<(usize, Inputs)> = vec![(info.seq, bench_inputs(plan, info.seq))];
     for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| Error::BadInput(format!("stdin: {e}")))?;
+        let line = line.map_err(|e| Error::Io {
+            path: "stdin".into(),
+            source: e,
+        })?;
         let mut words = line.split_whitespace();
         let cmd = words.next().unwrap_or("run");
         let len = match words.next().map(str::parse::<usize>) {
@@ -98,5 +101,8 @@ fn answer(
 
 /// A failed write to stdout.
 fn io(e: std::io::Error) -> Error {
-    Error::BadInput(format!("stdout: {e}"))
+    Error::Io {
+        path: "stdout".into(),
+        source: e,
+    }
 }

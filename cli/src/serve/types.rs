@@ -233,7 +233,8 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
-            Error::BadInput(m) => Failure::validation(m),
+            Error::BadInput(m) => Failure::validation(m.message),
+            Error::BadOptions(m) => Failure::validation(m),
             other => Failure::new(424, other.to_string()),
         }
     }

@@ -137,10 +137,13 @@ fn narrow<D: Datum + TryFrom<i64>, T: Copy + Into<i64>>(
         }
     })?;
     match bad {
-        Some(x) => Err(Error::bad_input(format!(
-            "token value {x} does not fit the graph's {:?} input",
-            D::datum_type()
-        ))),
+        Some(x) => Err(Error::input(
+            crate::error::InputKind::Range,
+            format!(
+                "token value {x} does not fit the graph's {:?} input",
+                D::datum_type()
+            ),
+        )),
         None => Ok(()),
     }
 }

@@ -45,14 +45,17 @@ impl Encoder {
             .chain((!types_ok).then_some(("token_type_ids", types.len(), n)))
         {
             if got != want {
-                return Err(Error::bad_input(format!(
-                    "{name} has {got} values, the plan takes batch×N{} = {want}",
-                    if name == "inputs_embeds" {
-                        "×hidden"
-                    } else {
-                        ""
-                    }
-                )));
+                return Err(Error::input(
+                    crate::error::InputKind::Shape,
+                    format!(
+                        "{name} has {got} values, the plan takes batch×N{} = {want}",
+                        if name == "inputs_embeds" {
+                            "×hidden"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
             }
         }
         Ok(())
@@ -68,14 +71,17 @@ impl Encoder {
 
     pub(super) fn expect_flavour(&self, f: Flavour) -> Result<()> {
         if self.plan.info.flavour != f {
-            return Err(Error::bad_input(format!(
-                "this is an {} plan, the input is for an {f} plan (Input::{})",
-                self.plan.info.flavour,
-                match self.plan.info.flavour {
-                    Flavour::Ids => "Ids",
-                    Flavour::Embeds => "Embeds",
-                }
-            )));
+            return Err(Error::input(
+                crate::error::InputKind::Unsupported,
+                format!(
+                    "this is an {} plan, the input is for an {f} plan (Input::{})",
+                    self.plan.info.flavour,
+                    match self.plan.info.flavour {
+                        Flavour::Ids => "Ids",
+                        Flavour::Embeds => "Embeds",
+                    }
+                ),
+            ));
         }
         Ok(())
     }
@@ -90,7 +96,8 @@ impl Encoder {
         if self.plan.info.token_types {
             check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
         } else if types.iter().any(|t| int(*t) != 0) {
-            return Err(Error::bad_input(
+            return Err(Error::input(
+                crate::error::InputKind::Unsupported,
                 "this graph takes no token_type_ids: it cannot tell a text pair's second \
                  segment (give all zeros, or no token types)",
             ));
@@ -100,9 +107,10 @@ impl Encoder {
         let seq = self.plan.info.seq;
         for (row, m) in mask.chunks(seq).enumerate() {
             if m.iter().all(|v| int(*v) == 0) {
-                return Err(Error::bad_input(format!(
-                    "attention_mask row {row} is all zeros: no token to attend to"
-                )));
+                return Err(Error::input(
+                    crate::error::InputKind::EmptyRow,
+                    format!("attention_mask row {row} is all zeros: no token to attend to"),
+                ));
             }
         }
         Ok(())
@@ -113,18 +121,22 @@ impl Encoder {
         let same_names = out.specs.len() == specs.len()
             && out.specs.iter().zip(specs).all(|(a, b)| a.name == b.name);
         if !same_names {
-            return Err(Error::bad_input(
+            return Err(Error::input(
+                crate::error::InputKind::Shape,
                 "the output buffers were made for another plan (use Plan::outputs)",
             ));
         }
         for (spec, v) in specs.iter().zip(&out.values) {
             let got = v.as_ref().map_or(spec.len(), Vec::len);
             if got != spec.len() {
-                return Err(Error::bad_input(format!(
-                    "{} buffer has {got} values, the plan writes {} (use Plan::outputs)",
-                    spec.name,
-                    spec.len()
-                )));
+                return Err(Error::input(
+                    crate::error::InputKind::Shape,
+                    format!(
+                        "{} buffer has {got} values, the plan writes {} (use Plan::outputs)",
+                        spec.name,
+                        spec.len()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -133,16 +145,22 @@ impl Encoder {
 
 fn check_embeds(embeds: &[f32], want: usize) -> Result<()> {
     if embeds.len() != want {
-        return Err(Error::bad_input(format!(
-            "inputs_embeds has {} values, the plan takes batch×N×hidden = {want}",
-            embeds.len()
-        )));
+        return Err(Error::input(
+            crate::error::InputKind::Shape,
+            format!(
+                "inputs_embeds has {} values, the plan takes batch×N×hidden = {want}",
+                embeds.len()
+            ),
+        ));
     }
     if let Some(i) = embeds.iter().position(|v| !v.is_finite()) {
-        return Err(Error::bad_input(format!(
-            "inputs_embeds[{i}] is {} (every value must be finite)",
-            embeds[i]
-        )));
+        return Err(Error::input(
+            crate::error::InputKind::NotFinite,
+            format!(
+                "inputs_embeds[{i}] is {} (every value must be finite)",
+                embeds[i]
+            ),
+        ));
     }
     Ok(())
 }
@@ -153,19 +171,22 @@ pub(super) fn int<T: Into<i64>>(v: T) -> i64 {
 
 fn check_tokens<T: Copy + Into<i64>>(name: &str, v: &[T], len: usize, bound: usize) -> Result<()> {
     if v.len() != len {
-        return Err(Error::bad_input(format!(
-            "{name} has {} values, the plan takes batch×N = {len}",
-            v.len()
-        )));
+        return Err(Error::input(
+            crate::error::InputKind::Shape,
+            format!(
+                "{name} has {} values, the plan takes batch×N = {len}",
+                v.len()
+            ),
+        ));
     }
     if let Some(i) = v
         .iter()
         .position(|x| int(*x) < 0 || int(*x) as u64 >= bound as u64)
     {
-        return Err(Error::bad_input(format!(
-            "{name}[{i}] = {} is out of range 0..{bound}",
-            int(v[i])
-        )));
+        return Err(Error::input(
+            crate::error::InputKind::Range,
+            format!("{name}[{i}] = {} is out of range 0..{bound}", int(v[i])),
+        ));
     }
     Ok(())
 }
