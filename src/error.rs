@@ -1,4 +1,5 @@
-//! One small typed error at the library boundary.
+//! One small typed error at the library boundary: [`Error`] (also at the crate root), and the
+//! kinds of a bad input, [`InputKind`].
 //!
 //! Callers match on the kind: bad input (their buffers), bad model (the file they pointed
 //! at), I/O (reading or writing a file), or an engine failure (tract itself, including a
@@ -53,7 +54,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// How a caller's input is wrong ([`Error::BadInput`]): match on this, not on the wording.
 ///
 /// ```
-/// use bert_edge::{Encoder, Error, Input, InputKind, LoadOptions, Plan};
+/// use bert_edge::{error::InputKind, Encoder, Error, Input, LoadOptions, Plan};
 /// let plan = std::sync::Arc::new(Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(4))?);
 /// let mut out = plan.outputs();
 /// let r = Encoder::new(plan)?.run(Input::Ids { input_ids: &[101i64, 2769, 102, 0], attention_mask: &[0; 4], token_type_ids: &[0; 4] }, &mut out);
@@ -81,7 +82,7 @@ pub enum InputKind {
 /// A [`Error::BadInput`]: its kind and what exactly is wrong.
 ///
 /// ```
-/// use bert_edge::{InputError, InputKind};
+/// use bert_edge::error::{InputError, InputKind};
 /// let e = InputError { kind: InputKind::Range, message: "ids[3] = 99999 is out of range".into() };
 /// assert_eq!(e.to_string(), "ids[3] = 99999 is out of range");
 /// ```

@@ -31,7 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
-mod error;
+pub mod error;
 pub mod heads;
 mod kernels;
 mod load;
@@ -43,10 +43,10 @@ pub mod tokenize;
 mod translate;
 pub mod unstable;
 
-pub use error::{Error, InputError, InputKind, Result};
+pub use error::{Error, Result};
 pub use runtime::{
-    Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan, PlanInfo,
-    Role, SentenceConfig, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,
+    Call, Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan,
+    PlanInfo, Role, SentenceConfig, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,
 };
 #[cfg(feature = "onnx")]
 pub use translate::compile;

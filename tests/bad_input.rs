@@ -1,8 +1,9 @@
 //! Bad input gets a clear, typed error — never a panic, never silent garbage.
 
 mod common;
+use bert_edge::error::InputKind;
 use bert_edge::unstable::Fixes;
-use bert_edge::{Encoder, Error, Flavour, Input, InputKind, LoadOptions, Outputs, Plan, Variant};
+use bert_edge::{Encoder, Error, Flavour, Input, LoadOptions, Outputs, Plan, Variant};
 use common::*;
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@
 //! granule, explicit lengths, and lengths over N refused.
 
 mod common;
-use bert_edge::{Encoder, Error, Input, LoadOptions, Outputs, Plan};
+use bert_edge::{Call, Encoder, Error, Input, LoadOptions, Outputs, Plan};
 use common::*;
 use std::sync::Arc;
 
@@ -82,7 +82,7 @@ impl Runner {
         ))
     }
 
-    /// [`Encoder::run_rows`] over `rows` of the batch; the other rows of the buffers hold
+    /// [`Encoder::run_with`] over `rows` of the batch; the other rows of the buffers hold
     /// garbage (ids out of range, an all-zero mask, NaN embeddings) it must not read.
     fn call_rows(&mut self, ids: &[i64], mask: &[i64], rows: usize) -> Result<(), Error> {
         let n = self.enc.plan().info().seq;
@@ -101,14 +101,14 @@ impl Runner {
                 attention_mask: &mask,
                 token_type_ids: &types,
             };
-            self.enc.run_rows(input, &mut self.out, rows)
+            self.enc.run_with(input, &mut self.out, rows_call(rows))
         } else {
             let input = Input::Ids {
                 input_ids: &pid,
                 attention_mask: &mask,
                 token_type_ids: &types,
             };
-            self.enc.run_rows(input, &mut self.out, rows)
+            self.enc.run_with(input, &mut self.out, rows_call(rows))
         }
     }
 
@@ -117,6 +117,22 @@ impl Runner {
         let mut mask = vec![0i64; n];
         mask[..ids.len()].fill(1);
         self.call_masked(ids, &mask).unwrap()
+    }
+}
+
+/// A call of the first `rows` rows.
+fn rows_call(rows: usize) -> Call {
+    Call {
+        rows: Some(rows),
+        ..Call::default()
+    }
+}
+
+/// A call at exactly `length` positions.
+fn length_call(length: usize) -> Call {
+    Call {
+        length: Some(length),
+        ..Call::default()
     }
 }
 
@@ -265,10 +281,10 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     };
     let mut enc = Encoder::new(plan.clone()).unwrap();
     let mut out = plan.outputs();
-    enc.run_with_length(input, &mut out, 7).unwrap();
+    enc.run_with(input, &mut out, length_call(7)).unwrap();
     assert_eq!(out.length(), 7);
     for bad in [5, 17] {
-        let e = enc.run_with_length(input, &mut out, bad).unwrap_err();
+        let e = enc.run_with(input, &mut out, length_call(bad)).unwrap_err();
         assert!(matches!(e, Error::BadInput(_)), "{e}");
         assert!(e.to_string().contains("at most 16"), "{e}");
     }
@@ -287,7 +303,9 @@ fn granule_holes_left_padding_and_explicit_lengths() {
     assert!(e.to_string().contains("batch×N = 16"), "{e}");
     // A pinned plan takes N only.
     let mut pe = Encoder::new(pinned.enc.plan().clone()).unwrap();
-    let e = pe.run_with_length(input, &mut pinned.out, 8).unwrap_err();
+    let e = pe
+        .run_with(input, &mut pinned.out, length_call(8))
+        .unwrap_err();
     assert!(e.to_string().contains("exactly 16"), "{e}");
 }
 
@@ -371,7 +389,7 @@ fn a_partly_filled_batch_equals_each_row_alone() {
                 attention_mask: &z,
                 token_type_ids: &z,
             };
-            let e = batch.enc.run_rows(input, &mut batch.out, rows);
+            let e = batch.enc.run_with(input, &mut batch.out, rows_call(rows));
             let e = e.unwrap_err().to_string();
             assert!(e.contains("1 to 4 rows"), "{rows} rows: {e}");
         }

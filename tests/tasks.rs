@@ -491,13 +491,15 @@ fn heads_refuse_what_the_model_or_the_text_lacks() {
     tok.encode_into("我爱学习", None, &mut inputs).unwrap();
     enc.run(inputs.as_input(), &mut out).unwrap();
     match heads::fill_mask(&out, 0, &tok, &inputs.input_ids, 5) {
-        Err(bert_edge::Error::BadInput(m)) => assert_eq!(m.kind, bert_edge::InputKind::Text, "{m}"),
+        Err(bert_edge::Error::BadInput(m)) => {
+            assert_eq!(m.kind, bert_edge::error::InputKind::Text, "{m}")
+        }
         other => panic!("expected BadInput, got {other:?}"),
     }
     // A masked-LM model has no sequence labels: classify says what it is.
     match heads::classify(plan.info(), &out, 0, 1) {
         Err(bert_edge::Error::BadInput(m)) => {
-            assert_eq!(m.kind, bert_edge::InputKind::Unsupported);
+            assert_eq!(m.kind, bert_edge::error::InputKind::Unsupported);
             assert!(m.message.contains("fill-mask model"), "{m}");
         }
         other => panic!("expected BadInput, got {other:?}"),

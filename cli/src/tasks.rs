@@ -125,8 +125,8 @@ impl Scratch {
                 tok.encode_into(text, pair, &mut self.row)?
             }
             (Some(head), Some(_)) => {
-                return Err(Error::BadInput(bert_edge::InputError {
-                    kind: bert_edge::InputKind::Unsupported,
+                return Err(Error::BadInput(bert_edge::error::InputError {
+                    kind: bert_edge::error::InputKind::Unsupported,
                     message: format!("{} takes one text, not a text pair", head.task()),
                 }))
             }
@@ -208,7 +208,11 @@ pub fn run(
     pair: Option<&str>,
 ) -> Result<Value, Error> {
     let done = s.encode(tok, Some(head), 0, text, pair)?;
-    encoder.run_rows(s.inputs.as_input(), &mut s.out, 1)?;
+    let call = bert_edge::Call {
+        rows: Some(1),
+        length: None,
+    };
+    encoder.run_with(s.inputs.as_input(), &mut s.out, call)?;
     answer(head, encoder.plan().info(), tok, s, 0, text, done)
 }
 

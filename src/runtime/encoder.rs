@@ -21,7 +21,6 @@ use copy_out::{copy_out, zero_rows};
 use fill::{fill_embeds, fill_tokens, Rows};
 use std::sync::Arc;
 use tract_core::internal::*;
-use validate::int;
 
 /// Runs a [`Plan`] again and again with buffers the caller owns.
 ///
@@ -35,6 +34,19 @@ pub struct Encoder {
     inputs: InputCache,
     /// tract's matmul threads ([`LoadOptions::threads`](crate::LoadOptions::threads)).
     threads: Option<Threads>,
+    /// Each used row's real length (its last real token + 1), measured by `validate` once a
+    /// call; capacity the batch, so a call never allocates it.
+    lengths: Vec<usize>,
+}
+
+/// What a call of [`Encoder::run_with`] runs: the default is [`Encoder::run`]'s (every row of
+/// the batch, each group at [`Plan::run_length`] of its longest row).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Call {
+    /// Run only the first `rows` rows of the batch (1 ≤ rows ≤ batch).
+    pub rows: Option<usize>,
+    /// Run at exactly this many positions.
+    pub length: Option<usize>,
 }
 
 impl Encoder {
@@ -60,11 +72,13 @@ impl Encoder {
         let mut inputs = InputCache::new(kinds, plan.run_batch, info.seq, granule);
         // The capacity set now: a fixed-length plan never allocates another.
         inputs.get(info.seq)?;
+        let lengths = Vec::with_capacity(info.batch);
         Ok(Encoder {
             plan,
             state,
             inputs,
             threads,
+            lengths,
         })
     }
 
@@ -108,74 +122,40 @@ impl Encoder {
         input: Input<'_, T>,
         out: &mut Outputs,
     ) -> Result<()> {
-        self.run_rows(input, out, self.plan.info.batch)
+        self.run_with(input, out, Call::default())
     }
 
-    /// [`Encoder::run`] on the first `rows` rows of a batch plan (1 ≤ `rows` ≤ batch), for a
-    /// call that fills its batch only partly (the service's dynamic batching). The input
-    /// buffers keep their full batch × N size; rows from `rows` on are not read (they may
-    /// hold anything) and their outputs are written as zeros. An int8 plan runs just the
-    /// `rows` rows; an f32/f16 plan runs its whole batch with the unused rows as one-token
-    /// rows, at the call's length.
-    pub fn run_rows<T: Copy + Into<i64>>(
+    /// [`Encoder::run`] with a [`Call`]: only the first `rows` rows of a batch plan (the
+    /// service's dynamic batching: rows from `rows` on are not read and their outputs are
+    /// written as zeros; an int8 plan runs just those rows, an f32/f16 plan its whole batch
+    /// with the unused rows as one-token rows), and/or at exactly `length` positions (at least
+    /// the longest real row, at most N; a fixed-length plan: N only).
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{Call, Encoder, Input, LoadOptions, Plan};
+    /// use std::sync::Arc;
+    /// let plan = Arc::new(Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?);
+    /// let mut encoder = Encoder::new(plan.clone())?;
+    /// let mut out = plan.outputs();
+    /// let ids = [101i64, 2769, 4263, 2110, 739, 102, 0, 0];
+    /// let mask = [1i64, 1, 1, 1, 1, 1, 0, 0];
+    /// let call = Call { length: Some(7), ..Call::default() };
+    /// encoder.run_with(Input::Ids { input_ids: &ids, attention_mask: &mask, token_type_ids: &[0; 8] }, &mut out, call)?;
+    /// assert_eq!(out.length(), 7);
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn run_with<T: Copy + Into<i64>>(
         &mut self,
         input: Input<'_, T>,
         out: &mut Outputs,
-        rows: usize,
+        call: Call,
     ) -> Result<()> {
+        let rows = self.validate(&input, out, call)?;
         let i = &self.plan.info;
-        if rows == 0 || rows > i.batch {
-            return Err(Error::input(
-                crate::error::InputKind::Range,
-                format!("{rows} rows: the plan takes 1 to {} rows a call", i.batch),
-            ));
-        }
-        if rows < i.batch && i.outputs.iter().any(|o| o.role.is_none()) {
-            return Err(Error::input(
-                crate::error::InputKind::Unsupported,
-                "this plan has outputs of unknown layout: run its whole batch (Encoder::run)",
-            ));
-        }
-        self.expect_flavour(input.flavour())?;
-        self.check_full(&input)?;
         let input = input.rows(0, rows, i.seq, i.hidden);
-        self.check(&input, out, rows)?;
-        self.run_checked(&input, out, None, rows)
-    }
-
-    /// [`Encoder::run`] at exactly `length` positions: at least the longest real row, at most
-    /// N (a fixed-length plan: N only). For callers that group calls by length themselves.
-    pub fn run_with_length<T: Copy + Into<i64>>(
-        &mut self,
-        input: Input<'_, T>,
-        out: &mut Outputs,
-        length: usize,
-    ) -> Result<()> {
-        self.check(&input, out, self.plan.info.batch)?;
-        let real = self.real_length(input.mask_and_types().0);
-        let n = self.plan.info.seq;
-        if length < real || length > n || (self.plan.info.fixed_length && length != n) {
-            return Err(Error::input(
-                crate::error::InputKind::Range,
-                format!(
-                    "length {length}: the call has a row of {real} positions and the plan takes {}",
-                    if self.plan.info.fixed_length {
-                        format!("exactly {n}")
-                    } else {
-                        format!("at most {n}")
-                    }
-                ),
-            ));
-        }
-        self.run_checked(&input, out, Some(length), self.plan.info.batch)
-    }
-
-    /// The longest row up to its last real token (the rows were checked non-empty).
-    fn real_length<T: Copy + Into<i64>>(&self, mask: &[T]) -> usize {
-        mask.chunks(self.plan.info.seq)
-            .map(|row| row.iter().rposition(|v| int(*v) != 0).map_or(0, |p| p + 1))
-            .max()
-            .unwrap_or(0)
+        self.run_checked(&input, out, call.length, rows)
     }
 
     /// Runs the `real` rows of `input` (checked, `real` × N positions).
@@ -200,10 +180,9 @@ impl Encoder {
                 }
                 let used = k.min(real - r);
                 let rows = input.rows(r, used, n, h);
-                let l = length.unwrap_or_else(|| {
-                    self.plan
-                        .run_length(self.real_length(rows.mask_and_types().0))
-                });
+                // Each row's real length was measured once, by `validate`.
+                let real_l = self.lengths[r..r + used].iter().copied().max().unwrap_or(1);
+                let l = length.unwrap_or_else(|| self.plan.run_length(real_l));
                 let geometry = Rows {
                     batch: k,
                     real: used,

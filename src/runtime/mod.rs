@@ -23,7 +23,7 @@ mod threads;
 pub(crate) mod tokenizer_file;
 
 pub use embeddings::WordEmbeddings;
-pub use encoder::Encoder;
+pub use encoder::{Call, Encoder};
 pub use info::PlanInfo;
 pub use io::{Input, Inputs, Outputs};
 pub use kinds::{Flavour, Variant};

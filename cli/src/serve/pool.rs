@@ -3,7 +3,7 @@
 //!
 //! Dynamic batching (`--batch B`, a plan of B rows): a worker takes the first queued text,
 //! then whatever else arrives within `--batch-wait-ms` until it holds B, and runs them as one
-//! call ([`Encoder::run_rows`]). Each text is still answered on its own: one that fails to
+//! call ([`Encoder::run_with`] with a [`bert_edge::Call`] of that many rows). Each text is still answered on its own: one that fails to
 //! tokenize or to post-process fails alone, and if the batched run itself fails (or panics in
 //! our code), each text is run again alone so that only a text that fails by itself gets the
 //! error.
@@ -131,7 +131,11 @@ fn infer(
     if rows.is_empty() {
         return true;
     }
-    if let Err(e) = encoder.run_rows(s.inputs.as_input(), &mut s.out, rows.len()) {
+    let call = bert_edge::Call {
+        rows: Some(rows.len()),
+        length: None,
+    };
+    if let Err(e) = encoder.run_with(s.inputs.as_input(), &mut s.out, call) {
         if rows.len() > 1 {
             return false;
         }

@@ -8,7 +8,7 @@ use tract_core::internal::*;
 
 /// A run's geometry: `batch` rows of capacity `n` positions, run at length `l` ≤ n, of which
 /// the first `real` come from the caller (the rest are one-token filler rows,
-/// [`Encoder::run_rows`]).
+/// [`Encoder::run_with`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Rows {
     pub(super) batch: usize,

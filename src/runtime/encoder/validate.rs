@@ -1,19 +1,71 @@
-//! Checks of a call's buffers against the plan, before anything runs.
+//! Checks of a call's buffers against the plan, before anything runs: once a call, in one
+//! pass over each buffer; the attention mask's pass also measures each row's real length,
+//! which the run then trusts.
 
-use super::Encoder;
-use crate::error::{Error, Result};
+use super::{Call, Encoder};
+use crate::error::{Error, InputKind, Result};
 use crate::runtime::io::{Input, Outputs};
 use crate::runtime::Flavour;
 
 impl Encoder {
+    /// Checks a call: the buffers at the batch's full size, the `call`'s rows and length, the
+    /// values of the rows it uses, and the output buffers; measures each used row's real
+    /// length into `self.lengths`. Returns the number of rows the call runs.
+    pub(super) fn validate<T: Copy + Into<i64>>(
+        &mut self,
+        input: &Input<'_, T>,
+        out: &Outputs,
+        call: Call,
+    ) -> Result<usize> {
+        let i = &self.plan.info;
+        let rows = call.rows.unwrap_or(i.batch);
+        if rows == 0 || rows > i.batch {
+            return Err(Error::input(
+                InputKind::Range,
+                format!("{rows} rows: the plan takes 1 to {} rows a call", i.batch),
+            ));
+        }
+        if rows < i.batch && i.outputs.iter().any(|o| o.role.is_none()) {
+            return Err(Error::input(
+                InputKind::Unsupported,
+                "this plan has outputs of unknown layout: run its whole batch (Encoder::run)",
+            ));
+        }
+        self.expect_flavour(input.flavour())?;
+        self.check_full(input)?;
+        let (seq, hidden) = (i.seq, i.hidden);
+        self.check(&input.rows(0, rows, seq, hidden), out, rows)?;
+        if let Some(length) = call.length {
+            self.check_length(length)?;
+        }
+        Ok(rows)
+    }
+
+    /// An explicit length: at least the longest real row, at most N (a fixed-length plan: N).
+    fn check_length(&self, length: usize) -> Result<()> {
+        let real = self.lengths.iter().copied().max().unwrap_or(0);
+        let (n, fixed) = (self.plan.info.seq, self.plan.info.fixed_length);
+        if length < real || length > n || (fixed && length != n) {
+            let takes = if fixed {
+                format!("exactly {n}")
+            } else {
+                format!("at most {n}")
+            };
+            return Err(Error::input(
+                InputKind::Range,
+                format!("length {length}: the call has a row of {real} positions and the plan takes {takes}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks `rows` rows of input (values and lengths) and the output buffers.
-    pub(super) fn check<T: Copy + Into<i64>>(
-        &self,
+    fn check<T: Copy + Into<i64>>(
+        &mut self,
         input: &Input<'_, T>,
         out: &Outputs,
         rows: usize,
     ) -> Result<()> {
-        self.expect_flavour(input.flavour())?;
         let tokens = rows * self.plan.info.seq;
         match *input {
             Input::Ids { input_ids, .. } => {
@@ -29,8 +81,8 @@ impl Encoder {
         self.check_outputs(out)
     }
 
-    /// The buffers' lengths at full capacity (before [`Encoder::run_rows`] takes its rows).
-    pub(super) fn check_full<T: Copy + Into<i64>>(&self, input: &Input<'_, T>) -> Result<()> {
+    /// The buffers' lengths at full capacity (before a [`Call`] takes its rows).
+    fn check_full<T: Copy + Into<i64>>(&self, input: &Input<'_, T>) -> Result<()> {
         let n = self.tokens_len();
         let (mask, types) = input.mask_and_types();
         let first = match *input {
@@ -69,7 +121,7 @@ impl Encoder {
         self.tokens_len() * self.plan.info.hidden
     }
 
-    pub(super) fn expect_flavour(&self, f: Flavour) -> Result<()> {
+    fn expect_flavour(&self, f: Flavour) -> Result<()> {
         if self.plan.info.flavour != f {
             return Err(Error::input(
                 crate::error::InputKind::Unsupported,
@@ -87,31 +139,61 @@ impl Encoder {
     }
 
     fn check_mask_types<T: Copy + Into<i64>>(
-        &self,
+        &mut self,
         mask: &[T],
         types: &[T],
         n: usize,
     ) -> Result<()> {
-        check_tokens("attention_mask", mask, n, 2)?;
+        self.mask_lengths(mask, n)?;
         if self.plan.info.token_types {
             check_tokens("token_type_ids", types, n, self.plan.info.type_vocab_size)?;
         } else if types.iter().any(|t| int(*t) != 0) {
             return Err(Error::input(
-                crate::error::InputKind::Unsupported,
+                InputKind::Unsupported,
                 "this graph takes no token_type_ids: it cannot tell a text pair's second \
                  segment (give all zeros, or no token types)",
             ));
         } else if !types.is_empty() {
             check_tokens("token_type_ids", types, n, 1)?;
         }
-        let seq = self.plan.info.seq;
-        for (row, m) in mask.chunks(seq).enumerate() {
-            if m.iter().all(|v| int(*v) == 0) {
+        Ok(())
+    }
+
+    /// One pass over the mask: every value 0 or 1, and each row's real length (its last 1,
+    /// + 1) into `self.lengths`; a row without a 1 is an error.
+    fn mask_lengths<T: Copy + Into<i64>>(&mut self, mask: &[T], n: usize) -> Result<()> {
+        if mask.len() != n {
+            return Err(Error::input(
+                InputKind::Shape,
+                format!(
+                    "attention_mask has {} values, the plan takes batch×N = {n}",
+                    mask.len()
+                ),
+            ));
+        }
+        self.lengths.clear();
+        for (row, m) in mask.chunks(self.plan.info.seq).enumerate() {
+            let mut last = 0;
+            for (j, v) in m.iter().enumerate() {
+                match int(*v) {
+                    0 => {}
+                    1 => last = j + 1,
+                    x => {
+                        let at = row * m.len() + j;
+                        return Err(Error::input(
+                            InputKind::Range,
+                            format!("attention_mask[{at}] = {x} is out of range 0..2"),
+                        ));
+                    }
+                }
+            }
+            if last == 0 {
                 return Err(Error::input(
-                    crate::error::InputKind::EmptyRow,
+                    InputKind::EmptyRow,
                     format!("attention_mask row {row} is all zeros: no token to attend to"),
                 ));
             }
+            self.lengths.push(last);
         }
         Ok(())
     }
