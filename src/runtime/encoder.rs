@@ -41,6 +41,12 @@ pub struct Encoder {
 
 /// What a call of [`Encoder::run_with`] runs: the default is [`Encoder::run`]'s (every row of
 /// the batch, each group at [`Plan::run_length`] of its longest row).
+///
+/// ```
+/// use bert_edge::Call;
+/// let first_two = Call { rows: Some(2), ..Call::default() };
+/// assert_eq!(first_two.length, None);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Call {
     /// Run only the first `rows` rows of the batch (1 ≤ rows ≤ batch).
