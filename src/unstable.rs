@@ -1,6 +1,15 @@
 //! **Unstable**: tract-facing internals, for the CLI's `info`/`bench --profile`, tests and
 //! experiments. Everything here may change with any tract upgrade (tract's own types appear
 //! in these signatures); nothing else in the crate exposes a tract type.
+//!
+//! ```
+//! # #[cfg(feature = "onnx")] {
+//! use bert_edge::{unstable, LoadOptions, Plan};
+//! let plan = Plan::load("models/tiny/bert_ids_int8.onnx", &LoadOptions::new().seq(8))?;
+//! assert!(unstable::model(&plan).nodes().iter().any(|n| n.op.name() == "DynQuantU8"));
+//! # }
+//! # Ok::<(), bert_edge::Error>(())
+//! ```
 
 pub use crate::passes::dyn_quant::DynQuantU8;
 pub use crate::runtime::Fixes;

@@ -177,6 +177,17 @@ impl Inputs {
 /// The outputs of one call, in buffers sized by the plan ([`Plan::outputs`] for all of the
 /// graph's outputs, [`Plan::outputs_for`] for some); every call overwrites them. Allocate
 /// once, reuse every call. f16 outputs are converted into these f32 buffers.
+///
+/// ```
+/// # #[cfg(feature = "onnx")] {
+/// use bert_edge::{LoadOptions, Plan};
+/// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
+/// let out = plan.outputs();
+/// assert_eq!(out.last_hidden_state().unwrap().len(), 8 * 64);
+/// assert_eq!(out.get("pooler_output").unwrap().len(), 64);
+/// # }
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
     /// One per plan output, in the plan's order; `None` for the outputs not asked for.

@@ -4,11 +4,20 @@ use super::{Flavour, Variant};
 
 /// Sequence capacity N used for an ONNX export when the options do not say (archives carry
 /// theirs).
+///
+/// ```
+/// assert_eq!(bert_edge::DEFAULT_SEQ, 128);
+/// ```
 pub const DEFAULT_SEQ: usize = 128;
 
 /// Default granule: a call on a plan of any length runs at its real length rounded up to a
 /// multiple of this (lengths below it as they are): fewer distinct lengths to keep input
-/// tensors for, at most granule − 1 padding positions computed.
+/// tensors for, at most granule − 1 padding positions computed. int8 plans run at the exact
+/// length whatever the granule.
+///
+/// ```
+/// assert_eq!(bert_edge::DEFAULT_GRANULE, 8);
+/// ```
 pub const DEFAULT_GRANULE: usize = 8;
 
 /// How [`crate::Plan::load`] builds a plan. Every setting is optional: an ONNX export gets

@@ -20,6 +20,11 @@ use std::fmt;
 /// `V` is the word-embedding table's size, else `vocab_size` from the config; with neither
 /// (an embeds graph without a config), `n ≥ 1000` counts as a vocabulary. Any other shape has
 /// no role: [`crate::Outputs`] still carries it under its name.
+///
+/// ```
+/// use bert_edge::Role;
+/// assert_eq!(Role::MaskedLmLogits.to_string(), "masked-lm-logits");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Role {
@@ -124,6 +129,16 @@ impl std::str::FromStr for Task {
 }
 
 /// One output of a plan: its graph name, role and pinned shape.
+///
+/// ```
+/// # #[cfg(feature = "onnx")] {
+/// use bert_edge::{LoadOptions, Plan, Role};
+/// let plan = Plan::load("models/tiny/bert_ids_f32.onnx", &LoadOptions::new().seq(8))?;
+/// let o = plan.info().output(Role::HiddenStates).unwrap();
+/// assert_eq!((o.name.as_str(), &o.shape[..]), ("last_hidden_state", &[1, 8, 64][..]));
+/// # }
+/// # Ok::<(), bert_edge::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputInfo {
     /// The graph's own output name (e.g. `last_hidden_state`, `logits`).
