@@ -484,3 +484,63 @@ fn every_fuzz_seed_gets_a_client_status() {
     }
     assert!(n >= 15, "{n} seeds");
 }
+
+/// `/rerank` on a cross-encoder (the tiny one-logit classifier): each text's score is the
+/// sigmoid of the classifier's logit for the pair (query, text), as the CLI computes it, best
+/// first; `raw_scores` gives the logit; llama.cpp's `documents` + `top_n` get `results`.
+#[test]
+fn rerank_scores_pairs_with_the_cross_encoder() {
+    let m = tasks("rerank");
+    let srv = Server::start_on(&m, &["--workers", "1"]);
+    assert!(srv.get("/info").json()["model_type"]["reranker"].is_object());
+    let query = "北京是中国的首都";
+    let texts = [
+        "北京是一座历史悠久的城市",
+        "今天天气很好",
+        "上海是一座国际化大都市",
+    ];
+    let logit = |t: &str| -> f32 {
+        let a = encode(&m, json!({"text": query, "text_pair": t}), &[]);
+        a["logits"][0].as_f64().unwrap() as f32
+    };
+    let want: Vec<f32> = texts.iter().map(|t| logit(t)).collect();
+    let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+    let r = srv.post(
+        "/rerank",
+        &json!({"query": query, "texts": texts, "return_text": true}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ranks = r.json().as_array().unwrap().clone();
+    assert_eq!(ranks.len(), 3);
+    for w in ranks.windows(2) {
+        assert!(
+            w[0]["score"].as_f64() >= w[1]["score"].as_f64(),
+            "best first"
+        );
+    }
+    for x in &ranks {
+        let i = x["index"].as_u64().unwrap() as usize;
+        let d = (x["score"].as_f64().unwrap() as f32 - sigmoid(want[i])).abs();
+        assert!(d <= 1e-5, "{x}: {d}");
+        assert_eq!(x["text"], texts[i]);
+    }
+    let raw = srv.post(
+        "/rerank",
+        &json!({"query": query, "texts": texts, "raw_scores": true}),
+    );
+    for x in raw.json().as_array().unwrap() {
+        let i = x["index"].as_u64().unwrap() as usize;
+        assert!(
+            (x["score"].as_f64().unwrap() as f32 - want[i]).abs() <= 1e-5,
+            "{x}"
+        );
+    }
+    let docs = srv.post(
+        "/rerank",
+        &json!({"query": query, "documents": texts, "top_n": 2}),
+    );
+    let results = docs.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["index"], ranks[0]["index"]);
+    assert_eq!(results[0]["document"]["text"], ranks[0]["text"]);
+}
