@@ -32,11 +32,7 @@ impl PlanInfo {
         props.insert(k("multi_label"), p(self.multi_label as i64));
         // Each label as the hex of its UTF-8 bytes, comma-separated: NNEF's string literals
         // do not keep every character (a "\n" reads back as "n").
-        let hex: Vec<String> = self
-            .labels
-            .iter()
-            .map(|l| l.bytes().map(|b| format!("{b:02x}")).collect())
-            .collect();
+        let hex: Vec<String> = self.labels.iter().map(|l| to_hex(l.as_bytes())).collect();
         props.insert(k("labels"), Arc::new(tensor0(hex.join(","))));
         if let Some(st) = &self.sentence {
             props.insert(k("sentence"), Arc::new(tensor0(st.encode())));
@@ -119,18 +115,34 @@ impl Properties<'_> {
     }
 }
 
+/// Bytes as lowercase hex: how a property keeps text NNEF's string literals would not
+/// (a "\n" reads back as "n"): labels, the sentence-transformers config, the tokenizer.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// What [`to_hex`] wrote; `None` if `hex` is not that.
+pub(crate) fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
+}
+
 /// The labels property: each label as the hex of its UTF-8 bytes, comma-separated.
 fn decode_labels(labels: &str) -> Result<Vec<String>> {
     labels
         .split(',')
         .filter(|_| !labels.is_empty())
-        .map(|h| {
-            let bytes: Option<Vec<u8>> = (0..h.len())
-                .step_by(2)
-                .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                .collect();
-            bytes.and_then(|b| String::from_utf8(b).ok())
-        })
+        .map(|h| from_hex(h).and_then(|b| String::from_utf8(b).ok()))
         .collect::<Option<_>>()
         .ok_or_else(|| Error::bad_model("bad labels property"))
 }

@@ -146,7 +146,7 @@ impl SentenceConfig {
     /// As a property string: `key=hex` fields joined by `,` (hex of UTF-8: NNEF string
     /// literals do not keep every character).
     pub(crate) fn encode(&self) -> String {
-        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = |s: &str| super::properties::to_hex(s.as_bytes());
         let mut f = vec![
             format!(
                 "pooling={}",
@@ -174,11 +174,7 @@ impl SentenceConfig {
     pub(crate) fn decode(s: &str) -> Result<SentenceConfig> {
         let bad = || Error::bad_model("bad sentence-transformers property in the archive");
         let unhex = |h: &str| -> Result<String> {
-            let bytes: Option<Vec<u8>> = (0..h.len())
-                .step_by(2)
-                .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                .collect();
-            bytes
+            super::properties::from_hex(h)
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(bad)
         };

@@ -48,11 +48,7 @@ pub(crate) fn find(explicit: Option<&Path>, model: &Path) -> Result<Option<Token
 /// character), so an archive written from the model carries it.
 #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // written at translate time only
 pub(crate) fn write_property(model: &mut TypedModel, t: &TokenizerFile) {
-    use std::fmt::Write;
-    let mut hex = String::with_capacity(2 * t.json.len());
-    for b in t.json.iter() {
-        let _ = write!(hex, "{b:02x}");
-    }
+    let hex = super::properties::to_hex(&t.json);
     model.properties.insert(KEY.into(), Arc::new(tensor0(hex)));
     let origin = t.origin.clone();
     model
@@ -77,13 +73,7 @@ pub(crate) fn read_property(model: &TypedModel) -> Result<Option<TokenizerFile>>
         return Ok(None);
     };
     let bad = || Error::bad_model("the archive's bundled tokenizer is corrupt");
-    let json: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect();
+    let json = super::properties::from_hex(&hex);
     Ok(Some(TokenizerFile {
         origin: text(ORIGIN_KEY).unwrap_or_default(),
         json: json.ok_or_else(bad)?.into(),
