@@ -169,11 +169,8 @@ pub fn one_line(
         let done = if prompt.is_empty() {
             tok.encode_into(t, pair, inputs)
         } else {
-            let n = inputs.len();
-            // [CLS] + the prompt's pieces (sentence-transformers' `prompt_length`).
-            let mut scratch = Inputs::new(n);
-            let p = tok.encode_into(prompt, None, &mut scratch);
-            prompt_tokens = p.map_err(|e| e.to_string())?.tokens.saturating_sub(1);
+            let p = tok.prompt_length(prompt, inputs.len());
+            prompt_tokens = p.map_err(|e| e.to_string())?;
             tok.encode_into(&format!("{prompt}{t}"), pair, inputs)
         }
         .map_err(|e| e.to_string())?;

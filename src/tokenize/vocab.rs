@@ -52,6 +52,23 @@ impl BertTokenizer {
             .collect())
     }
 
+    /// sentence-transformers' `prompt_length` of `prompt` in rows of `n` positions: `[CLS]` and
+    /// the prompt's pieces, the positions a pooling with `include_prompt: false` leaves out.
+    ///
+    /// ```
+    /// use bert_edge::tokenize::BertTokenizer;
+    /// let tok = BertTokenizer::from_file("models/tokenizer.json")?;
+    /// assert_eq!(tok.prompt_length("查询：", 128)?, 4); // [CLS] 查 询 ：
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn prompt_length(&self, prompt: &str, n: usize) -> Result<usize> {
+        let mut row = crate::runtime::Inputs::new(n);
+        Ok(self
+            .encode_into(prompt, None, &mut row)?
+            .tokens
+            .saturating_sub(1))
+    }
+
     /// Vocabulary size including added special tokens (21128 for bert-base-chinese).
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -64,15 +64,12 @@ fn prompts(
     let Some(st) = &info.sentence else {
         return Ok((Vec::new(), None));
     };
-    let mut scratch = bert_edge::Inputs::new(info.seq);
     let mut out = Vec::with_capacity(st.prompts.len());
     for (name, text) in &st.prompts {
-        let tokens = tok.encode_into(text, None, &mut scratch)?.tokens;
         out.push(Prompt {
             name: name.clone(),
             text: text.clone(),
-            // sentence-transformers' prompt_length: [CLS] + the prompt's pieces.
-            tokens: tokens.saturating_sub(1),
+            tokens: tok.prompt_length(text, info.seq)?,
         });
     }
     let default = st
