@@ -80,14 +80,19 @@ fi
 
 run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG"; }
 
+# Every test build has serve's test hooks (cli/src/serve/hooks.rs: delays, a panic on one text);
+# without them four service tests are ignored, with a reason. One feature set for every build of
+# a target, so no stage rebuilds the CLI for another.
+HOOKS=(--features bert-edge-cli/test-hooks)
+
 # Test targets for the cross stages: every test target (`--tests`: lib, bins, tests/*.rs).
 # Integration tests that spawn the binary (CARGO_BIN_EXE_*) need the kernel to hand the ARM
 # exec to qemu (binfmt_misc, scripts/arm-setup.sh); without it they are left out, loudly.
 cross_tests() { # qemu-binary-name
-    CROSS_TESTS=(--tests)
+    CROSS_TESTS=("${HOOKS[@]}" --tests)
     if ! compgen -G "/proc/sys/fs/binfmt_misc/*$1" >/dev/null; then
         local f name
-        CROSS_TESTS=(--lib --bins)
+        CROSS_TESTS=("${HOOKS[@]}" --lib --bins)
         for f in tests/*.rs cli/tests/*.rs; do
             name=$(basename "$f" .rs)
             if grep -q CARGO_BIN_EXE "$f"; then
@@ -149,7 +154,7 @@ house_checks() {
     run env README_WARN_ONLY=1 scripts/check-sizes.sh
     run scripts/check-docs.sh
     run cargo fmt --all --check
-    run cargo clippy --workspace --all-targets -- -D warnings
+    run cargo clippy --workspace --all-targets "${HOOKS[@]}" -- -D warnings
     run cargo check -p bert-edge --no-default-features --features tokenizer
 }
 
@@ -160,11 +165,11 @@ native() {
     # build, ~10 min cold) beside this stage's.
     if [[ " $STAGES " == *" fuzz "* ]]; then
         bg_start "$(mktemp -t bert-edge-fuzz-build.XXXXXX)" env BUILD_ONLY=1 scripts/fuzz.sh
-        run cargo test --no-run
+        run cargo test "${HOOKS[@]}" --no-run
         bg_wait "fuzz targets"
     fi
     house_checks
-    run cargo test
+    run cargo test "${HOOKS[@]}"
     run scripts/check-device-deps.sh
     run cargo run --quiet --example kernels
 }
@@ -172,7 +177,7 @@ native() {
 real() {
     real_start
     wait_logged "models/generate real" "$REAL_PID" "$REAL_LOG"
-    run cargo test -p bert-edge-cli --test real -- --ignored --nocapture
+    run cargo test -p bert-edge-cli "${HOOKS[@]}" --test real -- --ignored --nocapture
 }
 
 clients() {

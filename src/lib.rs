@@ -30,6 +30,8 @@
 //! # Ok::<(), bert_edge::Error>(())
 //! ```
 #![deny(missing_docs)]
+// House rule (issue #31): no function over 60 lines (clippy.toml), checked by clippy in CI.
+#![warn(clippy::too_many_lines)]
 
 pub mod error;
 pub mod heads;

@@ -1,7 +1,7 @@
 //! `bert-edge encode`: JSON Lines in, one JSON line out per line in (same order).
 
 use crate::{CliError, ModelArgs};
-use bert_edge::heads::{pool_into, Embedding, Pooling};
+use bert_edge::heads::{Embedding, Pooling};
 use bert_edge::tokenize::BertTokenizer;
 use bert_edge::{Encoder, Flavour, Inputs, Outputs, Plan};
 use serde_json::{json, Map, Value};
@@ -85,19 +85,14 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, CliError> {
     // Allocated once, reused for every line.
     let (mut inputs, mut outputs) = (plan.inputs(), plan.outputs());
     let mut vector = vec![0f32; plan.info().hidden];
-    let mut pool_mask = vec![0i64; plan.info().seq];
     crate::jsonl::lines("encoded", |line| {
         let tok = tokenizer.as_ref();
         let done = one_line(line, &plan, tok, &mut encoder, &mut inputs, &mut outputs)?;
         let mut reply = render(&plan, &inputs, done.tokens, &outputs, opts.hidden_states);
         reply["truncated"] = json!(done.truncated);
         if let Some(e) = &embedding {
-            pool_mask.copy_from_slice(&inputs.attention_mask);
-            if e.exclude_prompt {
-                let n = done.prompt_tokens.min(pool_mask.len());
-                pool_mask[..n].fill(0);
-            }
-            pool_into(e.pooling, &outputs, &pool_mask, 0, e.normalize, &mut vector)
+            let (mask, row) = (&inputs.attention_mask, (0, done.prompt_tokens));
+            e.pool_into(&outputs, mask, row, e.normalize, &mut vector)
                 .map_err(|e| e.to_string())?;
             reply["embedding"] = json!(vector);
         }

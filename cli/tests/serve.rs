@@ -570,6 +570,10 @@ fn bad_input_gets_its_status_and_the_server_keeps_serving() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs serve's test hooks: cargo test --features bert-edge-cli/test-hooks"
+)]
 fn full_queue_gives_429_with_retry_after_and_recovers() {
     // One worker, room for two texts, each inference held 700 ms.
     let srv = Server::start(&["--workers", "1", "--queue", "2", "--test-delay-ms", "700"]);
@@ -609,6 +613,10 @@ fn full_queue_gives_429_with_retry_after_and_recovers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs serve's test hooks: cargo test --features bert-edge-cli/test-hooks"
+)]
 fn sigterm_finishes_requests_in_flight_and_exits_0() {
     const CLIENTS: usize = 8;
     let mut srv = Server::start(&["--workers", "2", "--test-delay-ms", "500"]);
@@ -1038,6 +1046,10 @@ fn task_endpoints_answer_as_the_cli_and_only_for_their_task() {
 
 /// A panic in a worker during a batched call fails only the text it happened on.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs serve's test hooks: cargo test --features bert-edge-cli/test-hooks"
+)]
 fn a_panic_in_a_batch_fails_only_its_text() {
     let srv = Server::start(&[
         "--workers",

@@ -395,6 +395,10 @@ fn the_api_key_guards_every_route_but_the_probes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs serve's test hooks: cargo test --features bert-edge-cli/test-hooks"
+)]
 fn health_is_503_until_the_model_is_loaded() {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bert-edge"))

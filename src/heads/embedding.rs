@@ -3,7 +3,7 @@
 //! a stated default. The CLI and the service both resolve it here and print the reason.
 
 use crate::error::{Error, Result};
-use crate::runtime::{PlanInfo, Pooling, Role};
+use crate::runtime::{Outputs, PlanInfo, Pooling, Role};
 
 /// The pooling and normalization of a plan's sentence embedding, with the reason for each.
 ///
@@ -56,35 +56,7 @@ impl Embedding {
             return Ok(None);
         }
         let st = info.sentence.as_ref();
-        let from = |what: &str| match st {
-            Some(s) if !s.source.is_empty() => format!("{what} ({})", s.source),
-            _ => what.to_string(),
-        };
-        if let (None, Some(s)) = (pooling, st.filter(|s| !s.unsupported.is_empty())) {
-            return Err(Error::bad_model(format!(
-                "the model's sentence-transformers pipeline ({}) has modules bert-edge does \
-                 not run: {}; its own embedding cannot be given (ask for a pooling to get the \
-                 encoder's pooled states instead)",
-                s.source,
-                s.unsupported.join(", ")
-            )));
-        }
-        let (pooling, pooling_why) = match (pooling, st.and_then(|s| s.pooling)) {
-            (Some(p), _) => (p, "asked for".to_string()),
-            (None, _) if has(Role::SentenceEmbedding) => (
-                Pooling::SentenceEmbedding,
-                "the graph's own sentence_embedding output".to_string(),
-            ),
-            (None, Some(p)) => (p, from("the model's sentence-transformers pooling")),
-            (None, None) if has(Role::HiddenStates) => (
-                Pooling::Mean,
-                "the default: no sentence-transformers pooling config (1_Pooling/config.json) \
-                 beside the model or one level up; mean is what sentence-transformers does with \
-                 a plain checkpoint (--pooling to choose)"
-                    .to_string(),
-            ),
-            (None, None) => (Pooling::Pooler, "the graph's only vector output".into()),
-        };
+        let (pooling, pooling_why) = choose_pooling(info, pooling)?;
         check_fits(info, pooling)?;
         let graph_pools = pooling == Pooling::SentenceEmbedding;
         let (normalize, norm_why) = match normalize {
@@ -112,6 +84,73 @@ impl Embedding {
             ),
         }))
     }
+}
+
+impl Embedding {
+    /// Row `row`'s embedding into `dst` (hidden size): the pooling over its real tokens, less
+    /// the first `prompt_tokens` (`[CLS]` + a prompt, as
+    /// [`BertTokenizer::prompt_length`](crate::tokenize::BertTokenizer::prompt_length) counts
+    /// them) when the model leaves its prompt out; scaled to unit norm if `normalize`
+    /// (`self.normalize` is the model's own choice).
+    pub fn pool_into(
+        &self,
+        out: &Outputs,
+        attention_mask: &[i64],
+        (row, prompt_tokens): (usize, usize),
+        normalize: bool,
+        dst: &mut [f32],
+    ) -> Result<()> {
+        let skip = if self.exclude_prompt {
+            prompt_tokens
+        } else {
+            0
+        };
+        super::pool_row(
+            self.pooling,
+            out,
+            (attention_mask, skip),
+            row,
+            normalize,
+            dst,
+        )
+    }
+}
+
+/// The pooling: `asked` if given, else the graph's sentence embedding, else the model's
+/// sentence-transformers pooling, else mean (or the pooler without hidden states); and why.
+fn choose_pooling(info: &PlanInfo, asked: Option<Pooling>) -> Result<(Pooling, String)> {
+    let has = |r: Role| info.output(r).is_some();
+    let pooling = asked;
+    let st = info.sentence.as_ref();
+    let from = |what: &str| match st {
+        Some(s) if !s.source.is_empty() => format!("{what} ({})", s.source),
+        _ => what.to_string(),
+    };
+    if let (None, Some(s)) = (pooling, st.filter(|s| !s.unsupported.is_empty())) {
+        return Err(Error::bad_model(format!(
+            "the model's sentence-transformers pipeline ({}) has modules bert-edge does \
+             not run: {}; its own embedding cannot be given (ask for a pooling to get the \
+             encoder's pooled states instead)",
+            s.source,
+            s.unsupported.join(", ")
+        )));
+    }
+    Ok(match (pooling, st.and_then(|s| s.pooling)) {
+        (Some(p), _) => (p, "asked for".to_string()),
+        (None, _) if has(Role::SentenceEmbedding) => (
+            Pooling::SentenceEmbedding,
+            "the graph's own sentence_embedding output".to_string(),
+        ),
+        (None, Some(p)) => (p, from("the model's sentence-transformers pooling")),
+        (None, None) if has(Role::HiddenStates) => (
+            Pooling::Mean,
+            "the default: no sentence-transformers pooling config (1_Pooling/config.json) \
+             beside the model or one level up; mean is what sentence-transformers does with \
+             a plain checkpoint (--pooling to choose)"
+                .to_string(),
+        ),
+        (None, None) => (Pooling::Pooler, "the graph's only vector output".into()),
+    })
 }
 
 /// The output a pooling reads must be in the graph.

@@ -58,6 +58,19 @@ pub fn pool_into(
     normalize: bool,
     dst: &mut [f32],
 ) -> Result<()> {
+    pool_row(pooling, out, (attention_mask, 0), row, normalize, dst)
+}
+
+/// [`pool_into`] with the row's first `skip` positions left out of a token pooling (a prompt,
+/// [`Embedding::pool_into`]).
+fn pool_row(
+    pooling: Pooling,
+    out: &Outputs,
+    (attention_mask, skip): (&[i64], usize),
+    row: usize,
+    normalize: bool,
+    dst: &mut [f32],
+) -> Result<()> {
     let (seq, h) = (out.seq_len(), out.hidden_size());
     let rows = attention_mask.len() / seq.max(1);
     if row >= rows || dst.len() != h || attention_mask.len() != rows * seq {
@@ -97,7 +110,7 @@ pub fn pool_into(
                 .get(row * seq * h..(row + 1) * seq * h)
                 .ok_or_else(|| missing("last_hidden_state row"))?;
             let mask = &attention_mask[row * seq..(row + 1) * seq];
-            pool_tokens(pooling, hidden, mask, dst);
+            pool_tokens(pooling, hidden, mask, skip, dst);
         }
     }
     if normalize {
@@ -107,15 +120,16 @@ pub fn pool_into(
 }
 
 /// A pooling over the token rows of `hidden` (seq × h), as sentence-transformers' `Pooling`
-/// module computes it for one unpadded text: only rows whose mask is 1 count.
-fn pool_tokens(pooling: Pooling, hidden: &[f32], mask: &[i64], dst: &mut [f32]) {
+/// module computes it for one unpadded text: only rows whose mask is 1 count, and none of the
+/// first `skip` (its `include_prompt: false` zeroes the prompt's mask; `Cls` still reads row 0).
+fn pool_tokens(pooling: Pooling, hidden: &[f32], mask: &[i64], skip: usize, dst: &mut [f32]) {
     let h = dst.len();
     let tokens = || {
         hidden
             .chunks_exact(h)
             .zip(mask)
             .enumerate()
-            .filter(|(_, (_, &m))| m != 0)
+            .filter(|(i, (_, &m))| m != 0 && *i >= skip)
             .map(|(i, (t, _))| (i, t))
     };
     dst.fill(0.0);
@@ -168,18 +182,30 @@ mod tests {
     fn mean_counts_only_real_tokens() {
         let hidden = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
         let mut dst = [0f32; 2];
-        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], 0, &mut dst);
         assert_eq!(dst, [2.0, 3.0]);
-        pool_tokens(Pooling::Max, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::Max, &hidden, &[1, 1, 0], 0, &mut dst);
         assert_eq!(dst, [3.0, 4.0]);
-        pool_tokens(Pooling::LastToken, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::LastToken, &hidden, &[1, 1, 0], 0, &mut dst);
         assert_eq!(dst, [3.0, 4.0]);
-        pool_tokens(Pooling::WeightedMean, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::WeightedMean, &hidden, &[1, 1, 0], 0, &mut dst);
         assert_eq!(dst, [(1.0 + 6.0) / 3.0, (2.0 + 8.0) / 3.0]);
-        pool_tokens(Pooling::MeanSqrtLen, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::MeanSqrtLen, &hidden, &[1, 1, 0], 0, &mut dst);
         assert_eq!(dst, [4.0 / 2f32.sqrt(), 6.0 / 2f32.sqrt()]);
-        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], &mut dst);
+        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 0], 0, &mut dst);
         l2_normalize(&mut dst);
         assert!((dst[0] * dst[0] + dst[1] * dst[1] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_skipped_prompt_leaves_token_poolings_but_not_cls() {
+        let hidden = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 100.0, 100.0];
+        let mut dst = [0f32; 2];
+        pool_tokens(Pooling::Mean, &hidden, &[1, 1, 1, 0], 1, &mut dst);
+        assert_eq!(dst, [4.0, 5.0]);
+        pool_tokens(Pooling::Max, &hidden, &[1, 1, 1, 0], 3, &mut dst);
+        assert_eq!(dst, [-1e9, -1e9]);
+        pool_tokens(Pooling::Cls, &hidden, &[1, 1, 1, 0], 2, &mut dst);
+        assert_eq!(dst, [1.0, 2.0]);
     }
 }

@@ -41,70 +41,83 @@ fn find_chains(model: &TypedModel, sums_only: bool) -> TractResult<Vec<(usize, T
         if facts.is_empty() || !facts.iter().all(|f| f.konst.is_some()) {
             continue;
         }
-        let budget: u64 = facts
-            .iter()
-            .map(|f| f.mem_size().as_i64().unwrap_or(i64::MAX) as u64)
-            .sum::<u64>()
-            .max(tract_core::optim::CONST_FOLD_MEM_BUDGET);
-        // Only worth evaluating where tract gave up: a step whose output is over budget.
-        let out_mem: u64 = node
-            .outputs
-            .iter()
-            .map(|o| o.fact.mem_size().as_i64().unwrap_or(i64::MAX) as u64)
-            .sum();
         // The int8 column sums: Cast(i8 → i32) then Reduce<Sum>, summed straight from the
         // i8 weight (no 4× i32 copy), whatever their size: under tract's budget its PropConst
         // would fold them too, through the i32 copy (~0.1 s of an int8 base load).
-        if let Some((succ, sums)) = i8_column_sums(model, node, &facts)? {
-            if !found.iter().any(|(f, _)| *f == succ) {
-                found.push((succ, tvec![sums.into_tvalue()]));
-            }
-            continue;
-        }
-        if sums_only || out_mem <= budget {
-            continue;
-        }
-        let inputs: TVec<TValue> = facts
-            .iter()
-            .map(|f| f.konst.clone().unwrap().into_tvalue())
-            .collect();
-        let Ok(Some(mut res)) = node.op.eval_out_of_plan(inputs) else {
-            continue;
+        let hit = if let Some((succ, sums)) = i8_column_sums(model, node, &facts)? {
+            Some((succ, tvec![sums.into_tvalue()]))
+        } else if sums_only {
+            None
+        } else {
+            walk_chain(model, node, &facts)?
         };
-        let mut cur = node;
-        loop {
-            if mem(&res) <= budget {
-                if cur.id != id && !found.iter().any(|(f, _)| *f == cur.id) {
-                    found.push((cur.id, res));
-                }
-                break;
+        if let Some((at, value)) = hit {
+            if !found.iter().any(|(f, _)| *f == at) {
+                found.push((at, value));
             }
-            let Some(succ) = model.single_succ(cur.id)? else {
-                break;
-            };
-            let mut ins: TVec<TValue> = tvec![];
-            let mut ok = true;
-            for (ix, inlet) in succ.inputs.iter().enumerate() {
-                if inlet.node == cur.id {
-                    ins.push(res[inlet.slot].clone());
-                } else if let Some(k) = &model.node_input_facts(succ.id)?[ix].konst {
-                    ins.push(k.clone().into_tvalue());
-                } else {
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
-                break;
-            }
-            let Ok(Some(r)) = succ.op.eval_out_of_plan(ins) else {
-                break;
-            };
-            res = r;
-            cur = succ;
         }
     }
     Ok(found)
+}
+
+/// From `node` (all inputs constant), whose output is over tract's folding budget: evaluate
+/// it and its single successors until the value is back within the budget. The node where
+/// that happens and its value, or `None` (within budget from the start, or never back).
+fn walk_chain(
+    model: &TypedModel,
+    node: &TypedNode,
+    facts: &[&TypedFact],
+) -> TractResult<Option<(usize, TVec<TValue>)>> {
+    let size = |f: &TypedFact| f.mem_size().as_i64().unwrap_or(i64::MAX) as u64;
+    let budget: u64 = facts
+        .iter()
+        .map(|f| size(f))
+        .sum::<u64>()
+        .max(tract_core::optim::CONST_FOLD_MEM_BUDGET);
+    // Only worth evaluating where tract gave up: a step whose output is over budget.
+    if node.outputs.iter().map(|o| size(&o.fact)).sum::<u64>() <= budget {
+        return Ok(None);
+    }
+    let inputs: TVec<TValue> = facts
+        .iter()
+        .map(|f| f.konst.clone().unwrap().into_tvalue())
+        .collect();
+    let Ok(Some(mut res)) = node.op.eval_out_of_plan(inputs) else {
+        return Ok(None);
+    };
+    let mut cur = node;
+    while mem(&res) > budget {
+        let Some(succ) = model.single_succ(cur.id)? else {
+            return Ok(None);
+        };
+        let Some(r) = eval_successor(model, cur, succ, &res)? else {
+            return Ok(None);
+        };
+        res = r;
+        cur = succ;
+    }
+    Ok((cur.id != node.id).then_some((cur.id, res)))
+}
+
+/// `succ` evaluated on `cur`'s value `res` and its other inputs' constants (`None` when one
+/// of those is not constant or the op cannot run out of a plan).
+fn eval_successor(
+    model: &TypedModel,
+    cur: &TypedNode,
+    succ: &TypedNode,
+    res: &TVec<TValue>,
+) -> TractResult<Option<TVec<TValue>>> {
+    let mut ins: TVec<TValue> = tvec![];
+    for (ix, inlet) in succ.inputs.iter().enumerate() {
+        if inlet.node == cur.id {
+            ins.push(res[inlet.slot].clone());
+        } else if let Some(k) = &model.node_input_facts(succ.id)?[ix].konst {
+            ins.push(k.clone().into_tvalue());
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(succ.op.eval_out_of_plan(ins).ok().flatten())
 }
 
 /// `node` = Cast(const i8 → i32) whose single successor is Reduce<Sum>: the successor's id

@@ -9,11 +9,12 @@
 //! requests leave this thread (to the handlers, through `Dispatcher`); answers come back as
 //! bytes through `replies` and are written here, under a write deadline (`--body-timeout`).
 
+use super::conn::{request_path, Conn, State};
 use super::http::{endpoint_label, Dispatcher};
 use super::wire::{self, parse_request};
 use super::Shared;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -34,29 +35,6 @@ pub(super) struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
-}
-
-enum State {
-    /// Reading a request; `head_done` once the blank line after the headers arrived.
-    Reading { head_done: bool },
-    /// A request is with a handler.
-    Waiting,
-    /// Writing an answer.
-    Writing {
-        out: Vec<u8>,
-        pos: usize,
-        close: bool,
-    },
-}
-
-struct Conn {
-    stream: TcpStream,
-    gen: u64,
-    buf: Vec<u8>,
-    state: State,
-    deadline: Instant,
-    /// When the current request started (accept, or the end of the previous answer).
-    since: Instant,
 }
 
 pub(super) struct Front<'a> {
@@ -193,14 +171,7 @@ impl<'a> Front<'a> {
             }
             let _ = stream.set_nodelay(true);
             self.next_gen += 1;
-            let conn = Conn {
-                stream,
-                gen: self.next_gen,
-                buf: Vec::new(),
-                state: State::Reading { head_done: false },
-                deadline: Instant::now() + self.limits.header_timeout,
-                since: Instant::now(),
-            };
+            let conn = Conn::new(stream, self.next_gen, self.limits.header_timeout);
             match self.conns.iter().position(Option::is_none) {
                 Some(slot) => self.conns[slot] = Some(conn),
                 None => self.conns.push(Some(conn)),
@@ -270,30 +241,11 @@ impl<'a> Front<'a> {
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
-        let State::Writing { out, pos, close } = &mut c.state else {
-            return;
-        };
-        let done_close = loop {
-            match (&c.stream).write(&out[*pos..]) {
-                Ok(0) => break Some(true),
-                Ok(n) => {
-                    *pos += n;
-                    if *pos == out.len() {
-                        break Some(*close);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break None,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break Some(true),
-            }
-        };
-        match done_close {
+        match c.write_pending() {
             None => {}
             Some(true) => self.close(slot),
             Some(false) => {
-                c.state = State::Reading { head_done: false };
-                c.deadline = Instant::now() + self.limits.header_timeout;
-                c.since = Instant::now();
+                c.next_request(self.limits.header_timeout);
                 // A pipelined request may already be in the buffer.
                 self.parse(slot);
             }
@@ -305,22 +257,11 @@ impl<'a> Front<'a> {
             return;
         };
         let cap = wire::MAX_HEAD + self.shared.config.max_body + 64 * 1024;
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match (&c.stream).read(&mut chunk) {
-                Ok(0) => return self.close(slot),
-                Ok(n) => {
-                    c.buf.extend_from_slice(&chunk[..n]);
-                    if c.buf.len() > cap {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return self.close(slot),
-            }
+        if c.read_available(cap) {
+            self.parse(slot);
+        } else {
+            self.close(slot);
         }
-        self.parse(slot);
     }
 
     /// Dispatches a complete request in the buffer, or answers a malformed one.
@@ -399,11 +340,4 @@ impl<'a> Front<'a> {
     fn close(&mut self, slot: usize) {
         self.conns[slot] = None;
     }
-}
-
-/// The target of a request line, as far as it can be read (for metrics of refused requests).
-fn request_path(buf: &[u8]) -> String {
-    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
-    String::from_utf8_lossy(target).into_owned()
 }

@@ -25,7 +25,9 @@
 //! thread per connection). `wire.rs` parses and writes HTTP/1.1 without sockets.
 
 mod api;
+mod conn;
 mod front;
+mod hooks;
 mod http;
 mod meta;
 mod metrics;
@@ -71,7 +73,7 @@ pub fn run(m: &ModelArgs, opts: &Options) -> Result<ExitCode, Fail> {
         .map(|a| a.to_string())
         .unwrap_or_default();
     eprintln!("bert-edge: answering 503 on http://{addr} until the model is loaded");
-    std::thread::sleep(opts.test_load_delay);
+    opts.hooks.before_load();
     let setup = setup(m, opts);
     loading.stop();
     let (plan, shared) = setup?;

@@ -3,6 +3,7 @@
 //! `--max-input-length`, `--auto-truncate`, `--api-key`), bounded, checked at start.
 
 use super::front::Limits;
+use super::hooks::Hooks;
 use bert_edge::heads::Pooling;
 use std::time::Duration;
 
@@ -25,9 +26,7 @@ pub struct Options {
     pub(super) served_name: Option<String>,
     pub(super) limits: Limits,
     pub(super) batch_wait: Duration,
-    pub(super) test_delay: Duration,
-    pub(super) test_panic: Option<String>,
-    pub(super) test_load_delay: Duration,
+    pub(super) hooks: Hooks,
 }
 
 type Args = pico_args::Arguments;
@@ -116,13 +115,7 @@ impl Options {
                 max_connections: opt(args, &["--max-connections"])?.unwrap_or(1024),
             },
             batch_wait: Duration::from_secs_f64(batch_wait / 1e3),
-            // Tests only: a worker panics on this exact text (isolation of a panic in a batch).
-            test_panic: opt(args, &["--test-panic-on"])?,
-            test_delay: Duration::from_millis(opt(args, &["--test-delay-ms"])?.unwrap_or(0)),
-            // Tests only: the model load takes this much longer (the 503 while loading).
-            test_load_delay: Duration::from_millis(
-                opt(args, &["--test-load-delay-ms"])?.unwrap_or(0),
-            ),
+            hooks: Hooks::parse(args)?,
         };
         let counts = [
             o.workers,

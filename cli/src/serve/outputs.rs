@@ -3,7 +3,6 @@
 
 use super::types::{Done, Failure, Item, Shared, Text, Work};
 use crate::tasks::{self, Scratch};
-use bert_edge::heads::pool_into;
 use bert_edge::tokenize::Tokenized;
 use bert_edge::{Plan, Role};
 
@@ -81,16 +80,13 @@ fn pooled(shared: &Shared, s: &Scratch, r: usize, skip: usize) -> Result<Vec<f32
         .as_ref()
         .ok_or_else(|| missing("embeddings"))?;
     let mut vector = vec![0f32; s.out.hidden_size()];
-    let mask = &s.inputs.attention_mask;
-    let skip = if e.exclude_prompt { skip } else { 0 };
-    if skip == 0 {
-        pool_into(e.pooling, &s.out, mask, r, false, &mut vector)?;
-    } else {
-        let mut m = mask.to_vec();
-        let n = s.out.seq_len();
-        m[r * n..r * n + skip.min(n)].fill(0);
-        pool_into(e.pooling, &s.out, &m, r, false, &mut vector)?;
-    }
+    e.pool_into(
+        &s.out,
+        &s.inputs.attention_mask,
+        (r, skip),
+        false,
+        &mut vector,
+    )?;
     Ok(vector)
 }
 

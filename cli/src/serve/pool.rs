@@ -109,15 +109,13 @@ fn infer(
     results: &mut Vec<Result<Done, Failure>>,
 ) -> bool {
     let c = &shared.config;
-    if !c.test_delay.is_zero() {
-        std::thread::sleep(c.test_delay);
-    }
+    c.hooks.before_call();
     let t0 = Instant::now();
     results.clear();
     let mut rows: Vec<Row> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        if matches!(&item.input, Text::One(t) if Some(t) == c.test_panic.as_ref()) {
-            panic!("--test-panic-on: a worker panics on this text");
+        if let Text::One(t) = &item.input {
+            c.hooks.on_text(t);
         }
         match encode(shared, s, rows.len(), item) {
             Ok(done) => {

@@ -241,6 +241,16 @@ pub(super) fn run_all(
         }
     }
     drop(tx);
+    let out = collect(&rx, k)?;
+    let headers = timing_headers(&out, t0, chars);
+    Ok((out, headers))
+}
+
+/// The `k` results, in order, or the first failure (named by its input when there are several).
+fn collect(
+    rx: &mpsc::Receiver<(usize, Result<Done, Failure>)>,
+    k: usize,
+) -> Result<Vec<Done>, Failure> {
     let mut out: Vec<Option<Done>> = (0..k).map(|_| None).collect();
     let mut first_err = None;
     for _ in 0..k {
@@ -257,14 +267,18 @@ pub(super) fn run_all(
             Err(_) => return Err(Failure::new(500, "internal error: a worker stopped")),
         }
     }
-    if let Some(f) = first_err {
-        return Err(f);
+    match first_err {
+        Some(f) => Err(f),
+        None => Ok(out.into_iter().flatten().collect()),
     }
-    let out: Vec<Done> = out.into_iter().flatten().collect();
+}
+
+/// TEI's timing and count headers of a request's results.
+fn timing_headers(out: &[Done], t0: Instant, chars: usize) -> Headers {
     let ms = |d: std::time::Duration| d.as_millis().to_string();
     let most = |f: fn(&Done) -> std::time::Duration| out.iter().map(f).max().unwrap_or_default();
     let total = ms(t0.elapsed());
-    let headers = vec![
+    vec![
         ("x-compute-type", "cpu".to_string()),
         ("x-compute-time", total.clone()),
         ("x-total-time", total),
@@ -279,6 +293,5 @@ pub(super) fn run_all(
             "x-truncated-inputs",
             out.iter().filter(|e| e.truncated).count().to_string(),
         ),
-    ];
-    Ok((out, headers))
+    ]
 }

@@ -171,8 +171,7 @@ pub(super) fn setup(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Arc<Sha
             .max_concurrent
             .unwrap_or((opts.workers + opts.queue + 4).min(256)),
         api_key: opts.api_key.clone(),
-        test_delay: opts.test_delay,
-        test_panic: opts.test_panic.clone(),
+        hooks: opts.hooks.clone(),
     };
     let shared = Shared {
         config,

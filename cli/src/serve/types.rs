@@ -1,6 +1,7 @@
 //! What the service's threads share and pass: its configuration, the model it serves, its
 //! counters, one text's work item and result, and an error answer (TEI's `error_type`s).
 
+use super::hooks::Hooks;
 use super::metrics::Metrics;
 use crate::tasks::Head;
 use bert_edge::heads::Embedding;
@@ -34,9 +35,8 @@ pub(super) struct Config {
     pub handlers: usize,
     /// `Authorization: Bearer` key every route but the probes needs (`--api-key`).
     pub api_key: Option<String>,
-    /// Tests only: a worker sleeps this long per call / panics on this exact text.
-    pub test_delay: Duration,
-    pub test_panic: Option<String>,
+    /// Test hooks (none unless built with `--features test-hooks`).
+    pub hooks: Hooks,
 }
 
 /// A prompt of the model: its name, its text, and `[CLS]` + its tokens (what a pooling with

@@ -93,9 +93,30 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<(Request, Body, usiz
         body: Vec::new(),
         keep_alive: version == 1,
     };
+    let (length, chunked) = read_headers(parsed.headers, &mut req)?;
+    let body = match (chunked, length) {
+        (true, Some(_)) => return Err(reject(400, "both Content-Length and chunked")),
+        (true, None) => Body::Chunked,
+        (false, Some(n)) if n > max_body => {
+            return Err(reject(
+                413,
+                format!("request body is larger than {max_body} bytes"),
+            ))
+        }
+        (false, n) => Body::Length(n.unwrap_or(0)),
+    };
+    Ok(Some((req, body, head_len)))
+}
+
+/// The head's headers into `req` (names lower-cased; `Connection` sets keep-alive), and the
+/// body's framing they declare: its `Content-Length`, and whether it is chunked.
+fn read_headers(
+    headers: &[httparse::Header],
+    req: &mut Request,
+) -> Result<(Option<usize>, bool), Reject> {
     let mut length: Option<usize> = None;
     let mut chunked = false;
-    for h in parsed.headers.iter() {
+    for h in headers.iter() {
         let name = h.name.to_ascii_lowercase();
         let value = String::from_utf8_lossy(h.value).trim().to_string();
         match name.as_str() {
@@ -123,18 +144,7 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<(Request, Body, usiz
         }
         req.headers.push((name, value));
     }
-    let body = match (chunked, length) {
-        (true, Some(_)) => return Err(reject(400, "both Content-Length and chunked")),
-        (true, None) => Body::Chunked,
-        (false, Some(n)) if n > max_body => {
-            return Err(reject(
-                413,
-                format!("request body is larger than {max_body} bytes"),
-            ))
-        }
-        (false, n) => Body::Length(n.unwrap_or(0)),
-    };
-    Ok(Some((req, body, head_len)))
+    Ok((length, chunked))
 }
 
 /// De-chunks a chunked body: `Ok(None)` until the last chunk (and trailers) arrived.
