@@ -46,6 +46,7 @@ mod translate;
 pub mod unstable;
 
 pub use error::{Error, Result};
+pub use runtime::tuning;
 pub use runtime::{
     Call, Encoder, F16Compute, Flavour, Input, Inputs, LoadOptions, OutputInfo, Outputs, Plan,
     PlanInfo, Role, SentenceConfig, Task, Variant, WordEmbeddings, DEFAULT_GRANULE, DEFAULT_SEQ,

@@ -1,6 +1,7 @@
 //! The command line's shared pieces: the error a command ends with ([`CliError`]), the model
 //! options every loading command takes ([`ModelArgs`]) and small parsing helpers.
 
+use bert_edge::tuning::Tune;
 use bert_edge::{Error, Flavour, LoadOptions, Variant};
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ pub struct ModelArgs {
     /// `--tokenizer FILE`: the model's tokenizer.json (default: beside the model or one
     /// directory up, else the one an archive carries).
     pub tokenizer: Option<PathBuf>,
+    /// `--tune` (measure now) or `--kernels cached|rules|NAME` (default cached).
+    pub tune: Tune,
 }
 
 impl ModelArgs {
@@ -83,6 +86,7 @@ impl ModelArgs {
         let batch: Option<usize> = args
             .opt_value_from_str("--batch")
             .map_err(|e| e.to_string())?;
+        let tune = tune(args)?;
         if threads == Some(0) || granule == Some(0) || batch == Some(0) {
             return Err("--threads, --granule and --batch must be at least 1".into());
         }
@@ -98,6 +102,7 @@ impl ModelArgs {
             f16_compute,
             config,
             tokenizer,
+            tune,
         })
     }
 
@@ -130,7 +135,7 @@ impl ModelArgs {
         if let Some(t) = &self.tokenizer {
             o = o.tokenizer(t);
         }
-        o
+        o.tune(self.tune.clone())
     }
 
     /// Loads the plan, with progress on stderr.
@@ -186,4 +191,20 @@ pub(crate) fn finish(args: pico_args::Arguments) -> Result<(), String> {
     } else {
         Err(format!("unexpected arguments: {rest:?}"))
     }
+}
+
+/// `--tune` (measure the kernels now) or `--kernels cached|rules|NAME` (a name forces that
+/// kernel wherever it can run).
+fn tune(args: &mut pico_args::Arguments) -> Result<Tune, String> {
+    let measure = args.contains("--tune");
+    let kernels: Option<String> = args
+        .opt_value_from_str("--kernels")
+        .map_err(|e| e.to_string())?;
+    Ok(match (measure, kernels.as_deref()) {
+        (true, Some(_)) => return Err("give --tune or --kernels, not both".into()),
+        (true, None) => Tune::Measure,
+        (false, None | Some("cached")) => Tune::Cached,
+        (false, Some("rules")) => Tune::Rules,
+        (false, Some(name)) => Tune::Force(name.to_string()),
+    })
 }

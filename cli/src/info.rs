@@ -68,6 +68,12 @@ fn io(plan: &Plan) -> Result<(), Error> {
         println!("output {ix}:    {} {:?} {role}", o.name, o.shape);
     }
     println!("parameters:  {}", plan.parameter_count());
+    for k in plan.kernels() {
+        println!(
+            "matmul:      {} x{}: {} ({})",
+            k.geometry, k.nodes, k.kernel, k.chosen_by
+        );
+    }
     Ok(())
 }
 

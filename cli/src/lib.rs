@@ -13,6 +13,7 @@ mod jsonl;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod tasks;
+mod tune;
 
 pub use args::{cores, CliError, ModelArgs};
 use args::{finish, opt_parse};
@@ -47,8 +48,12 @@ USAGE:
   bert-edge embed-lookup --model IDS.onnx [--seq N] [--tokenizer FILE]
                     text lines in, {\"inputs_embeds\": word_embeddings[ids], ...} lines out
                     (feed them, edited or not, to `encode` on the inputs_embeds model)
-  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] [--tokenizer FILE] -o FILE.nnef.tar
-                    (the archive keeps the tokenizer, labels and sentence-transformers config)
+  bert-edge compile --model FILE.onnx --seq N [--variant V] [--batch B] [--tokenizer FILE] [--tune] -o FILE.nnef.tar
+                    (the archive keeps the tokenizer, labels and sentence-transformers config;
+                    with --tune, the kernels measured on this machine, for devices with its CPU)
+  bert-edge tune    --model FILE [--seq N] [--batch B]   times every matmul kernel tract offers
+                    for each geometry of the plan on this machine, prints the table, caches the
+                    fastest (~/.cache/bert-edge/kernels.tsv, or $BERT_EDGE_CACHE_DIR)
   bert-edge serve   --model FILE [--bind 127.0.0.1:8080] [--workers N] [--queue Q] [--pooling P]
                     [--normalize | --no-normalize] [--seq N] [--max-items 32] [--max-text-bytes 16384]
                     [--max-body 1048576] [--header-timeout 5] [--body-timeout 10] [--max-connections 1024]
@@ -69,6 +74,10 @@ id2label); default: config.json beside the model.
 tokenizer.json beside the model or one directory up, else the one `compile` bundled in the
 archive. Never the working directory's; a tokenizer whose vocabulary does not fit the model's
 embedding table is refused.
+--tune / --kernels cached|rules|NAME (any command that loads a model): the matmul kernels.
+cached (default): a measurement made on this CPU (`tune`, `--tune`, or the archive's) where one
+exists, tract's rules elsewhere; rules: tract's only; --tune: measure now; NAME: that kernel
+wherever it can run. `info`, `bench` and /metrics say which kernel each matmul runs and why.
 --f16-compute auto|native|f32 (any command that loads a model): what an f16 plan computes in;
 auto = f32 where the CPU has no f16 arithmetic (x86_64, cortex-a72/a53: 2-4x faster, 2x the
 weight memory), native f16 where it has (cortex-a76).
@@ -108,8 +117,9 @@ fn usage(e: impl std::fmt::Display) -> CliError {
 }
 
 /// Every command; each one loads a model (`help` aside).
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "encode",
+    "tune",
     "classify",
     "ner",
     "fill-mask",
@@ -158,6 +168,10 @@ fn command(cmd: &str, m: &ModelArgs, mut args: pico_args::Arguments) -> Result<E
         "info" => {
             finish(args).map_err(usage)?;
             done(info::info(m))
+        }
+        "tune" => {
+            finish(args).map_err(usage)?;
+            done(tune::tune(m))
         }
         "bench" => {
             let opts = bench::Options::parse(&mut args).map_err(usage)?;

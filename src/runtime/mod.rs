@@ -12,7 +12,7 @@ mod io;
 mod kinds;
 mod load_memory;
 pub(crate) mod memory_check;
-mod optimize;
+pub(crate) mod optimize;
 mod options;
 mod plan;
 mod properties;
@@ -21,6 +21,7 @@ mod shapes;
 mod signature;
 mod threads;
 pub(crate) mod tokenizer_file;
+pub mod tuning;
 
 pub use embeddings::WordEmbeddings;
 pub use encoder::{Call, Encoder};

@@ -50,6 +50,7 @@ pub struct LoadOptions {
     pub(crate) fixes: Fixes,
     pub(crate) config: Option<std::path::PathBuf>,
     pub(crate) tokenizer: Option<std::path::PathBuf>,
+    pub(crate) tune: super::tuning::Tune,
 }
 
 impl LoadOptions {
@@ -140,6 +141,13 @@ impl LoadOptions {
     /// What an f16 plan computes in (default [`F16Compute::Auto`]).
     pub fn f16_compute(mut self, f16: F16Compute) -> Self {
         self.f16_compute = f16;
+        self
+    }
+
+    /// How the matmul kernels are chosen (default [`Tune::Cached`](crate::tuning::Tune):
+    /// a measurement made earlier on this CPU, else tract's rules). See [`crate::tuning`].
+    pub fn tune(mut self, tune: super::tuning::Tune) -> Self {
+        self.tune = tune;
         self
     }
 

@@ -43,6 +43,10 @@ pub struct Plan {
     pub(crate) tokenizer: Option<super::tokenizer_file::TokenizerFile>,
     /// [`Plan::parameter_count`].
     pub(crate) parameters: usize,
+    /// [`Plan::kernels`].
+    pub(crate) kernels: Vec<super::tuning::KernelChoice>,
+    /// [`Plan::tuning`].
+    pub(crate) tuning: Option<super::tuning::Tuning>,
 }
 
 impl Plan {
@@ -103,6 +107,31 @@ impl Plan {
         let mut v: Vec<_> = h.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v
+    }
+
+    /// The plan's matmul kernels, one entry per geometry and kernel, and who chose each
+    /// ([`LoadOptions::tune`](crate::LoadOptions::tune)).
+    ///
+    /// ```
+    /// # #[cfg(feature = "onnx")] {
+    /// use bert_edge::{tuning::{ChosenBy, Tune}, LoadOptions, Plan};
+    /// let opts = LoadOptions::new().seq(8).tune(Tune::Rules);
+    /// let plan = Plan::load("models/tiny/bert_ids_int8.onnx", &opts)?;
+    /// assert!(!plan.kernels().is_empty());
+    /// for k in plan.kernels() {
+    ///     assert!(k.candidates.contains(&k.kernel) && k.chosen_by == ChosenBy::Rules);
+    /// }
+    /// # }
+    /// # Ok::<(), bert_edge::Error>(())
+    /// ```
+    pub fn kernels(&self) -> &[super::tuning::KernelChoice] {
+        &self.kernels
+    }
+
+    /// The measurement this load made ([`Tune::Measure`](crate::tuning::Tune::Measure)), else
+    /// `None`.
+    pub fn tuning(&self) -> Option<&super::tuning::Tuning> {
+        self.tuning.as_ref()
     }
 
     /// Number of parameters of the model: the elements of its weight tensors (every constant
@@ -169,6 +198,8 @@ impl Plan {
             threads: 1,
             tokenizer: None,
             parameters: 0,
+            kernels: vec![],
+            tuning: None,
         })
     }
 }

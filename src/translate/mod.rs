@@ -284,7 +284,12 @@ pub fn compile(
     out: impl AsRef<Path>,
 ) -> Result<PlanInfo> {
     crate::error::guard("compiling the model", || {
-        let (model, info) = translate_onnx(onnx.as_ref(), opts)?;
+        let (mut model, info) = translate_onnx(onnx.as_ref(), opts)?;
+        if opts.tune == crate::tuning::Tune::Measure {
+            use crate::runtime::{optimize, tuning};
+            let t = optimize::measure_translated(&model, &info, opts, opts.fixes.fold_int8_sums)?;
+            tuning::record_into(&mut model, &t);
+        }
         crate::runtime::archive::save_archive(&model, out.as_ref())?;
         Ok(info)
     })

@@ -35,7 +35,7 @@ mod stdin;
 mod summary;
 
 use crate::ModelArgs;
-use bert_edge::unstable::{self, tract_core};
+use bert_edge::unstable::tract_core;
 use bert_edge::{Encoder, Error, Inputs, Plan};
 use std::sync::Arc;
 use std::time::Instant;
@@ -186,24 +186,21 @@ pub fn run(m: &ModelArgs, o: &Options) -> Result<(), Error> {
     )
 }
 
-/// The CPU this runs on, as `/proc/cpuinfo` names it (x86: "model name"; ARM: "model name"
-/// or the "CPU part" number), else the architecture.
+/// The CPU, precisely ([`bert_edge::tuning::cpu_id`]).
 fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |key: &str| {
-        info.lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    field("model name")
-        .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    bert_edge::tuning::cpu_id()
 }
 
 /// What tract found on this machine and what it chose: the instruction-set rung and features
 /// tract-linalg probed (after `TRACT_CPU_ISA`), and the matmul kernels the optimized plan runs.
 fn tract_isa(plan: &Plan) -> (String, Vec<String>) {
     let isa = tract_core::internal::tract_linalg::isa::native();
-    (format!("{isa:?}"), unstable::matmul_kernels(plan))
+    let mut kernels: Vec<String> = vec![];
+    for k in plan.kernels() {
+        let named = format!("{} ({})", k.kernel, k.chosen_by);
+        if !kernels.contains(&named) {
+            kernels.push(named);
+        }
+    }
+    (format!("{isa:?}"), kernels)
 }

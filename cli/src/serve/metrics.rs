@@ -118,6 +118,17 @@ pub(super) fn metrics_text(s: &Shared) -> String {
             .as_ref()
             .map_or("none".to_string(), |e| e.pooling.to_string())
     );
+    let _ = writeln!(
+        o,
+        "# HELP bert_edge_kernel_info The plan's matmuls by geometry and kernel, and who chose the kernel (measured on this CPU, forced, or tract's rules).\n# TYPE bert_edge_kernel_info gauge"
+    );
+    for k in &s.model.kernels {
+        let _ = writeln!(
+            o,
+            "bert_edge_kernel_info{{geometry=\"{}\",kernel=\"{}\",chosen_by=\"{}\"}} {}",
+            k.geometry, k.kernel, k.chosen_by, k.nodes
+        );
+    }
     o
 }
 

@@ -130,6 +130,7 @@ fn load_model(m: &ModelArgs, opts: &Options) -> Result<(Arc<Plan>, Model), Fail>
     let name = opts.served_name.clone().or(stem).unwrap_or_default();
     let model = Model {
         tokenizer,
+        kernels: plan.kernels().to_vec(),
         info,
         embedding,
         prompts,

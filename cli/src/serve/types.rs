@@ -51,6 +51,8 @@ pub(super) struct Prompt {
 pub(super) struct Model {
     pub tokenizer: BertTokenizer,
     pub info: bert_edge::PlanInfo,
+    /// The plan's matmul kernels and who chose them (`/metrics`).
+    pub kernels: Vec<bert_edge::tuning::KernelChoice>,
     /// `None`: no hidden states, pooler or sentence embedding (a classifier).
     pub embedding: Option<Embedding>,
     pub prompts: Vec<Prompt>,

@@ -72,10 +72,120 @@ fn m_axis_contiguous(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) ->
     fact.shape.iter().skip(cm + 1).all(|d| d.is_one())
 }
 
+/// bert-edge patch (PATCHED.md, change 5): kernel choices made outside tract, by measurement.
+/// While [`choice::with_choices`] runs (an optimization, on the calling thread), every matmul's
+/// kernel is first offered to its `force` function, by geometry and suitable kernels; tract's
+/// own rules decide where it declines. Every choice made in that time is recorded.
+pub mod choice {
+    use std::cell::RefCell;
+
+    /// One matmul's kernel as `strategize` chose it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Choice {
+        /// Operand types and dims, `?` where symbolic: `I8xU8 m768 k3072 n?`.
+        pub geometry: String,
+        /// The names of the kernels that could run it, in tract's order.
+        pub candidates: Vec<String>,
+        /// The kernel taken (the matrix one when tract pairs a GEMV with it).
+        pub kernel: String,
+        /// Taken because `force` named it (not by tract's rules).
+        pub forced: bool,
+    }
+
+    /// Given a geometry and its candidates, the kernel to take (`None`: tract's rules).
+    pub type Force = Box<dyn Fn(&str, &[String]) -> Option<String>>;
+
+    thread_local! {
+        static FORCE: RefCell<Option<Force>> = const { RefCell::new(None) };
+        static SEEN: RefCell<Vec<Choice>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Restores the previous state when `with_choices` returns or unwinds.
+    struct Scope(Option<Force>, Vec<Choice>);
+
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            FORCE.with(|f| *f.borrow_mut() = self.0.take());
+            SEEN.with(|s| std::mem::swap(&mut *s.borrow_mut(), &mut self.1));
+        }
+    }
+
+    /// Runs `f` with `force` offered every matmul's choice on this thread; returns `f`'s
+    /// result and the choices made, in the order made.
+    pub fn with_choices<R>(force: Force, f: impl FnOnce() -> R) -> (R, Vec<Choice>) {
+        let prev_force = FORCE.with(|c| c.borrow_mut().replace(force));
+        let prev_seen = SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let scope = Scope(prev_force, prev_seen);
+        let r = f();
+        let mine = SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        drop(scope);
+        (r, mine)
+    }
+
+    pub(super) fn forced(geometry: &str, candidates: &[String]) -> Option<String> {
+        FORCE.with(|f| f.borrow().as_ref().and_then(|f| f(geometry, candidates)))
+    }
+
+    pub(super) fn record(choice: Choice) {
+        SEEN.with(|s| s.borrow_mut().push(choice));
+    }
+}
+
+/// bert-edge patch (PATCHED.md, change 5): a geometry as [`choice::Choice`] names it.
+pub fn geometry(query: &Query) -> String {
+    let dim = |d: Option<usize>| d.map_or("?".to_string(), |d| d.to_string());
+    let weight = match &query.weight {
+        WeightType::Plain(dt) => format!("{dt:?}"),
+        other => format!("{other:?}"),
+    };
+    format!(
+        "{weight}x{:?} m{} k{} n{}",
+        query.activation,
+        dim(query.m),
+        dim(query.k),
+        dim(query.n)
+    )
+}
+
+/// bert-edge patch (PATCHED.md, change 5): the kernel a measurement chose, if it is suitable
+/// here, else tract's rules; the choice recorded either way.
 pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> TractResult<Strat> {
     let query = query(model, node, op)?;
     let mut suitable = tract_linalg::MmmDispatch::native().suitable(&query);
     ensure!(suitable.len() > 0);
+    let geometry = geometry(&query);
+    let mut candidates: Vec<String> = vec![];
+    for (k, _, _) in &suitable {
+        if !candidates.iter().any(|c| c == k.name()) {
+            candidates.push(k.name().to_string());
+        }
+    }
+    if let Some(name) = choice::forced(&geometry, &candidates)
+        && let Some(ix) = suitable
+            .iter()
+            .position(|(k, _, pe)| k.name() == name && pe.is_none())
+            .or_else(|| suitable.iter().position(|(k, _, _)| k.name() == name))
+    {
+        choice::record(choice::Choice { geometry, candidates, kernel: name, forced: true });
+        return Ok(single_strat(suitable.swap_remove(ix)));
+    }
+    let strat = strategize_by_rules(model, node, op, &query, &mut suitable)?;
+    let kernel = strat.2.iter().max_by_key(|i| i.0.nr()).map(|i| i.0.name().to_string());
+    let kernel = kernel.unwrap_or_default();
+    choice::record(choice::Choice { geometry, candidates, kernel, forced: false });
+    Ok(strat)
+}
+
+/// tract's own choice (with bert-edge changes 2 and 3).
+fn strategize_by_rules(
+    model: &TypedModel,
+    node: &TypedNode,
+    op: &EinSumMatMul,
+    query: &Query,
+    suitable: &mut Vec<Suitable>,
+) -> TractResult<Strat> {
+    let query = query.clone();
+    let mut suitable = std::mem::take(suitable);
     // bert-edge patch (PATCHED.md, change 3): keep wide tiles off a C whose columns are a
     // multiple of 4 KiB apart, where their stores alias (see `store_aliases`).
     if m_axis_contiguous(model, node, op)
