@@ -49,27 +49,6 @@ pub fn has_dual_avx512_fma() -> bool {
     avx512_fma_units() >= 2
 }
 
-/// bert-edge addition (PATCHED.md, change 6): whether the zmm 16x16 VNNI tile is the one to
-/// name for a known n >= 16. Where two 512-bit FMA ports were probed, as published; and on AMD
-/// cores too, which the probe counts as single-port (Zen 4 double-pumps 512-bit ops): measured
-/// on a Zen 4 ("AMD EPYC", 2 vCPUs) on BERT-base int8 (n = 32, m 768 or 3072, k 768 or 3072),
-/// the 16x16 ran 133-158 G multiply-adds/s where the 8x8 ran 108-123, except where its stores
-/// alias (tract-core's kernel selection keeps it off those: bert-edge's tract-core change 3).
-/// Not for a symbolic n (the boost below stays as published): a plan of any length run at
-/// n = 8 or 24 pads the 16-wide tile, and measured slower there. An explicit
-/// `TRACT_AVX512_FMA_UNITS` still decides alone; the vendor is tract's (`TRACT_X86_KIND` overrides
-/// it).
-pub fn wide_vnni_tile_pays() -> bool {
-    static PAYS: OnceLock<bool> = OnceLock::new();
-    *PAYS.get_or_init(|| {
-        let forced = crate::knobs::TRACT_AVX512_FMA_UNITS.get();
-        if forced.as_deref().is_some_and(|v| matches!(v.trim(), "1" | "2")) {
-            return has_dual_avx512_fma();
-        }
-        has_dual_avx512_fma() || super::vendor() == super::Vendor::Amd
-    })
-}
-
 fn detect_fma_units() -> u8 {
     if let Some(v) = crate::knobs::TRACT_AVX512_FMA_UNITS.get() {
         match v.trim() {

@@ -14,7 +14,7 @@ use super::amx::PackedAmxA;
 #[cfg(tract_amx_bf16)]
 use super::amx_bf16::{PackedAmxBf16A, PackedBf16K2};
 #[cfg(tract_avx512vnni)]
-use super::fma_width::{has_dual_avx512_fma, wide_vnni_tile_pays};
+use super::fma_width::has_dual_avx512_fma;
 
 /// The zmm 16x16 VNNI tile only out-throughputs the ymm 8x8 on cores with two 512-bit FMA
 /// ports; elsewhere it is pure tile-padding overhead, so there it must lose every tie to the
@@ -285,19 +285,14 @@ fn avx512vnni_preferred(
     _isa: &IsaSet,
     dt: DatumType,
     query: &Query,
-    suitable: &[Suitable],
+    _suitable: &[Suitable],
 ) -> Option<&'static str> {
     match (dt, query.n) {
         (DatumType::I32, Some(1)) => None,
-        // bert-edge (PATCHED.md, change 6): `wide_vnni_tile_pays` (AMD too; this tier is asked
-        // only with a concrete n on x86_64, so plans of any length keep the boost's choice),
-        // and the 16x16 only while the caller still offers it (tract-core drops it where its
-        // stores alias).
-        (DatumType::I32, _) if !wide_vnni_tile_pays() => Some(avx512vnni_mmm_i32_8x8.name.as_str()),
+        (DatumType::I32, _) if !has_dual_avx512_fma() => Some(avx512vnni_mmm_i32_8x8.name.as_str()),
         (DatumType::I32, _) => {
             let big = |o: Option<usize>, t: usize| o.is_none_or(|v| v >= t);
-            let offered = crate::mmm::suitable_named(suitable, avx512vnni_mmm_i32_16x16.name.as_str()).is_some();
-            Some(if offered && big(query.m, 16) && big(query.n, 16) {
+            Some(if big(query.m, 16) && big(query.n, 16) {
                 avx512vnni_mmm_i32_16x16.name.as_str()
             } else {
                 avx512vnni_mmm_i32_8x8.name.as_str()

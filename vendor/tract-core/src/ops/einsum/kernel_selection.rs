@@ -50,16 +50,6 @@ fn amx_scatter_dominates(name: &str, nr: usize, query: &Query) -> bool {
     nr > 1 && name.starts_with("apple_amx") && (k <= 96 || (k <= 256 && m * n >= 1 << 19))
 }
 
-/// bert-edge patch (PATCHED.md, change 3). The zmm VNNI 16x16 stores its tile as 16 columns
-/// of one 64-byte line each. When C's m axis is contiguous and a column is a multiple of
-/// 4 KiB long, the 16 lines fall in one L1 set (8 ways on the cores that have this kernel):
-/// on a Zen 4, BERT-base's FFN-up (m 3072, i32 columns of 12 KiB) ran at 95-97 G
-/// multiply-adds/s with it against 127-130 with m 3200 and 133-137 for m 768 (k 768 in all
-/// three); the ymm 8x8 (8 half lines a tile) showed no such drop.
-fn store_aliases(name: &str) -> bool {
-    name == "avx512vnni_mmm_i32_16x16"
-}
-
 /// True when C's m axis is the innermost non-unit axis, so a vertical SME
 /// slice is a contiguous vector.
 fn m_axis_contiguous(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> bool {
@@ -176,7 +166,7 @@ pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> Tr
     Ok(strat)
 }
 
-/// tract's own choice (with bert-edge changes 2 and 3).
+/// tract's own choice (with bert-edge change 2).
 fn strategize_by_rules(
     model: &TypedModel,
     node: &TypedNode,
@@ -186,16 +176,6 @@ fn strategize_by_rules(
 ) -> TractResult<Strat> {
     let query = query.clone();
     let mut suitable = std::mem::take(suitable);
-    // bert-edge patch (PATCHED.md, change 3): keep wide tiles off a C whose columns are a
-    // multiple of 4 KiB apart, where their stores alias (see `store_aliases`).
-    if m_axis_contiguous(model, node, op)
-        && let Some(m) = query.m
-        && let Ok(c) = model.outlet_fact(node.id.into())
-        && (m * c.datum_type.size_of()) % 4096 == 0
-        && suitable.iter().any(|(k, _, _)| !store_aliases(k.name()))
-    {
-        suitable.retain(|(k, _, _)| !store_aliases(k.name()));
-    }
     // Only with `n` in hand: a symbolic `n` is what the packing-group reasoning below is for,
     // and it serves both roles at once, which a single pick cannot.
     // bert-edge patch (PATCHED.md, change 2): and on aarch64 with a symbolic `n` (a plan of
