@@ -179,6 +179,44 @@ fn info_shows_flavour_variant_and_ops() {
     assert!(text.contains("flavour:     ids"), "{text}");
     assert!(text.contains("variant:     int8"), "{text}");
     assert!(text.contains("vocab:       21128"), "{text}");
+    // The kernels, by geometry, and who chose them (issue #30).
+    assert!(text.contains("matmul:      I8xI8 m64 k64 n?"), "{text}");
+}
+
+#[test]
+fn tune_measures_every_geometry_and_kernels_force_one() {
+    let dir = std::env::temp_dir().join(format!("bert-edge-cli-tune-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bert-edge"))
+            .args(args)
+            .env("BERT_EDGE_CACHE_DIR", &dir)
+            .output()
+            .unwrap()
+    };
+    let file = model("ids", "int8").to_string_lossy().into_owned();
+    let out = run(&["tune", "--model", &file, "--seq", "16"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("<- chosen") && text.contains("(measured)"),
+        "{text}"
+    );
+    assert!(dir.join("kernels.tsv").exists(), "{text}");
+    let info = run(&["info", "--model", &file, "--seq", "16"]);
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(
+        info.contains("(measured)") && !info.contains("(rules)"),
+        "{info}"
+    );
+    let bad = run(&["info", "--model", &file, "--seq", "16", "--kernels", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let both = run(&["info", "--model", &file, "--tune", "--kernels", "rules"]);
+    assert_eq!(both.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -307,6 +307,11 @@ fn concurrent_clients(extra: &[&str]) -> String {
         m.contains("bert_edge_model_info{model=\"bert_ids_f32\",variant=\"f32\",task=\"feature-extraction\",seq=\"32\""),
         "{m}"
     );
+    // Every matmul geometry's kernel and who chose it (issue #30).
+    assert!(
+        m.contains("bert_edge_kernel_info{geometry=\"F32xF32 m64 k64 n?\",kernel=\""),
+        "{m}"
+    );
     m
 }
 
