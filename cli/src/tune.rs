@@ -27,7 +27,12 @@ pub(crate) fn tune(m: &ModelArgs) -> Result<(), Error> {
             println!("  {:>10.3} ms  {:>5.2}x  {k}{mark}", s * 1e3, s / best);
         }
         for (k, e) in &g.inexact {
-            println!("  left out: {k}: differs from tract's portable kernel by {e:.1e} (relative)");
+            match e.is_nan() {
+                true => println!("  left out: {k}: failed to build or run here"),
+                false => println!(
+                    "  left out: {k}: differs from tract's portable kernel by {e:.1e} (relative)"
+                ),
+            }
         }
     }
     println!("plan kernels:");

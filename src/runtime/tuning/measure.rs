@@ -19,7 +19,8 @@ const MIN_CALLS: usize = 3;
 const MAX_CALLS: usize = 15;
 const BUDGET: f64 = 0.03;
 
-/// Every geometry of `model`'s matmuls, measured at `lengths` (of the symbol `S`).
+/// Every geometry of `model`'s matmuls, measured at `lengths` (of the symbol `S`). A matmul
+/// that cannot be measured alone (its operands cannot be made up) is left to tract's rules.
 pub(super) fn all(
     model: &TypedModel,
     lengths: &[usize],
@@ -41,31 +42,47 @@ pub(super) fn all(
         if out.iter().any(|m| m.geometry == first.geometry) {
             continue;
         }
-        let (operands, uses_s) = operands(&alone, lengths)?;
-        // The reference: tract's portable kernel (plain Rust, in the operands' own type).
-        let generic = first.candidates.iter().find(|k| k.starts_with("generic"));
-        let reference = outputs(forced_plan(&alone, generic.cloned(), fold)?, &operands)?;
-        let (mut seconds, mut inexact) = (vec![], vec![]);
-        for kernel in &first.candidates {
-            let plan = forced_plan(&alone, Some(kernel.clone()), fold)?;
-            let error = relative_error(&reference, &outputs(plan.clone(), &operands)?);
-            // NaN (a non-finite output) is never within the tolerance.
-            if error.is_nan() || error > TOLERANCE {
-                inexact.push((kernel.clone(), error));
-                continue;
-            }
-            seconds.push((kernel.clone(), time(plan, &operands)?));
+        if let Ok(m) = geometry(&alone, first, lengths, fold) {
+            out.push(m);
         }
-        seconds.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let lengths = if uses_s { lengths.to_vec() } else { vec![] };
-        out.push(Measurement {
-            geometry: first.geometry.clone(),
-            lengths,
-            seconds,
-            inexact,
-        });
     }
     Ok(out)
+}
+
+/// One geometry: every candidate checked against tract's portable kernel, then timed.
+fn geometry(
+    alone: &TypedModel,
+    first: &choice::Choice,
+    lengths: &[usize],
+    fold: bool,
+) -> TractResult<Measurement> {
+    let (operands, uses_s) = operands(alone, lengths)?;
+    // The reference: tract's portable kernel (plain Rust, in the operands' own type).
+    let generic = first.candidates.iter().find(|k| k.starts_with("generic"));
+    let reference = outputs(forced_plan(alone, generic.cloned(), fold)?, &operands)?;
+    let (mut seconds, mut inexact) = (vec![], vec![]);
+    for kernel in &first.candidates {
+        let plan = forced_plan(alone, Some(kernel.clone()), fold);
+        let got = plan
+            .as_ref()
+            .map_err(|_| ())
+            .and_then(|p| outputs(p.clone(), &operands).map_err(|_| ()));
+        // NaN (a failure or a non-finite output) is never within the tolerance.
+        let error = got.map_or(f64::NAN, |got| relative_error(&reference, &got));
+        match plan {
+            Ok(plan) if error <= TOLERANCE => {
+                seconds.push((kernel.clone(), time(plan, &operands)?))
+            }
+            _ => inexact.push((kernel.clone(), error)),
+        }
+    }
+    seconds.sort_by(|a, b| a.1.total_cmp(&b.1));
+    Ok(Measurement {
+        geometry: first.geometry.clone(),
+        lengths: if uses_s { lengths.to_vec() } else { vec![] },
+        seconds,
+        inexact,
+    })
 }
 
 /// The largest difference a candidate may have from tract's portable kernel, relative to the
@@ -179,15 +196,19 @@ fn random(dt: DatumType, shape: &[usize], seed: &mut u64) -> TractResult<Tensor>
     let scalar = n == 1;
     let v: Vec<f32> = (0..n).map(|_| if scalar { 0.05 } else { next() }).collect();
     let t = Tensor::from_shape(shape, &v)?;
-    Ok(if dt.is_float() {
-        t.cast_to_dt(dt)?.into_owned()
-    } else if scalar {
-        Tensor::zero_dt(dt, shape)?
-    } else {
-        let ints: Vec<i32> = v.iter().map(|x| (x * 100.0) as i32).collect();
-        let t = Tensor::from_shape(shape, &ints)?;
-        t.cast_to_dt(dt.unquantized())?.into_owned()
-    })
+    Ok(
+        if dt.is_quantized() || !(dt.is_float() || dt.is_integer()) {
+            Tensor::zero_dt(dt, shape)?
+        } else if dt.is_float() {
+            t.cast_to_dt(dt)?.into_owned()
+        } else if scalar {
+            Tensor::zero_dt(dt, shape)?
+        } else {
+            let ints: Vec<i32> = v.iter().map(|x| (x * 100.0) as i32).collect();
+            let t = Tensor::from_shape(shape, &ints)?;
+            t.cast_to_dt(dt.unquantized())?.into_owned()
+        },
+    )
 }
 
 /// Seconds: the median call at each operand set, summed.

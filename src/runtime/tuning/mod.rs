@@ -83,7 +83,8 @@ pub struct Measurement {
     /// (kernel, seconds), fastest first.
     pub seconds: Vec<(String, f64)>,
     /// Candidates left out because their outputs differ from tract's portable (`generic`)
-    /// kernel beyond rounding (a kernel that computes f32 in bf16): (kernel, relative difference).
+    /// kernel beyond rounding (a kernel that computes f32 in bf16), or failed to run (NaN):
+    /// (kernel, relative difference).
     pub inexact: Vec<(String, f64)>,
 }
 
