@@ -26,6 +26,13 @@ pub(crate) fn tune(m: &ModelArgs) -> Result<(), Error> {
             let mark = if k == g.best() { "  <- chosen" } else { "" };
             println!("  {:>10.3} ms  {:>5.2}x  {k}{mark}", s * 1e3, s / best);
         }
+        for (k, s) in &g.cut {
+            println!(
+                "  {:>10.3} ms+ {:>5.2}x+ {k} (cut: over 2x the best)",
+                s * 1e3,
+                s / best
+            );
+        }
         for (k, e) in &g.inexact {
             match e.is_nan() {
                 true => println!("  left out: {k}: failed to build or run here"),

@@ -49,7 +49,9 @@ pub(super) fn all(
     Ok(out)
 }
 
-/// One geometry: every candidate checked against tract's portable kernel, then timed.
+/// One geometry: every candidate timed (tract's own choice first, so that a good time is known
+/// early), a candidate already over [`CUT`] × the best total after its longest length is cut
+/// there; the others are checked against tract's portable kernel.
 fn geometry(
     alone: &TypedModel,
     first: &choice::Choice,
@@ -60,30 +62,45 @@ fn geometry(
     // The reference: tract's portable kernel (plain Rust, in the operands' own type).
     let generic = first.candidates.iter().find(|k| k.starts_with("generic"));
     let reference = outputs(forced_plan(alone, generic.cloned(), fold)?, &operands)?;
-    let (mut seconds, mut inexact) = (vec![], vec![]);
-    for kernel in &first.candidates {
-        let plan = forced_plan(alone, Some(kernel.clone()), fold);
-        let got = plan
-            .as_ref()
-            .map_err(|_| ())
-            .and_then(|p| outputs(p.clone(), &operands).map_err(|_| ()));
+    let mut order: Vec<&String> = first.candidates.iter().collect();
+    order.sort_by_key(|k| **k != first.kernel);
+    let (mut seconds, mut inexact, mut cut) = (vec![], vec![], vec![]);
+    for kernel in order {
+        let Ok(plan) = forced_plan(alone, Some(kernel.clone()), fold) else {
+            inexact.push((kernel.clone(), f64::NAN));
+            continue;
+        };
+        let best = seconds.iter().map(|s: &(String, f64)| s.1).reduce(f64::min);
+        let Ok((t, complete)) = time(plan.clone(), &operands, best) else {
+            inexact.push((kernel.clone(), f64::NAN));
+            continue;
+        };
+        if !complete {
+            cut.push((kernel.clone(), t));
+            continue;
+        }
         // NaN (a failure or a non-finite output) is never within the tolerance.
+        let got = outputs(plan, &operands);
         let error = got.map_or(f64::NAN, |got| relative_error(&reference, &got));
-        match plan {
-            Ok(plan) if error <= TOLERANCE => {
-                seconds.push((kernel.clone(), time(plan, &operands)?))
-            }
-            _ => inexact.push((kernel.clone(), error)),
+        match error <= TOLERANCE {
+            true => seconds.push((kernel.clone(), t)),
+            false => inexact.push((kernel.clone(), error)),
         }
     }
     seconds.sort_by(|a, b| a.1.total_cmp(&b.1));
+    cut.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(Measurement {
         geometry: first.geometry.clone(),
         lengths: if uses_s { lengths.to_vec() } else { vec![] },
         seconds,
         inexact,
+        cut,
     })
 }
+
+/// A candidate whose time at its longest length alone is over this many times the best total
+/// is not timed further (it cannot win; on a slow board this is most of a measurement's time).
+const CUT: f64 = 2.0;
 
 /// The largest difference a candidate may have from tract's portable kernel, relative to the
 /// largest output magnitude: kernels differ by summation order (~1e-6 here); a kernel that
@@ -211,11 +228,19 @@ fn random(dt: DatumType, shape: &[usize], seed: &mut u64) -> TractResult<Tensor>
     )
 }
 
-/// Seconds: the median call at each operand set, summed.
-fn time(plan: Arc<TypedRunnableModel>, sets: &[TVec<TValue>]) -> TractResult<f64> {
+/// Seconds: the median call at each operand set, summed, longest set first; and whether every
+/// set was timed (false: cut once the sum went over [`CUT`] × `best`).
+fn time(
+    plan: Arc<TypedRunnableModel>,
+    sets: &[TVec<TValue>],
+    best: Option<f64>,
+) -> TractResult<(f64, bool)> {
     let mut state = TypedSimpleState::new(&plan)?;
     let mut total = 0.0;
-    for set in sets {
+    for set in sets.iter().rev() {
+        if best.is_some_and(|b| total > CUT * b) {
+            return Ok((total, false));
+        }
         state.run(set.clone())?;
         let mut calls: Vec<f64> = vec![];
         let t0 = std::time::Instant::now();
@@ -229,5 +254,5 @@ fn time(plan: Arc<TypedRunnableModel>, sets: &[TVec<TValue>]) -> TractResult<f64
         calls.sort_by(f64::total_cmp);
         total += calls[calls.len() / 2];
     }
-    Ok(total)
+    Ok((total, true))
 }

@@ -86,6 +86,9 @@ pub struct Measurement {
     /// kernel beyond rounding (a kernel that computes f32 in bf16), or failed to run (NaN):
     /// (kernel, relative difference).
     pub inexact: Vec<(String, f64)>,
+    /// Candidates not timed to the end: after their longest length they were already over
+    /// twice the best total, so cannot win: (kernel, seconds so far, a lower bound).
+    pub cut: Vec<(String, f64)>,
 }
 
 impl Measurement {
