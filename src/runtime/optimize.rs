@@ -16,8 +16,6 @@ impl Plan {
         opts: &LoadOptions,
         fold_int8_sums: bool,
     ) -> Result<Plan> {
-        let f16 = opts.f16_compute;
-        use crate::passes::widen_f16;
         let tokenizer = super::tokenizer_file::read_property(&model)?;
         let parameters = model
             .nodes()
@@ -26,10 +24,7 @@ impl Plan {
             .map(|c| c.val().len())
             .filter(|n| *n > 1)
             .sum();
-        if f16.widens() {
-            widen_f16::widen_to_f32(&mut model).map_err(Error::Engine)?;
-        }
-        model.declutter().map_err(Error::Engine)?;
+        prepare(&mut model, opts)?;
         // The matmul kernels: measured now, or read from the archive or the cache, or tract's.
         let lengths = tuning::lengths_for(info.seq, info.fixed_length);
         let tuned = match opts.tune {
@@ -70,13 +65,17 @@ pub(crate) fn measure_translated(
     fold: bool,
 ) -> Result<tuning::Tuning> {
     let mut model = model.clone();
-    if opts.f16_compute.widens() {
-        crate::passes::widen_f16::widen_to_f32(&mut model).map_err(Error::Engine)?;
-    }
-    model.declutter().map_err(Error::Engine)?;
+    prepare(&mut model, opts)?;
     let lengths = tuning::lengths_for(info.seq, info.fixed_length);
-    let t = tuning::measure(&model, &lengths, fold)?;
-    Ok(t)
+    tuning::measure(&model, &lengths, fold)
+}
+
+/// What optimization starts from: f16 widened to f32 if `opts` says so, decluttered.
+fn prepare(model: &mut TypedModel, opts: &LoadOptions) -> Result<()> {
+    if opts.f16_compute.widens() {
+        crate::passes::widen_f16::widen_to_f32(model).map_err(Error::Engine)?;
+    }
+    model.declutter().map_err(Error::Engine)
 }
 
 /// `into_optimized()` of a decluttered model, with the int8 column-sum fold as the codegen's

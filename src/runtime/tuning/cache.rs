@@ -2,13 +2,14 @@
 //! seen) and an archive's record (the CPU it was measured on, then its choices).
 //!
 //! The cache is `kernels.tsv` in `$BERT_EDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/bert-edge`,
-//! else `$HOME/.cache/bert-edge`: one line a measurement, tab-separated: CPU ([`cpu_id`]),
+//! else `$HOME/.cache/bert-edge`: one line a measurement, tab-separated: CPU ([`super::cpu_id`]),
 //! tract version, geometry, lengths (comma-separated, `-` for a pinned plan), the kernel
 //! chosen, and each candidate's seconds (`kernel=seconds` separated by spaces). A line applies
 //! to a load on the same CPU and tract version, for the same geometry and lengths.
 
-use super::{cpu_id, Measurement};
+use super::Measurement;
 use crate::runtime::archive::TRACT_VERSION;
+use crate::runtime::properties::{from_hex, to_hex};
 use std::path::PathBuf;
 
 const FILE: &str = "kernels.tsv";
@@ -46,9 +47,9 @@ fn lines() -> Vec<[String; 6]> {
         .collect()
 }
 
-/// (geometry, kernel) of every cached measurement for this CPU, this tract and `lengths`.
-pub(super) fn read_all(lengths: &[usize]) -> Vec<(String, String)> {
-    let (cpu, l) = (cpu_id(), lengths_text(lengths));
+/// (geometry, kernel) of every cached measurement for `cpu`, this tract and `lengths`.
+pub(super) fn read_all(cpu: &str, lengths: &[usize]) -> Vec<(String, String)> {
+    let l = lengths_text(lengths);
     lines()
         .into_iter()
         .filter(|f| f[0] == cpu && f[1] == TRACT_VERSION && f[3] == l)
@@ -91,21 +92,25 @@ pub(super) fn write(cpu: &str, lengths: &[usize], measured: &[Measurement]) -> O
     Some(path)
 }
 
-/// An archive's record: `cpu`, the tract version, then a `geometry<TAB>kernel` line each.
+/// An archive's record: `cpu`, the tract version, then a `geometry<TAB>kernel` line each; as
+/// hex (NNEF graph properties keep plain identifiers only, as for the bundled tokenizer).
 pub(super) fn record(cpu: &str, measured: &[Measurement]) -> String {
     let mut s = format!("cpu\t{cpu}\ntract\t{TRACT_VERSION}\n");
     for m in measured {
         s += &format!("{}\t{}\n", m.geometry, m.best());
     }
-    s
+    to_hex(s.as_bytes())
 }
 
-/// An archive's record's (geometry, kernel) lines, if it was measured on this CPU with this
-/// tract (another CPU's measurement says nothing about this one).
-pub(super) fn parse_record(text: &str) -> Vec<(String, String)> {
+/// An archive's record's (geometry, kernel) lines, if it was measured on `cpu` with this tract
+/// (another CPU's measurement says nothing about this one); none if it is not a record.
+pub(super) fn parse_record(hex: &str, cpu: &str) -> Vec<(String, String)> {
+    let Some(text) = from_hex(hex).and_then(|b| String::from_utf8(b).ok()) else {
+        return vec![];
+    };
     let mut lines = text.lines();
     let head = (lines.next(), lines.next());
-    let cpu = format!("cpu\t{}", cpu_id());
+    let cpu = format!("cpu\t{cpu}");
     let tract = format!("tract\t{TRACT_VERSION}");
     if head != (Some(cpu.as_str()), Some(tract.as_str())) {
         return vec![];

@@ -27,10 +27,23 @@ pub(super) fn all(
     fold: bool,
 ) -> TractResult<Vec<Measurement>> {
     let mut out: Vec<Measurement> = vec![];
+    // Nodes of the same op on operands of the same types and shapes (a layer's Q, K and V, every
+    // layer alike) are one geometry: each is probed once, not once a node.
+    let mut probed: Vec<String> = vec![];
     for node in model.nodes() {
         if !node.op_is::<EinSum>() {
             continue;
         }
+        let facts = model.node_input_facts(node.id)?;
+        let operands: Vec<_> = facts
+            .iter()
+            .map(|f| (f.datum_type, &f.shape, f.konst.is_some()))
+            .collect();
+        let key = format!("{:?} {operands:?}", node.op);
+        if probed.contains(&key) {
+            continue;
+        }
+        probed.push(key);
         let Ok(alone) = extract(model, node) else {
             continue;
         };
@@ -211,21 +224,15 @@ fn random(dt: DatumType, shape: &[usize], seed: &mut u64) -> TractResult<Tensor>
         (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     };
     let scalar = n == 1;
-    let v: Vec<f32> = (0..n).map(|_| if scalar { 0.05 } else { next() }).collect();
-    let t = Tensor::from_shape(shape, &v)?;
-    Ok(
-        if dt.is_quantized() || !(dt.is_float() || dt.is_integer()) {
-            Tensor::zero_dt(dt, shape)?
-        } else if dt.is_float() {
-            t.cast_to_dt(dt)?.into_owned()
-        } else if scalar {
-            Tensor::zero_dt(dt, shape)?
-        } else {
-            let ints: Vec<i32> = v.iter().map(|x| (x * 100.0) as i32).collect();
-            let t = Tensor::from_shape(shape, &ints)?;
-            t.cast_to_dt(dt.unquantized())?.into_owned()
-        },
-    )
+    if dt.is_float() {
+        let v: Vec<f32> = (0..n).map(|_| if scalar { 0.05 } else { next() }).collect();
+        Ok(Tensor::from_shape(shape, &v)?.cast_to_dt(dt)?.into_owned())
+    } else if dt.is_integer() && !dt.is_quantized() && !scalar {
+        let v: Vec<i32> = (0..n).map(|_| (next() * 100.0) as i32).collect();
+        Ok(Tensor::from_shape(shape, &v)?.cast_to_dt(dt)?.into_owned())
+    } else {
+        Tensor::zero_dt(dt, shape)
+    }
 }
 
 /// Seconds: the median call at each operand set, summed, longest set first; and whether every

@@ -111,10 +111,11 @@ pub struct Tuning {
     pub cache_file: Option<PathBuf>,
 }
 
-/// The kernels decided before optimizing: geometry → (kernel, who).
+/// The kernels decided before optimizing: (geometry, measured kernel), or one kernel forced
+/// everywhere.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Table {
-    entries: Vec<(String, String, ChosenBy)>,
+    entries: Vec<(String, String)>,
     force_all: Option<String>,
 }
 
@@ -137,15 +138,12 @@ impl Table {
                 }
             }
             Tune::Cached => {
-                let recorded = recorded.and_then(super::properties::from_hex);
-                let recorded = recorded.and_then(|b| String::from_utf8(b).ok());
-                for (g, k) in recorded
-                    .map(|r| cache::parse_record(&r))
-                    .unwrap_or_default()
-                {
+                let cpu = cpu_id();
+                let recorded = recorded.map(|r| cache::parse_record(r, &cpu));
+                for (g, k) in recorded.unwrap_or_default() {
                     t.add(&g, &k);
                 }
-                for (g, k) in cache::read_all(lengths) {
+                for (g, k) in cache::read_all(&cpu, lengths) {
                     t.add(&g, &k);
                 }
             }
@@ -155,8 +153,8 @@ impl Table {
 
     fn add(&mut self, geometry: &str, kernel: &str) {
         if !kernel.is_empty() && !self.entries.iter().any(|e| e.0 == geometry) {
-            let e = (geometry.to_string(), kernel.to_string(), ChosenBy::Measured);
-            self.entries.push(e);
+            self.entries
+                .push((geometry.to_string(), kernel.to_string()));
         }
     }
 
@@ -219,8 +217,8 @@ pub(crate) fn measure(model: &TypedModel, lengths: &[usize], fold: bool) -> Resu
     })
 }
 
-/// The lengths a plan is measured at: its N when it is pinned (`None`), else 8, 32 and 128
-/// where they fit under N, and N when it is below 8.
+/// The lengths a plan is measured at: none for a plan pinned to N (its dims are concrete),
+/// else 8, 32 and 128 where they fit under N, and N when it is below 8.
 pub(crate) fn lengths_for(seq: usize, fixed: bool) -> Vec<usize> {
     if fixed {
         return vec![];
@@ -238,8 +236,7 @@ pub(crate) const RECORD_KEY: &str = "bert_edge.kernels";
 /// Records a measurement in a model bound for an archive (read back by [`Table::new`] on a
 /// machine with the same CPU and tract).
 pub(crate) fn record_into(model: &mut TypedModel, t: &Tuning) {
-    // Hex: NNEF graph properties keep plain identifiers only (as for the bundled tokenizer).
-    let text = super::properties::to_hex(cache::record(&t.cpu, &t.measured).as_bytes());
+    let text = cache::record(&t.cpu, &t.measured);
     model
         .properties
         .insert(RECORD_KEY.to_string(), Arc::new(tensor0(text)));

@@ -159,7 +159,7 @@ pub fn strategize(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> Tr
         choice::record(choice::Choice { geometry, candidates, kernel: name, forced: true });
         return Ok(single_strat(suitable.swap_remove(ix)));
     }
-    let strat = strategize_by_rules(model, node, op, &query, &mut suitable)?;
+    let strat = strategize_by_rules(model, node, op, query, suitable)?;
     let kernel = strat.2.iter().max_by_key(|i| i.0.nr()).map(|i| i.0.name().to_string());
     let kernel = kernel.unwrap_or_default();
     choice::record(choice::Choice { geometry, candidates, kernel, forced: false });
@@ -171,11 +171,9 @@ fn strategize_by_rules(
     model: &TypedModel,
     node: &TypedNode,
     op: &EinSumMatMul,
-    query: &Query,
-    suitable: &mut Vec<Suitable>,
+    query: Query,
+    mut suitable: Vec<Suitable>,
 ) -> TractResult<Strat> {
-    let query = query.clone();
-    let mut suitable = std::mem::take(suitable);
     // Only with `n` in hand: a symbolic `n` is what the packing-group reasoning below is for,
     // and it serves both roles at once, which a single pick cannot.
     // bert-edge patch (PATCHED.md, change 2): and on aarch64 with a symbolic `n` (a plan of
